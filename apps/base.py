@@ -1,0 +1,36 @@
+"""What every app is: a canonical space + conditioning + an output writer."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from syncframe.spaces import CanonicalSpace
+
+
+class App:
+    """Subclasses build their space and turn the final views into files.
+
+    The space is built in ``__init__`` so bad sizes fail before any model is loaded.
+    """
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.space = self.build_space()
+
+    def build_space(self) -> CanonicalSpace:
+        raise NotImplementedError
+
+    def prompts(self) -> tuple[list[str], list[int]]:
+        """The distinct prompts and, per view, the index of its prompt; one prompt by default."""
+        return [self.cfg["prompt"]], [0] * self.space.num_views
+
+    def finalize(self, views: torch.Tensor, denoiser) -> tuple[dict[str, Image.Image], torch.Tensor]:
+        """Final views -> ({file name: image}, canonical tensor)."""
+        raise NotImplementedError
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """``[3, H, W]`` in [-1, 1] -> 8-bit RGB."""
+    array = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(np.ascontiguousarray(array.permute(1, 2, 0).cpu().numpy()))

@@ -1,0 +1,15 @@
+"""syncframe: synchronized joint diffusion over pretrained image diffusion models."""
+__version__ = "0.1.0"
+
+from .errors import ConfigError  # noqa: E402
+from .registry import register_app, register_space, register_sync  # noqa: E402
+
+
+def generate(*overrides, **kwargs):
+    """See :func:`syncframe.pipeline.generate`."""
+    from .pipeline import generate as _generate
+
+    return _generate(*overrides, **kwargs)
+
+
+__all__ = ["ConfigError", "generate", "register_app", "register_space", "register_sync", "__version__"]

@@ -1,0 +1,159 @@
+"""LPIPS (AlexNet / VGG16, v0.1) and a Gram-matrix style loss, with no torchvision needed.
+
+Module and parameter names follow the ``lpips`` package (``net.sliceK.N``, ``linJ.model.1``)
+so its state dicts — and ``../shared/weights/lpips/*.safetensors`` — load unchanged.
+Images are ``[B, 3, H, W]`` in [-1, 1].
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .weights import find_weight
+
+# torchvision's VGG16 / AlexNet ``features`` layers, and where LPIPS cuts them into 5 slices.
+VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+VGG16_CUTS = (4, 9, 16, 23, 30)
+ALEX_CUTS = (2, 5, 8, 10, 12)
+
+
+def vgg16_layers() -> list[nn.Module]:
+    layers, channels = [], 3
+    for spec in VGG16:
+        if spec == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(channels, spec, 3, padding=1), nn.ReLU()]
+            channels = spec
+    return layers
+
+
+def alexnet_layers() -> list[nn.Module]:
+    return [nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU()]
+
+
+class Trunk(nn.Module):
+    """Feature trunk cut into ``slice1..slice5``; ``forward`` returns the five activations."""
+
+    def __init__(self, net: str):
+        super().__init__()
+        layers, cuts = (vgg16_layers(), VGG16_CUTS) if net == "vgg" else (alexnet_layers(), ALEX_CUTS)
+        start = 0
+        for k, end in enumerate(cuts, 1):
+            block = nn.Sequential()
+            for i in range(start, end):
+                block.add_module(str(i), layers[i])
+            setattr(self, f"slice{k}", block)
+            start = end
+        self.channels = [m.out_channels for m in layers if isinstance(m, nn.Conv2d)]
+        self.channels = [self.channels[i] for i in ((1, 3, 6, 9, 12) if net == "vgg" else (0, 1, 2, 3, 4))]
+
+    def forward(self, x):
+        feats = []
+        for k in range(1, 6):
+            x = getattr(self, f"slice{k}")(x)
+            feats.append(x)
+        return feats
+
+
+class LinearHead(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.model = nn.Sequential(nn.Dropout(), nn.Conv2d(channels, 1, 1, bias=False))
+
+
+class LPIPS(nn.Module):
+    """Learned perceptual distance; ``forward(a, b) -> [B]``."""
+
+    def __init__(self, net: str = "vgg"):
+        super().__init__()
+        if net not in ("vgg", "alex"):
+            raise ConfigError(f"LPIPS net {net!r} is not one of vgg, alex")
+        self.net_name = net
+        self.net = Trunk(net)
+        for j, ch in enumerate(self.net.channels):
+            setattr(self, f"lin{j}", LinearHead(ch))
+        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False).eval()
+
+    def features(self, image: torch.Tensor) -> list[torch.Tensor]:
+        return self.net((image - self.shift) / self.scale)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        total = 0
+        for j, (fa, fb) in enumerate(zip(self.features(a), self.features(b))):
+            diff = (unit_normalize(fa) - unit_normalize(fb)) ** 2
+            total = total + getattr(self, f"lin{j}").model(diff).mean(dim=(1, 2, 3))
+        return total
+
+
+class StyleLoss(nn.Module):
+    """Σ over the five VGG slices of the squared Frobenius distance of Gram matrices."""
+
+    def __init__(self, lpips_vgg: LPIPS):
+        super().__init__()
+        self.lpips = lpips_vgg
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        total = 0
+        for fa, fb in zip(self.lpips.features(a), self.lpips.features(b)):
+            total = total + ((gram(fa) - gram(fb)) ** 2).sum(dim=(1, 2))
+        return total
+
+
+def unit_normalize(feat: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    return feat / (feat.pow(2).sum(dim=1, keepdim=True).sqrt() + eps)
+
+
+def gram(feat: torch.Tensor) -> torch.Tensor:
+    """``[B, C, H, W] -> [B, C, C]``, normalised by C·H·W."""
+    b, c, h, w = feat.shape
+    flat = feat.reshape(b, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+def load_lpips(net: str = "vgg", weights: str | Path | None = None, allow_random: bool = False) -> LPIPS:
+    """LPIPS with real weights from a file, from torchvision + the ``lpips`` package, or random.
+
+    Order: ``weights`` (a ``.safetensors`` / ``.pth`` with the lpips package's keys), the
+    ``lpips/{net}.safetensors`` of the local weights folder, the ``lpips`` package where
+    torchvision works; otherwise random weights if ``allow_random`` (with a warning), else an error.
+    """
+    model = LPIPS(net)
+    path = Path(weights) if weights else find_weight(f"lpips/{net}.safetensors")
+    if path is not None:
+        if not path.exists():
+            raise ConfigError(f"LPIPS weights file {path} does not exist; fix the path in sync.lpips_weights")
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        return model
+    try:
+        import lpips  # needs a working torchvision; downloads the ImageNet trunk
+        model.load_state_dict(lpips.LPIPS(net=net, verbose=False).state_dict(), strict=False)
+        return model
+    except Exception as exc:  # ImportError, or torchvision present but unusable
+        reason = f"{type(exc).__name__}: {exc}"
+    if not allow_random:
+        raise ConfigError(f"no LPIPS-{net} weights found ({reason}). Fix: pass sync.lpips_weights=<file with "
+                          "the lpips package's state dict>, set SYNCFRAME_WEIGHTS to a folder holding "
+                          f"lpips/{net}.safetensors, or pip install lpips torchvision")
+    warnings.warn(f"LPIPS-{net}: no real weights found, using random weights (tiny model only)")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        random_model = LPIPS(net)
+        for j in range(5):
+            getattr(random_model, f"lin{j}").model[1].weight.data.abs_()
+    return random_model

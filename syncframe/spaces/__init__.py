@@ -1,0 +1,3 @@
+from .base import CanonicalSpace
+
+__all__ = ["CanonicalSpace"]

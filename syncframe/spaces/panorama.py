@@ -1,0 +1,72 @@
+"""Wide panorama: a latent canvas seen through square windows (MultiDiffusion's setting)."""
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+from ..registry import register_space
+from .base import CanonicalSpace
+
+
+def window_starts(size: int, window: int, stride: int) -> list[int]:
+    """Start offsets along one axis: every ``stride``, the last window flush with the border."""
+    starts = list(range(0, size - window + 1, stride))
+    if starts[-1] != size - window:
+        starts.append(size - window)
+    return starts
+
+
+@register_space("panorama")
+class PanoramaSpace(CanonicalSpace):
+    """Latent canvas ``[C, H/8, W/8]``; view i is the window at ``(top_i, left_i)``.
+
+    With ``loop=True`` windows start every ``stride`` latents over the whole width and wrap
+    around the right edge, so the left and right borders are generated as neighbours.
+    """
+
+    def __init__(self, height: int, width: int, window: int = 64, stride: int = 8,
+                 loop: bool = False, channels: int = 4, vae_scale: int = 8):
+        for name, value in (("height", height), ("width", width)):
+            if value % vae_scale:
+                raise ConfigError(f"{name}={value} is not a multiple of {vae_scale}; "
+                                  f"use e.g. {name}={value // vae_scale * vae_scale}")
+            if value < window * vae_scale:
+                raise ConfigError(f"{name}={value} is smaller than one window "
+                                  f"({window * vae_scale} px); use {name}>={window * vae_scale}")
+        if not 0 < stride < window:
+            raise ConfigError(f"stride={stride} must be in 1..{window - 1} latents "
+                              f"(smaller than the {window}-latent window) so that windows overlap")
+        self.height, self.width, self.window, self.stride, self.loop = height, width, window, stride, loop
+        h, w = height // vae_scale, width // vae_scale
+        self.canonical_shape = (channels, h, w)
+        self.view_shape = (channels, window, window)
+        tops = window_starts(h, window, stride)
+        lefts = list(range(0, w, stride)) if loop else window_starts(w, window, stride)
+        self.windows = [(t, l) for t in tops for l in lefts]
+        self.num_views = len(self.windows)
+        offsets = torch.arange(window)
+        # Index tensors [N, window] so that project/adjoint are single gather/scatter ops.
+        self._rows = torch.tensor([t for t, _ in self.windows])[:, None] + offsets
+        self._cols = (torch.tensor([l for _, l in self.windows])[:, None] + offsets) % w
+
+    def _flat_index(self, device) -> torch.Tensor:
+        w = self.canonical_shape[2]
+        return (self._rows[:, :, None] * w + self._cols[:, None, :]).to(device)  # [N, win, win]
+
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        c = z.shape[0]
+        idx = self._flat_index(z.device).reshape(-1)
+        return z.reshape(c, -1)[:, idx].reshape(c, self.num_views, self.window, self.window).transpose(0, 1)
+
+    def project_adjoint(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        idx = self._flat_index(x.device).reshape(-1)
+        flat = x.transpose(0, 1).reshape(c, -1)
+        out = torch.zeros(c, self.canonical_shape[1] * self.canonical_shape[2], dtype=x.dtype, device=x.device)
+        out.index_add_(1, idx, flat)
+        return out.reshape(c, *self.canonical_shape[1:])
+
+    @property
+    def anchor(self) -> int:
+        """The centre window, SyncDiffusion's anchor."""
+        return self.num_views // 2
