@@ -9,13 +9,13 @@ printed as a Markdown table with ratios (copy it into docs/benchmarks.md with th
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 
 import torch
 
 from syncframe.config import resolve
 from syncframe.pipeline import generate_from_config, load_denoiser
+from syncframe.reference import diffusers_panorama_pipeline
 
 
 def sd2_base_random(device, dtype):
@@ -41,12 +41,7 @@ VARIANTS = {"syncdiffusion-cheap": ["sync=syncdiffusion", "sync.grad_through_une
 
 
 def diffusers_seconds(d, cfg, view_batch_size):
-    from diffusers import StableDiffusionPanoramaPipeline
-
-    pipe = StableDiffusionPanoramaPipeline(vae=d.vae, text_encoder=d.text_encoder, tokenizer=d.tokenizer,
-                                           unet=d.unet, scheduler=copy.deepcopy(d.scheduler), safety_checker=None,
-                                           feature_extractor=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = diffusers_panorama_pipeline(d)
     sync_device(d.device)
     start = time.perf_counter()
     pipe(cfg["prompt"], height=cfg["height"], width=cfg["width"], num_inference_steps=cfg["steps"],
@@ -62,7 +57,7 @@ def ours_seconds(d, cfg):
     peak = torch.cuda.max_memory_allocated() / 2**30 if d.device.type == "cuda" else float("nan")
     timings = result.metadata["timings_s"]
     # Prompt encoding + the joint loop: what diffusers' pipeline does with output_type="latent".
-    return timings["encode"] + timings["sample"], peak
+    return timings["encode"] + timings["sample"], peak, result.metadata["num_views"]
 
 
 def sync_device(device):
@@ -92,14 +87,12 @@ def main():
         d.view_batch_size = args.view_batch_size
     else:
         d = load_denoiser(cfg)
-    torch.set_grad_enabled(True)
     generate_from_config(resolve([*base, "steps=1"]), d)  # warm-up (allocator, kernels)
 
     rows = []
     for name in args.syncs.split(","):
-        seconds, peak = ours_seconds(d, resolve([*base, *VARIANTS.get(name, [f"sync={name}"])]))
+        seconds, peak, n_views = ours_seconds(d, resolve([*base, *VARIANTS.get(name, [f"sync={name}"])]))
         rows.append((f"syncframe {name}", seconds, peak))
-    n_views = generate_from_config(resolve([*base, "steps=1"]), d).metadata["num_views"]
     if not args.no_diffusers:
         rows.append(("diffusers panorama, view_batch_size=1 (its default)", diffusers_seconds(d, cfg, 1), float("nan")))
         rows.append((f"diffusers panorama, view_batch_size={args.view_batch_size}",

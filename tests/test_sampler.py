@@ -3,9 +3,9 @@ import copy
 
 import pytest
 import torch
-from diffusers import StableDiffusionPanoramaPipeline
 
 from syncframe.pipeline import generate_from_config, prepare
+from syncframe.reference import diffusers_panorama_pipeline
 from syncframe.sampler import DDIM, sample, tweedie
 from syncframe.spaces.panorama import PanoramaSpace
 
@@ -15,12 +15,7 @@ def run_canvas(cfg, denoiser):
 
 
 def diffusers_panorama(d, cfg, loop):
-    pipe = StableDiffusionPanoramaPipeline(
-        vae=d.vae, text_encoder=d.text_encoder, tokenizer=d.tokenizer, unet=d.unet,
-        scheduler=copy.deepcopy(d.scheduler), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    out = pipe(cfg["prompt"], height=cfg["height"], width=cfg["width"], num_inference_steps=cfg["steps"],
+    out = diffusers_panorama_pipeline(d)(cfg["prompt"], height=cfg["height"], width=cfg["width"], num_inference_steps=cfg["steps"],
                guidance_scale=cfg["guidance"], view_batch_size=3, circular_padding=loop,
                generator=torch.Generator().manual_seed(cfg["seed"]), output_type="latent")
     return out.images[0]
@@ -38,7 +33,8 @@ def test_multidiffusion_equals_diffusers_panorama_pipeline(tiny_denoiser, small_
 
 def views_after_each_step(cfg, denoiser):
     app, sync = prepare(cfg)
-    cond = denoiser.encode_prompts(*app.prompts()[:1], "", app.prompts()[1])
+    prompts, view_prompt = app.prompts()
+    cond = denoiser.encode_prompts(prompts, "", view_prompt)
     seen = []
     sample(app.space, denoiser, sync, cond, cfg["steps"], torch.Generator().manual_seed(0), progress=False,
            callback=lambda step, x: seen.append(x.clone()))
