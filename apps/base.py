@@ -16,6 +16,8 @@ class App:
 
     def __init__(self, cfg: dict):
         self.cfg = cfg
+        # Stable Diffusion latents have 4 channels; analytic models declare their own.
+        self.channels = int(cfg["model"].get("latent_channels", 4))
         self.space = self.build_space()
 
     def build_space(self) -> CanonicalSpace:

@@ -14,7 +14,7 @@ class PanoramaApp(App):
     def build_space(self) -> PanoramaSpace:
         cfg = self.cfg
         return PanoramaSpace(cfg["height"], cfg["width"], stride=int(cfg["app"]["stride"]),
-                             loop=bool(cfg["app"]["loop"]))
+                             loop=bool(cfg["app"]["loop"]), channels=self.channels)
 
     def finalize(self, views, denoiser):
         o = self.cfg["app"]

@@ -48,6 +48,10 @@ class Denoiser(nn.Module):
         return self.unet.device
 
     @property
+    def latent_channels(self) -> int:
+        return self.unet.config.in_channels
+
+    @property
     def latent_scale(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 

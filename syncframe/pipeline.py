@@ -75,6 +75,10 @@ def load_denoiser(cfg: dict) -> Denoiser:
     dtype = pick_dtype(cfg["dtype"], device)
     m = cfg["model"]
     options = dict(guidance=float(cfg["guidance"]), view_batch_size=cfg["view_batch_size"])
+    if m.get("analytic"):
+        from .analytic import build_analytic
+
+        return build_analytic(m, **options).to(device)
     if m.get("builder"):
         from .tiny import build_components
 
@@ -113,9 +117,11 @@ def generate_from_config(cfg: dict, denoiser: Denoiser | None = None, prepared=N
     app, sync = prepared or prepare(cfg)
     if denoiser is None:
         denoiser = load_denoiser(cfg)
-    if denoiser.latent_scale != 8 or denoiser.unet.config.in_channels != 4:
-        raise ConfigError(f"model {cfg['model']['name']!r} is not a Stable Diffusion 1.x/2.x latent model "
-                          "(4 latent channels, VAE factor 8)")
+    channels = app.space.view_shape[0]
+    if denoiser.latent_scale != 8 or denoiser.latent_channels != channels:
+        raise ConfigError(f"model {cfg['model']['name']!r} has {denoiser.latent_channels} latent channels and "
+                          f"VAE factor {denoiser.latent_scale}; this run needs {channels} and 8 "
+                          "(a Stable Diffusion 1.x/2.x model, or model.latent_channels to match)")
     if torch.cuda.is_available() and denoiser.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(denoiser.device)
     timings["load"] = time.perf_counter() - clock

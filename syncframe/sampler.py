@@ -10,6 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .denoiser import Conditioning, Denoiser
+from .errors import ConfigError
 from .spaces import CanonicalSpace
 
 
@@ -54,6 +55,10 @@ class DDIM:
         scheduler.set_timesteps(num_steps)
         self.timesteps = [int(t) for t in scheduler.timesteps]
         self.alphas = scheduler.alphas_cumprod.float()
+        if max(self.timesteps) >= len(self.alphas):
+            # diffusers' "leading" spacing plus steps_offset can step past the last trained timestep.
+            raise ConfigError(f"steps={num_steps} is more than this model's schedule allows "
+                              f"(timestep {max(self.timesteps)} of {len(self.alphas)}); use fewer steps")
         self.final_alpha = scheduler.final_alpha_cumprod.float()
         self.stride = scheduler.config.num_train_timesteps // num_steps
         self.eta = eta

@@ -118,7 +118,7 @@ def build_decoder(name: str, source: str):
 @register_sync("syncdiffusion")
 def make_syncdiffusion(cfg) -> GuidedSync:
     o = cfg["sync"]
-    offline_model = bool(cfg["model"].get("builder"))  # random-weight models may use random LPIPS
+    offline_model = bool(cfg["model"].get("builder") or cfg["model"].get("analytic"))  # offline models may use random LPIPS
     return GuidedSync(
         averaging_from_config(o), build_loss(o["loss"], o["lpips_weights"], allow_random=offline_model),
         weight=float(o["weight"]), decay=float(o["decay"]), thres=o["thres"], freq=int(o["freq"]),
