@@ -18,6 +18,7 @@ class App:
         self.cfg = cfg
         # Stable Diffusion latents have 4 channels; analytic models declare their own.
         self.channels = int(cfg["model"].get("latent_channels", 4))
+        self.report: dict = {}  # app-specific measurements, written to run.json
         self.space = self.build_space()
 
     def build_space(self) -> CanonicalSpace:
@@ -28,8 +29,24 @@ class App:
         return [self.cfg["prompt"]], [0] * self.space.num_views
 
     def finalize(self, views: torch.Tensor, denoiser) -> tuple[dict[str, Image.Image], torch.Tensor]:
-        """Final views -> ({file name: image}, canonical tensor)."""
+        """Final views -> ({file name: image or text}, canonical tensor); may set ``self.report``."""
         raise NotImplementedError
+
+    def control_images(self) -> torch.Tensor | None:
+        """Per-view ControlNet conditioning ``[N, 3, 8h, 8w]`` in [0, 1], or None."""
+        return None
+
+
+def contact_sheet(images: torch.Tensor, columns: int = 6, tile: int = 256) -> Image.Image:
+    """Views ``[N, 3, H, W]`` in [-1, 1] -> one grid image of ``tile``-px thumbnails."""
+    thumbs = torch.nn.functional.interpolate(images.float(), size=tile, mode="bilinear", antialias=True)
+    columns = max(1, min(columns, len(images)))
+    rows = -(-len(images) // columns)
+    sheet = -torch.ones(3, rows * tile, columns * tile)
+    for i, thumb in enumerate(thumbs):
+        r, c = divmod(i, columns)
+        sheet[:, r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = thumb
+    return to_pil(sheet)
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

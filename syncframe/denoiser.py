@@ -19,18 +19,26 @@ class Conditioning:
 
     embeds: torch.Tensor
     view_prompt: torch.Tensor
+    control: torch.Tensor | None = None  # [N, 3, 8h, 8w] in [0, 1]: ControlNet images per view
 
     def for_views(self, view_ids: torch.Tensor) -> torch.Tensor:
         return self.embeds[self.view_prompt[view_ids]]  # [B, 2, L, D]
+
+    def control_for(self, view_ids: torch.Tensor) -> torch.Tensor | None:
+        return None if self.control is None else self.control[view_ids.to(self.control.device)]
 
 
 class Denoiser(nn.Module):
     """UNet + VAE + text encoder + tokenizer + scheduler, batched over views with CFG."""
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, guidance: float = 7.5,
-                 view_batch_size: int | None = None, name: str = "custom"):
+                 view_batch_size: int | None = None, name: str = "custom", controlnet=None,
+                 controlnet_scale: float = 1.0):
         super().__init__()
         self.unet, self.vae, self.text_encoder = unet, vae, text_encoder
+        self.controlnet, self.controlnet_scale = controlnet, controlnet_scale
+        if controlnet is not None:
+            controlnet.requires_grad_(False).eval()
         self.tokenizer, self.scheduler = tokenizer, scheduler
         self.guidance = guidance
         self.view_batch_size = view_batch_size
@@ -83,16 +91,26 @@ class Denoiser(nn.Module):
             return max(1, min(num_views, int(0.5 * free / per_view)))
         return min(num_views, 8)
 
-    def model_eps(self, x: torch.Tensor, t, embeds: torch.Tensor) -> torch.Tensor:
-        """ε for views ``x: [B, C, h, w]`` with ``embeds: [B, 2, L, D]``; one UNet call for both CFG halves."""
+    def model_eps(self, x: torch.Tensor, t, embeds: torch.Tensor, control: torch.Tensor | None = None) -> torch.Tensor:
+        """ε for views ``x: [B, C, h, w]`` with ``embeds: [B, 2, L, D]`` and optional ControlNet
+        images ``control: [B, 3, 8h, 8w]``; one UNet call for both CFG halves."""
         b = x.shape[0]
         use_cfg = self.guidance > 1.0
         if use_cfg:
             model_in = torch.cat([x, x])
             states = torch.cat([embeds[:, 0], embeds[:, 1]])
+            control = None if control is None else torch.cat([control, control])
         else:
             model_in, states = x, embeds[:, 1]
-        out = self.unet(model_in.to(self.dtype), t, encoder_hidden_states=states).sample.to(x.dtype)
+        model_in = model_in.to(self.dtype)
+        residuals = {}
+        if control is not None:
+            if self.controlnet is None:
+                raise ConfigError("this run has ControlNet images (e.g. depth=) but no ControlNet: set controlnet=")
+            down, mid = self.controlnet(model_in, t, encoder_hidden_states=states, controlnet_cond=control.to(self.dtype),
+                                        conditioning_scale=self.controlnet_scale, return_dict=False)
+            residuals = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
+        out = self.unet(model_in, t, encoder_hidden_states=states, **residuals).sample.to(x.dtype)
         if use_cfg:
             uncond, cond = out[:b], out[b:]
             out = uncond + self.guidance * (cond - uncond)
@@ -110,7 +128,8 @@ class Denoiser(nn.Module):
         n = x.shape[0]
         view_ids = torch.arange(n) if view_ids is None else view_ids
         batch_size = batch_size or self.resolve_batch_size(n)
-        parts = [self.model_eps(x[i:i + batch_size], t, cond.for_views(view_ids[i:i + batch_size]))
+        parts = [self.model_eps(x[i:i + batch_size], t, cond.for_views(view_ids[i:i + batch_size]),
+                                cond.control_for(view_ids[i:i + batch_size]))
                  for i in range(0, n, batch_size)]
         return torch.cat(parts)
 
@@ -118,6 +137,28 @@ class Denoiser(nn.Module):
         """Latents ``[B, 4, h, w]`` -> images ``[B, 3, 8h, 8w]`` in [-1, 1] (not clamped)."""
         z = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
         return self.vae.decode(z).sample.to(latents.dtype)
+
+
+def load_controlnet(source: str, unet, device: torch.device, dtype: torch.dtype):
+    """``tiny``: a seeded random ControlNet shaped like ``unet`` (offline tests); else a diffusers
+    ControlNet repository id or folder (e.g. a depth ControlNet matching the base model)."""
+    from diffusers import ControlNetModel
+
+    if source == "tiny":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 32))
+            # Real ControlNets start with zero convolutions (no effect); a test one must act.
+            for block in [*net.controlnet_down_blocks, net.controlnet_mid_block,
+                          net.controlnet_cond_embedding.conv_out]:
+                torch.nn.init.normal_(block.weight, std=0.2)
+        return net.to(device, dtype)
+    try:
+        return ControlNetModel.from_pretrained(source, torch_dtype=dtype).to(device)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"could not load ControlNet {source!r}: {str(exc).splitlines()[0]}. Fix: give a "
+                          "diffusers ControlNet repository id or folder (e.g. a depth ControlNet for SD 2 or 1.5), "
+                          "or controlnet=tiny with model=tiny") from exc
 
 
 def pick_device(device: str) -> torch.device:

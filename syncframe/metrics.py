@@ -33,3 +33,39 @@ def intra_lpips(image: torch.Tensor, lpips: torch.nn.Module, size: int = 512) ->
     first = parts[[i for i, _ in pairs]]
     second = parts[[j for _, j in pairs]]
     return lpips(first, second).mean().item()
+
+
+def panorama_coherence(canvas: torch.Tensor, image: torch.Tensor, classify, lpips=None,
+                       window: int = 64, scale: int = 8) -> dict:
+    """Coherence of a panorama from an analytic model (``classify``: views -> scene indices).
+
+    ``canvas: [C, h, w]`` latent, ``image: [3, 8h, 8w]``; returns the scene incoherence of its
+    non-overlapping windows, the scene labels, and Intra-LPIPS when ``lpips`` is given.
+    """
+    labels = classify(crops(canvas, window))
+    out = {"scene_incoherence": scene_incoherence(labels), "scenes": labels.tolist()}
+    if lpips is not None:
+        out["intra_lpips"] = intra_lpips(image, lpips, window * scale)
+    return out
+
+
+def equirect_seam(image: torch.Tensor, band: int = 4) -> float:
+    """Discontinuity across the 0°/360° junction of an equirect ``image: [C, H, W]``: the mean
+    step between the last and first columns relative to the mean step between neighbouring
+    columns within ``band`` columns on either side, minus 1. ≈0 when the junction is as smooth
+    as its surroundings, large for a visible seam."""
+    image = image.float()
+    junction = (image[..., 0] - image[..., -1]).abs().mean()
+    near = torch.cat([image[..., -band - 1:], image[..., :band + 1]], dim=-1)
+    steps = (near[..., 1:] - near[..., :-1]).abs()
+    interior = torch.cat([steps[..., :band], steps[..., band + 1:]], dim=-1).mean()
+    return (junction / interior.clamp_min(1e-12) - 1).item()
+
+
+def pole_spread(image: torch.Tensor) -> float:
+    """Spread of the top and bottom rows of an equirect ``image: [C, H, W]`` (each row is one
+    point of the sphere, so a consistent panorama has near-constant rows), relative to the
+    image's overall standard deviation: 0 = consistent poles."""
+    image = image.float()
+    rows = torch.stack([image[:, 0].std(dim=-1).mean(), image[:, -1].std(dim=-1).mean()])
+    return (rows.mean() / image.std().clamp_min(1e-12)).item()

@@ -16,7 +16,7 @@ import torch
 
 from . import __version__
 from .config import dump, resolve
-from .denoiser import Denoiser, from_pretrained, pick_device, pick_dtype
+from .denoiser import Denoiser, from_pretrained, load_controlnet, pick_device, pick_dtype
 from .errors import ConfigError
 from .registry import APPS, SYNCS
 from .sampler import sample
@@ -42,8 +42,11 @@ class Result:
         partial.mkdir(parents=True)
         try:
             started = time.perf_counter()
-            for name, image in self.images.items():
-                image.save(partial / name)
+            for name, item in self.images.items():
+                if isinstance(item, str):
+                    (partial / name).write_text(item, encoding="utf-8")
+                else:
+                    item.save(partial / name)
             (partial / "config.yaml").write_text(dump(self.config))
             self.metadata["timings_s"]["write"] = round(time.perf_counter() - started, 4)
             (partial / "run.json").write_text(json.dumps(self.metadata, indent=2))
@@ -78,13 +81,20 @@ def load_denoiser(cfg: dict) -> Denoiser:
     if m.get("analytic"):
         from .analytic import build_analytic
 
+        if cfg["controlnet"]:
+            raise ConfigError(f"model={m['name']} is analytic and takes no ControlNet; drop controlnet=")
         return build_analytic(m, **options).to(device)
     if m.get("builder"):
         from .tiny import build_components
 
         parts = build_components(m["builder"], seed=int(m["seed"]), prediction_type=m["prediction_type"])
-        return Denoiser(**parts, name=m["name"], **options).to(device=device, dtype=dtype)
-    return from_pretrained(m["repo"], device, dtype, **options)
+        denoiser = Denoiser(**parts, name=m["name"], **options).to(device=device, dtype=dtype)
+    else:
+        denoiser = from_pretrained(m["repo"], device, dtype, **options)
+    if cfg["controlnet"]:
+        denoiser.controlnet = load_controlnet(str(cfg["controlnet"]), denoiser.unet, device, dtype)
+        denoiser.controlnet_scale = float(cfg["controlnet_scale"])
+    return denoiser
 
 
 def peak_memory_mb(device: torch.device) -> dict:
@@ -129,6 +139,12 @@ def generate_from_config(cfg: dict, denoiser: Denoiser | None = None, prepared=N
     clock = time.perf_counter()
     prompts, view_prompt = app.prompts()
     cond = denoiser.encode_prompts(prompts, cfg["negative_prompt"], view_prompt)
+    control = app.control_images()
+    if (control is None) != (getattr(denoiser, "controlnet", None) is None):
+        raise ConfigError("controlnet= and a control input go together: give both (e.g. app=panorama360 "
+                          "depth=<image> controlnet=<repo>) or neither")
+    if control is not None:
+        cond.control = control.to(denoiser.device, denoiser.dtype)
     timings["encode"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -153,6 +169,7 @@ def generate_from_config(cfg: dict, denoiser: Denoiser | None = None, prepared=N
         "created": datetime.now().isoformat(timespec="seconds"),
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "peak_memory": peak_memory_mb(denoiser.device),
+        **({"metrics": app.report} if app.report else {}),
     }
     return Result(images, canonical.detach().cpu(), views.detach().cpu(), cfg, metadata)
 

@@ -1,0 +1,218 @@
+"""360°x180° equirectangular canonical space seen through perspective cameras.
+
+Conventions (the same as py360convert's ``e2p``): a camera looks at longitude ``yaw`` and
+latitude ``pitch`` (degrees, +yaw to the right, +pitch up); equirect column 0 is longitude
+−180°, row 0 latitude +90°; pixel centres sit at half-pixel offsets in both images.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from ..registry import register_space
+from .base import CanonicalSpace
+
+
+@dataclass(frozen=True)
+class Camera:
+    yaw: float
+    pitch: float
+    fov: float  # horizontal = vertical field of view, degrees
+
+    def check(self) -> None:
+        if not 0 < self.fov < 180:
+            raise ConfigError(f"camera fov={self.fov} must be in (0, 180) degrees (a perspective view)")
+        if not -90 <= self.pitch <= 90:
+            raise ConfigError(f"camera pitch={self.pitch} must be in [-90, 90] degrees")
+
+
+def rig_from_rings(rings: list[dict]) -> list[Camera]:
+    """``[{pitch, count, fov, yaw_offset}]`` -> cameras, ``count`` evenly spaced in yaw per ring."""
+    if not rings:
+        raise ConfigError("the camera rig has no views; give app.rings=[{pitch: 0, count: 8, fov: 72}, ...]")
+    cameras = []
+    for ring in rings:
+        unknown = set(ring) - {"pitch", "count", "fov", "yaw_offset"}
+        if unknown or not {"pitch", "count", "fov"} <= set(ring):
+            raise ConfigError(f"rig ring {ring!r} needs pitch, count, fov (and optional yaw_offset)")
+        if int(ring["count"]) < 1:
+            raise ConfigError(f"rig ring {ring!r}: count must be >= 1")
+        step = 360.0 / int(ring["count"])
+        for k in range(int(ring["count"])):
+            cam = Camera(float(ring.get("yaw_offset", 0.0)) + k * step, float(ring["pitch"]), float(ring["fov"]))
+            cam.check()
+            cameras.append(cam)
+    return cameras
+
+
+def camera_rotation(camera: Camera) -> torch.Tensor:
+    """``[3, 3]`` M with world = camera @ M for row vectors (camera: x right, y up, z forward)."""
+    p, q = math.radians(camera.pitch), math.radians(camera.yaw)
+    # Row vectors: d @ M maps the camera's axes to the rows of M.
+    tilt = torch.tensor([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]],
+                        dtype=torch.float64)  # forward turns towards +y (up) for pitch > 0
+    turn = torch.tensor([[math.cos(q), 0, -math.sin(q)], [0, 1, 0], [math.sin(q), 0, math.cos(q)]],
+                        dtype=torch.float64)  # z turns towards +x (right) for yaw > 0
+    return tilt @ turn
+
+
+def view_directions(camera: Camera, size: int) -> torch.Tensor:
+    """Unit ray directions ``[size, size, 3]`` (x right, y up, z at longitude 0) of a camera's pixels."""
+    half = math.tan(math.radians(camera.fov) / 2)
+    t = ((torch.arange(size, dtype=torch.float64) + 0.5) / size * 2 - 1) * half
+    y, x = torch.meshgrid(-t, t, indexing="ij")
+    d = torch.stack([x, y, torch.ones_like(x)], dim=-1) @ camera_rotation(camera)
+    return d / d.norm(dim=-1, keepdim=True)
+
+
+def equirect_directions(height: int, width: int) -> torch.Tensor:
+    """Unit directions ``[height, width, 3]`` of equirect pixel centres."""
+    lon = ((torch.arange(width, dtype=torch.float64) + 0.5) / width - 0.5) * 2 * math.pi
+    lat = (0.5 - (torch.arange(height, dtype=torch.float64) + 0.5) / height) * math.pi
+    lat, lon = torch.meshgrid(lat, lon, indexing="ij")
+    return torch.stack([torch.cos(lat) * torch.sin(lon), torch.sin(lat), torch.cos(lat) * torch.cos(lon)], dim=-1)
+
+
+def blend_views(images: torch.Tensor, cameras: list[Camera], height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Perspective ``images: [N, C, s, s]`` -> equirect ``[C, height, width]`` and its coverage ``[height, width]``.
+
+    Every output pixel looks itself up in each camera (bilinear) and averages the cameras that
+    see it, weighted by distance to the view border so overlaps blend without seams; sampling
+    backwards leaves no holes, unlike splatting near the poles. Uncovered pixels stay 0.
+    """
+    dirs = equirect_directions(height, width).to(images.device)
+    num = torch.zeros(images.shape[1], height, width, dtype=images.dtype, device=images.device)
+    den = torch.zeros(height, width, dtype=images.dtype, device=images.device)
+    for image, cam in zip(images, cameras):
+        local = dirs @ camera_rotation(cam).to(dirs.device).T  # world -> camera
+        half = math.tan(math.radians(cam.fov) / 2)
+        front = local[..., 2] > 1e-6
+        z = local[..., 2].clamp_min(1e-6)
+        u, v = local[..., 0] / z / half, -local[..., 1] / z / half  # [-1, 1] across the view
+        weight = (1 - torch.maximum(u.abs(), v.abs())).clamp_min(0) * front
+        grid = torch.stack([u, v], dim=-1).to(images.dtype)[None]
+        sample = F.grid_sample(image[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+        w = weight.to(images.dtype)
+        num += sample * w
+        den += w
+    return torch.where(den > 0, num / den.clamp_min(1e-12), num), den > 0
+
+
+def equirect_coords(directions: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Continuous (row, col) of directions ``[..., 3]`` in an equirect image; centres at +0.5."""
+    x, y, z = directions.unbind(-1)
+    lon = torch.atan2(x, z)
+    lat = torch.atan2(y, torch.hypot(x, z))
+    col = (lon / (2 * math.pi) + 0.5) * width - 0.5
+    row = (0.5 - lat / math.pi) * height - 0.5
+    return row, col
+
+
+def fill_unseen(z: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """Copy every unseen texel of ``z: [C, H, W]`` from its nearest seen texel (Voronoi), with the
+    distance measured across the 0°/360° seam. ``seen: [H, W]`` bool."""
+    from scipy.ndimage import distance_transform_edt
+
+    if seen.all() or not seen.any():
+        return z
+    h, w = seen.shape
+    tiled = np.tile(~seen.cpu().numpy(), 3)  # left copy | image | right copy: wrap in longitude
+    _, (rows, cols) = distance_transform_edt(tiled, return_indices=True)
+    rows = torch.from_numpy(rows[:, w:2 * w]).to(z.device)
+    cols = torch.from_numpy(cols[:, w:2 * w] % w).to(z.device)
+    return z[:, rows, cols]
+
+
+@register_space("equirect")
+class EquirectSpace(CanonicalSpace):
+    """Canonical ``[C, height, width]`` equirect map; view i is ``cameras[i]`` at ``view_size``².
+
+    ``mode="nearest"`` (default): each view pixel reads one texel, so ``project`` is a gather,
+    its adjoint a scatter-add, and ``unproject(project(z)) == z`` on every seen texel.
+    ``mode="bilinear"``: ``grid_sample`` on the map padded by one wrapped column per side; the
+    adjoint is the vector-Jacobian product of that (linear) map.
+    """
+
+    def __init__(self, height: int, width: int, cameras: list[Camera], view_size: int = 64,
+                 channels: int = 4, mode: str = "nearest"):
+        if width != 2 * height:
+            raise ConfigError(f"an equirect map is 2:1; got {width}x{height} (width x height)")
+        if mode not in ("nearest", "bilinear"):
+            raise ConfigError(f"equirect mode={mode!r} must be nearest or bilinear")
+        if not cameras:
+            raise ConfigError("the camera rig has no views")
+        for cam in cameras:
+            cam.check()
+        self.cameras, self.mode, self.view_size = list(cameras), mode, view_size
+        self.canonical_shape = (channels, height, width)
+        self.view_shape = (channels, view_size, view_size)
+        self.num_views = len(cameras)
+        dirs = torch.stack([view_directions(c, view_size) for c in cameras])  # [N, s, s, 3]
+        self.rows, self.cols = (v.float() for v in equirect_coords(dirs, height, width))
+        # Nearest texel per view pixel, as flat indices [N, s, s].
+        r = self.rows.round().clamp(0, height - 1).long()
+        c = self.cols.round().long() % width
+        self.index = r * width + c
+
+    # -- projection -----------------------------------------------------------------------
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        c, h, w = z.shape
+        if self.mode == "nearest":
+            return self._nearest(z)
+        padded = torch.cat([z[:, :, -1:], z, z[:, :, :1]], dim=2)  # wrap one column each side
+        gx = (self.cols + 1.5) / (w + 2) * 2 - 1
+        gy = (self.rows + 0.5) / h * 2 - 1
+        grid = torch.stack([gx, gy], dim=-1).to(z.device, z.dtype)
+        source = padded.unsqueeze(0).expand(self.num_views, -1, -1, -1)
+        return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    def project_adjoint(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        if self.mode == "nearest":
+            out = torch.zeros(c, self.canonical_shape[1] * self.canonical_shape[2], dtype=x.dtype, device=x.device)
+            out.index_add_(1, self.index.to(x.device).reshape(-1), x.transpose(0, 1).reshape(c, -1))
+            return out.reshape(c, *self.canonical_shape[1:])
+        z = torch.zeros(c, *self.canonical_shape[1:], dtype=x.dtype, device=x.device, requires_grad=True)
+        with torch.enable_grad():
+            (adjoint,) = torch.autograd.grad(self.project(z), z, grad_outputs=x)
+        return adjoint
+
+    # -- coverage, filling and noise ------------------------------------------------------
+    def seen(self, device="cpu") -> torch.Tensor:
+        """``[H, W]`` bool: texels at least one view pixel reads (with non-zero weight)."""
+        ones = torch.ones(self.num_views, 1, self.view_size, self.view_size, device=device)
+        return self.project_adjoint(ones)[0] > 0
+
+    def unproject_filled(self, x: torch.Tensor) -> torch.Tensor:
+        """``unproject`` with texels no view sees filled from their nearest seen texel."""
+        return fill_unseen(self.unproject(x), self.seen(x.device))
+
+    def sample_noise(self, generator: torch.Generator, dtype=torch.float32, device="cpu"):
+        """Canonical white noise; each view reads it at its nearest texels, and a pixel that reads
+        a texel another pixel of the same view already read gets fresh noise instead, so every
+        view's noise is i.i.d. N(0, 1) (bilinear reads of noise would not be)."""
+        z = torch.randn(self.canonical_shape, generator=generator, dtype=dtype, device=device)
+        x = torch.randn((self.num_views, *self.view_shape), generator=generator, dtype=dtype, device=device)
+        x = torch.where(self.repeated_reads().to(device)[:, None], x, self._nearest(z))
+        return z, x
+
+    def _nearest(self, z: torch.Tensor) -> torch.Tensor:
+        c = z.shape[0]
+        flat = z.reshape(c, -1)[:, self.index.to(z.device).reshape(-1)]
+        return flat.reshape(c, self.num_views, self.view_size, self.view_size).transpose(0, 1)
+
+    def repeated_reads(self) -> torch.Tensor:
+        """``[N, s, s]`` bool: the pixel reads a texel that an earlier pixel of its view read."""
+        flat = self.index.reshape(self.num_views, -1)
+        order = torch.argsort(flat, dim=1, stable=True)
+        ranked = torch.gather(flat, 1, order)
+        repeat_sorted = torch.zeros_like(ranked, dtype=torch.bool)
+        repeat_sorted[:, 1:] = ranked[:, 1:] == ranked[:, :-1]
+        repeat = torch.zeros_like(repeat_sorted)
+        repeat.scatter_(1, order, repeat_sorted)
+        return repeat.reshape(self.index.shape)

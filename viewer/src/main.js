@@ -1,0 +1,20 @@
+// syncframe's entry point into Photo Sphere Viewer: one global function the page calls with
+// the panorama as a data URL, so viewer.html works from a file:// URL with no server.
+import { Viewer } from '@photo-sphere-viewer/core';
+import '@photo-sphere-viewer/core/index.css';
+
+window.syncframeViewer = (container, panorama, caption) => {
+  const viewer = new Viewer({
+    container,
+    panorama,
+    caption,
+    defaultZoomLvl: 30,
+    navbar: ['zoom', 'move', 'caption', 'fullscreen'],
+  });
+  // Tests and the screenshot script wait for this flag: the first frame is drawn.
+  viewer.addEventListener('ready', () => {
+    viewer.addEventListener('render', () => { document.body.dataset.rendered = 'true'; }, { once: true });
+    viewer.needsUpdate();
+  }, { once: true });
+  return viewer;
+};
