@@ -11,10 +11,10 @@ window.syncframeViewer = (container, panorama, caption) => {
     defaultZoomLvl: 30,
     navbar: ['zoom', 'move', 'caption', 'fullscreen'],
   });
-  // Tests and the screenshot script wait for this flag: the first frame is drawn.
+  // Tests and the screenshot script wait for this flag: the panorama is loaded and two
+  // animation frames later it has been drawn.
   viewer.addEventListener('ready', () => {
-    viewer.addEventListener('render', () => { document.body.dataset.rendered = 'true'; }, { once: true });
-    viewer.needsUpdate();
+    requestAnimationFrame(() => requestAnimationFrame(() => { document.body.dataset.rendered = 'true'; }));
   }, { once: true });
   return viewer;
 };
