@@ -9,7 +9,7 @@ from PIL import Image
 from syncframe.viewer import viewer_html
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from screenshot_viewer import find_chromium, rendered_dom, screenshot  # noqa: E402
+from screenshot_viewer import find_chromium, screenshot  # noqa: E402
 
 needs_chromium = pytest.mark.skipif(find_chromium() is None,
                                     reason="Chromium is not installed (Debian: apt install chromium)")
@@ -34,7 +34,12 @@ def test_page_is_self_contained(tmp_path):
 @needs_chromium
 def test_viewer_renders_the_panorama_in_headless_chromium(tmp_path):
     page = panorama_page(tmp_path)
-    assert 'data-rendered="true"' in rendered_dom(page)  # the viewer drew its first frame
-    shot = np.asarray(Image.open(screenshot(page, tmp_path / "shot.png")).convert("RGB")).astype(int)
-    centre = shot[shot.shape[0] // 3 - 20:shot.shape[0] // 3 + 20, shot.shape[1] // 2 - 20:shot.shape[1] // 2 + 20]
-    assert np.abs(centre.mean(axis=(0, 1)) - (230, 120, 30)).max() < 25, centre.mean(axis=(0, 1))
+    # Chromium's virtual time sometimes captures before the texture upload finishes (about 1 run
+    # in 4 here), so up to three captures with a growing time budget; a page that never draws fails.
+    for budget in (8000, 16000, 30000):
+        shot = np.asarray(Image.open(screenshot(page, tmp_path / "shot.png", budget_ms=budget)).convert("RGB"))
+        h, w = shot.shape[:2]
+        centre = shot[h // 3 - 20:h // 3 + 20, w // 2 - 20:w // 2 + 20].astype(int).mean(axis=(0, 1))
+        if np.abs(centre - (230, 120, 30)).max() < 25:
+            break
+    assert np.abs(centre - (230, 120, 30)).max() < 25, centre
