@@ -94,7 +94,7 @@ def test_view_noise_is_white_unit_variance():
     cams = rig_from_rings(DEFAULT_RINGS)
     space = EquirectSpace(160, 320, cams, view_size=64, channels=4)
     z, x = space.sample_noise(torch.Generator().manual_seed(0))
-    assert space.repeated_reads().any()  # the correction has work to do at the view borders
+    assert space.repeated_reads.any()  # the correction has work to do at the view borders
     assert abs(x.mean().item()) < 0.01 and abs(x.var().item() - 1) < 0.02
     # No spatial correlation: neighbouring pixels (right and down) are uncorrelated.
     flat = x.reshape(-1, 64, 64)
@@ -103,7 +103,7 @@ def test_view_noise_is_white_unit_variance():
         assert abs(corr) < 0.01, corr
     # Views still agree where they read the same texel (the noise is synchronized).
     nearest = space.project(z)
-    keep = ~space.repeated_reads()[:, None].expand_as(x)
+    keep = ~space.repeated_reads[:, None].expand_as(x)
     assert torch.equal(x[keep], nearest[keep])
 
 

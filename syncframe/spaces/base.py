@@ -47,3 +47,21 @@ class CanonicalSpace:
         """Canonical noise ``z`` and unit-variance per-view noise ``x`` derived from it."""
         z = torch.randn(self.canonical_shape, generator=generator, dtype=dtype, device=device)
         return z, self.project(z)
+
+
+def gather_views(z: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Views that read one canonical texel per pixel: ``z: [C, H, W]``, ``index: [N, h, w]`` flat
+    texel indices -> ``[N, C, h, w]`` (one gather)."""
+    c = z.shape[0]
+    n, h, w = index.shape
+    flat = z.reshape(c, -1)[:, index.to(z.device).reshape(-1)]
+    return flat.reshape(c, n, h, w).transpose(0, 1)
+
+
+def scatter_views(x: torch.Tensor, index: torch.Tensor, canonical_shape: tuple[int, int, int]) -> torch.Tensor:
+    """The adjoint of :func:`gather_views`: views ``[N, C, h, w]`` summed into ``canonical_shape``
+    (one ``index_add_``)."""
+    c = x.shape[1]
+    out = torch.zeros(c, canonical_shape[1] * canonical_shape[2], dtype=x.dtype, device=x.device)
+    out.index_add_(1, index.to(x.device).reshape(-1), x.transpose(0, 1).reshape(c, -1))
+    return out.reshape(c, *canonical_shape[1:])

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..registry import register_space
-from .base import CanonicalSpace
+from .base import CanonicalSpace, gather_views, scatter_views
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Camera:
     pitch: float
     fov: float  # horizontal = vertical field of view, degrees
 
-    def check(self) -> None:
+    def __post_init__(self):
         if not 0 < self.fov < 180:
             raise ConfigError(f"camera fov={self.fov} must be in (0, 180) degrees (a perspective view)")
         if not -90 <= self.pitch <= 90:
@@ -44,9 +44,8 @@ def rig_from_rings(rings: list[dict]) -> list[Camera]:
             raise ConfigError(f"rig ring {ring!r}: count must be >= 1")
         step = 360.0 / int(ring["count"])
         for k in range(int(ring["count"])):
-            cam = Camera(float(ring.get("yaw_offset", 0.0)) + k * step, float(ring["pitch"]), float(ring["fov"]))
-            cam.check()
-            cameras.append(cam)
+            cameras.append(Camera(float(ring.get("yaw_offset", 0.0)) + k * step, float(ring["pitch"]),
+                                  float(ring["fov"])))
     return cameras
 
 
@@ -128,6 +127,19 @@ def fill_unseen(z: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
     return z[:, rows, cols]
 
 
+def repeated_reads(index: torch.Tensor) -> torch.Tensor:
+    """``index: [N, h, w]`` -> bool ``[N, h, w]``: the pixel reads a texel that an earlier pixel
+    of its own view already read."""
+    flat = index.reshape(index.shape[0], -1)
+    order = torch.argsort(flat, dim=1, stable=True)
+    ranked = torch.gather(flat, 1, order)
+    repeat_sorted = torch.zeros_like(ranked, dtype=torch.bool)
+    repeat_sorted[:, 1:] = ranked[:, 1:] == ranked[:, :-1]
+    repeat = torch.zeros_like(repeat_sorted)
+    repeat.scatter_(1, order, repeat_sorted)
+    return repeat.reshape(index.shape)
+
+
 @register_space("equirect")
 class EquirectSpace(CanonicalSpace):
     """Canonical ``[C, height, width]`` equirect map; view i is ``cameras[i]`` at ``view_size``².
@@ -146,8 +158,6 @@ class EquirectSpace(CanonicalSpace):
             raise ConfigError(f"equirect mode={mode!r} must be nearest or bilinear")
         if not cameras:
             raise ConfigError("the camera rig has no views")
-        for cam in cameras:
-            cam.check()
         self.cameras, self.mode, self.view_size = list(cameras), mode, view_size
         self.canonical_shape = (channels, height, width)
         self.view_shape = (channels, view_size, view_size)
@@ -158,12 +168,13 @@ class EquirectSpace(CanonicalSpace):
         r = self.rows.round().clamp(0, height - 1).long()
         c = self.cols.round().long() % width
         self.index = r * width + c
+        self.repeated_reads = repeated_reads(self.index)  # [N, s, s], for sample_noise
 
     # -- projection -----------------------------------------------------------------------
     def project(self, z: torch.Tensor) -> torch.Tensor:
         c, h, w = z.shape
         if self.mode == "nearest":
-            return self._nearest(z)
+            return gather_views(z, self.index)
         padded = torch.cat([z[:, :, -1:], z, z[:, :, :1]], dim=2)  # wrap one column each side
         gx = (self.cols + 1.5) / (w + 2) * 2 - 1
         gy = (self.rows + 0.5) / h * 2 - 1
@@ -174,9 +185,7 @@ class EquirectSpace(CanonicalSpace):
     def project_adjoint(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
         if self.mode == "nearest":
-            out = torch.zeros(c, self.canonical_shape[1] * self.canonical_shape[2], dtype=x.dtype, device=x.device)
-            out.index_add_(1, self.index.to(x.device).reshape(-1), x.transpose(0, 1).reshape(c, -1))
-            return out.reshape(c, *self.canonical_shape[1:])
+            return scatter_views(x, self.index, self.canonical_shape)
         z = torch.zeros(c, *self.canonical_shape[1:], dtype=x.dtype, device=x.device, requires_grad=True)
         with torch.enable_grad():
             (adjoint,) = torch.autograd.grad(self.project(z), z, grad_outputs=x)
@@ -198,21 +207,5 @@ class EquirectSpace(CanonicalSpace):
         view's noise is i.i.d. N(0, 1) (bilinear reads of noise would not be)."""
         z = torch.randn(self.canonical_shape, generator=generator, dtype=dtype, device=device)
         x = torch.randn((self.num_views, *self.view_shape), generator=generator, dtype=dtype, device=device)
-        x = torch.where(self.repeated_reads().to(device)[:, None], x, self._nearest(z))
+        x = torch.where(self.repeated_reads.to(device)[:, None], x, gather_views(z, self.index))
         return z, x
-
-    def _nearest(self, z: torch.Tensor) -> torch.Tensor:
-        c = z.shape[0]
-        flat = z.reshape(c, -1)[:, self.index.to(z.device).reshape(-1)]
-        return flat.reshape(c, self.num_views, self.view_size, self.view_size).transpose(0, 1)
-
-    def repeated_reads(self) -> torch.Tensor:
-        """``[N, s, s]`` bool: the pixel reads a texel that an earlier pixel of its view read."""
-        flat = self.index.reshape(self.num_views, -1)
-        order = torch.argsort(flat, dim=1, stable=True)
-        ranked = torch.gather(flat, 1, order)
-        repeat_sorted = torch.zeros_like(ranked, dtype=torch.bool)
-        repeat_sorted[:, 1:] = ranked[:, 1:] == ranked[:, :-1]
-        repeat = torch.zeros_like(repeat_sorted)
-        repeat.scatter_(1, order, repeat_sorted)
-        return repeat.reshape(self.index.shape)

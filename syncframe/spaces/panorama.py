@@ -5,7 +5,7 @@ import torch
 
 from ..errors import ConfigError
 from ..registry import register_space
-from .base import CanonicalSpace
+from .base import CanonicalSpace, gather_views, scatter_views
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -45,26 +45,16 @@ class PanoramaSpace(CanonicalSpace):
         self.windows = [(t, l) for t in tops for l in lefts]
         self.num_views = len(self.windows)
         offsets = torch.arange(window)
-        # Index tensors [N, window] so that project/adjoint are single gather/scatter ops.
-        self._rows = torch.tensor([t for t, _ in self.windows])[:, None] + offsets
-        self._cols = (torch.tensor([l for _, l in self.windows])[:, None] + offsets) % w
-
-    def _flat_index(self, device) -> torch.Tensor:
-        w = self.canonical_shape[2]
-        return (self._rows[:, :, None] * w + self._cols[:, None, :]).to(device)  # [N, win, win]
+        rows = torch.tensor([t for t, _ in self.windows])[:, None] + offsets  # [N, window]
+        cols = (torch.tensor([l for _, l in self.windows])[:, None] + offsets) % w
+        # Flat canvas index of every view pixel [N, window, window]: project is one gather.
+        self.index = rows[:, :, None] * w + cols[:, None, :]
 
     def project(self, z: torch.Tensor) -> torch.Tensor:
-        c = z.shape[0]
-        idx = self._flat_index(z.device).reshape(-1)
-        return z.reshape(c, -1)[:, idx].reshape(c, self.num_views, self.window, self.window).transpose(0, 1)
+        return gather_views(z, self.index)
 
     def project_adjoint(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
-        idx = self._flat_index(x.device).reshape(-1)
-        flat = x.transpose(0, 1).reshape(c, -1)
-        out = torch.zeros(c, self.canonical_shape[1] * self.canonical_shape[2], dtype=x.dtype, device=x.device)
-        out.index_add_(1, idx, flat)
-        return out.reshape(c, *self.canonical_shape[1:])
+        return scatter_views(x, self.index, self.canonical_shape)
 
     @property
     def anchor(self) -> int:
