@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .denoiser import Conditioning
+from .denoiser import Conditioning, ViewBatchedDenoiser
 from .errors import ConfigError
 
 SCALE = 8  # pixels per latent, as Stable Diffusion's VAE
@@ -94,30 +94,43 @@ class GaussianMixturePrior(nn.Module):
             self._cache[key] = (mu, lam)
         return self._cache[key]
 
+    def residuals(self, x: torch.Tensor, alpha: torch.Tensor):
+        """(μ, λ, F(x − √ᾱ μ_k) ``[B, K, 3, h, w]``, v = ᾱλ + 1 − ᾱ) for ``x: [B, 3, h, w]``."""
+        mu, lam = self.tables(x.shape[-2], x.shape[-1], x.device)
+        residual = torch.fft.fft2(x[:, None] - alpha.sqrt() * mu, norm="ortho")
+        return mu, lam, residual, alpha * lam + (1 - alpha)
+
     def log_likelihoods(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """log N(x; √ᾱ μ_k, ᾱ Σ_k + (1−ᾱ) I) for ``x: [B, 3, h, w]`` -> ``[B, K]``."""
-        mu, lam = self.tables(x.shape[-2], x.shape[-1], x.device)
-        a, s2 = alpha.sqrt(), 1 - alpha
-        residual = torch.fft.fft2(x[:, None] - a * mu, norm="ortho")  # [B, K, 3, h, w]
-        v = alpha * lam + s2
-        quad = (residual.abs() ** 2 / v).sum(dim=(-3, -2, -1))
-        logdet = torch.log(2 * math.pi * v).sum(dim=(-3, -2, -1))
-        return -0.5 * (quad + logdet)
+        _, _, residual, v = self.residuals(x, alpha)
+        return gaussian_log_density(residual, v)
+
+    def posterior(self, x: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per scene: E[x0 | x_t = x, k] ``[B, K, 3, h, w]`` and log p(x_t = x | k) ``[B, K]``
+        (one FFT pair for both)."""
+        mu, lam, residual, v = self.residuals(x, alpha)
+        means = mu + torch.fft.ifft2(alpha.sqrt() * lam / v * residual, norm="ortho").real
+        return means, gaussian_log_density(residual, v)
+
+    @staticmethod
+    def mix(means: torch.Tensor, log_likelihoods: torch.Tensor, log_prior: torch.Tensor) -> torch.Tensor:
+        """E[x0 | x_t] of the mixture with per-view log π ``[B, K]``, from :meth:`posterior`."""
+        if means.shape[1] == 1:
+            return means[:, 0]
+        weights = torch.softmax(log_prior + log_likelihoods, dim=1)
+        return (weights[:, :, None, None, None] * means).sum(dim=1)
 
     def posterior_mean(self, x: torch.Tensor, alpha: torch.Tensor, log_prior: torch.Tensor) -> torch.Tensor:
         """E[x0 | x_t = x] for ``x: [B, 3, h, w]`` and per-view log π ``[B, K]``."""
-        mu, lam = self.tables(x.shape[-2], x.shape[-1], x.device)
-        a, s2 = alpha.sqrt(), 1 - alpha
-        residual = torch.fft.fft2(x[:, None] - a * mu, norm="ortho")
-        gain = a * lam / (alpha * lam + s2)
-        means = mu + torch.fft.ifft2(gain * residual, norm="ortho").real  # [B, K, 3, h, w]
-        if len(self.scenes) == 1:
-            return means[:, 0]
-        weights = torch.softmax(log_prior + self.log_likelihoods(x, alpha), dim=1)
-        return (weights[:, :, None, None, None] * means).sum(dim=1)
+        return self.mix(*self.posterior(x, alpha), log_prior)
 
 
-class AnalyticDenoiser(nn.Module):
+def gaussian_log_density(residual: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Σ over the last three dims of log N(residual; 0, v), with ``residual`` an orthonormal DFT."""
+    return -0.5 * (residual.abs() ** 2 / v + torch.log(2 * math.pi * v)).sum(dim=(-3, -2, -1))
+
+
+class AnalyticDenoiser(ViewBatchedDenoiser):
     """The denoiser interface of :class:`syncframe.denoiser.Denoiser` over a closed-form prior.
 
     Batched over views, differentiable (SyncDiffusion's gradient flows through it), any view size.
@@ -126,6 +139,7 @@ class AnalyticDenoiser(nn.Module):
     latent_channels = 3
     latent_scale = SCALE
     prediction_type = "epsilon"
+    dtype = torch.float32
 
     def __init__(self, scenes: list[Scene], scheduler, guidance: float = 7.5, prompt_weight: float = 0.9,
                  name: str = "analytic", view_batch_size: int | None = None):
@@ -140,8 +154,6 @@ class AnalyticDenoiser(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.alphas_cumprod.device
-
-    dtype = torch.float32
 
     def prompt_log_weights(self, text: str) -> torch.Tensor:
         """log π for one prompt: ``prompt_weight`` shared by the scenes it names, the rest spread."""
@@ -163,12 +175,15 @@ class AnalyticDenoiser(nn.Module):
     def resolve_batch_size(self, num_views: int) -> int:
         return max(1, min(self.view_batch_size or num_views, num_views))
 
-    def model_eps(self, x: torch.Tensor, t, log_prior: torch.Tensor) -> torch.Tensor:
+    def model_eps(self, x: torch.Tensor, t, log_prior: torch.Tensor, control=None) -> torch.Tensor:
         """Exact ε for ``x: [B, 3, h, w]`` and ``log_prior: [B, 2, 1, K]`` (negative, positive), with CFG."""
+        if control is not None:
+            raise ConfigError("analytic models take no ControlNet conditioning")
         alpha = self.alphas_cumprod[int(t)]
+        means, log_likelihoods = self.prior.posterior(x, alpha)  # shared by both CFG halves
 
         def eps(log_pi):
-            x0 = self.prior.posterior_mean(x, alpha, log_pi)
+            x0 = self.prior.mix(means, log_likelihoods, log_pi)
             return (x - alpha.sqrt() * x0) / (1 - alpha).sqrt()
 
         cond = eps(log_prior[:, 1, 0])
@@ -176,14 +191,6 @@ class AnalyticDenoiser(nn.Module):
             return cond
         uncond = eps(log_prior[:, 0, 0])
         return uncond + self.guidance * (cond - uncond)
-
-    def eps(self, x: torch.Tensor, t, cond: Conditioning, view_ids: torch.Tensor | None = None,
-            batch_size: int | None = None) -> torch.Tensor:
-        n = x.shape[0]
-        view_ids = torch.arange(n) if view_ids is None else view_ids
-        batch_size = batch_size or self.resolve_batch_size(n)
-        return torch.cat([self.model_eps(x[i:i + batch_size], t, cond.for_views(view_ids[i:i + batch_size]))
-                          for i in range(0, n, batch_size)])
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """``[B, 3, h, w]`` -> ``[B, 3, 8h, 8w]``: the sample itself, upsampled."""

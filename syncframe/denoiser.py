@@ -28,7 +28,25 @@ class Conditioning:
         return None if self.control is None else self.control[view_ids.to(self.control.device)]
 
 
-class Denoiser(nn.Module):
+class ViewBatchedDenoiser(nn.Module):
+    """ε for all views in batches; subclasses give ``model_eps(x, t, embeds, control)`` for one
+    batch and ``resolve_batch_size``."""
+
+    controlnet = None
+
+    def eps(self, x: torch.Tensor, t, cond: Conditioning, view_ids: torch.Tensor | None = None,
+            batch_size: int | None = None) -> torch.Tensor:
+        """ε for all views ``x: [N, C, h, w]`` in batches of ``batch_size`` views."""
+        n = x.shape[0]
+        view_ids = torch.arange(n) if view_ids is None else view_ids
+        batch_size = batch_size or self.resolve_batch_size(n)
+        parts = [self.model_eps(x[i:i + batch_size], t, cond.for_views(view_ids[i:i + batch_size]),
+                                cond.control_for(view_ids[i:i + batch_size]))
+                 for i in range(0, n, batch_size)]
+        return torch.cat(parts)
+
+
+class Denoiser(ViewBatchedDenoiser):
     """UNet + VAE + text encoder + tokenizer + scheduler, batched over views with CFG."""
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, guidance: float = 7.5,
@@ -121,17 +139,6 @@ class Denoiser(nn.Module):
             raise ConfigError(f"prediction_type {self.prediction_type!r} is not supported; "
                               "use an epsilon- or v-prediction model")
         return out
-
-    def eps(self, x: torch.Tensor, t, cond: Conditioning, view_ids: torch.Tensor | None = None,
-            batch_size: int | None = None) -> torch.Tensor:
-        """ε for all views ``x: [N, C, h, w]`` in batches of ``batch_size`` views."""
-        n = x.shape[0]
-        view_ids = torch.arange(n) if view_ids is None else view_ids
-        batch_size = batch_size or self.resolve_batch_size(n)
-        parts = [self.model_eps(x[i:i + batch_size], t, cond.for_views(view_ids[i:i + batch_size]),
-                                cond.control_for(view_ids[i:i + batch_size]))
-                 for i in range(0, n, batch_size)]
-        return torch.cat(parts)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents ``[B, 4, h, w]`` -> images ``[B, 3, 8h, 8w]`` in [-1, 1] (not clamped)."""

@@ -140,7 +140,7 @@ def generate_from_config(cfg: dict, denoiser: Denoiser | None = None, prepared=N
     prompts, view_prompt = app.prompts()
     cond = denoiser.encode_prompts(prompts, cfg["negative_prompt"], view_prompt)
     control = app.control_images()
-    if (control is None) != (getattr(denoiser, "controlnet", None) is None):
+    if (control is None) != (denoiser.controlnet is None):
         raise ConfigError("controlnet= and a control input go together: give both (e.g. app=panorama360 "
                           "depth=<image> controlnet=<repo>) or neither")
     if control is not None:
