@@ -53,3 +53,8 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     """``[3, H, W]`` in [-1, 1] -> 8-bit RGB."""
     array = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return Image.fromarray(np.ascontiguousarray(array.permute(1, 2, 0).cpu().numpy()))
+
+
+def from_pil(image: Image.Image) -> torch.Tensor:
+    """8-bit RGB -> ``[3, H, W]`` in [-1, 1]; the inverse of :func:`to_pil` up to rounding."""
+    return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1

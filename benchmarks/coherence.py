@@ -12,28 +12,12 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from syncframe.config import resolve
-from syncframe.metrics import panorama_coherence
+from syncframe.metrics import COHERENCE_SYNCS, coherence_runs
 from syncframe.perceptual import load_lpips
-from syncframe.pipeline import generate_from_config, load_denoiser
-
-# SyncDiffusion with LPIPS-AlexNet at 128 px: the paper's VGG at 512 px costs ~20 s per step
-# on a 2-core CPU for 21 windows; the analytic decoder is an upsampling, so 128 px loses little.
-SYNCS = {
-    "none": [],
-    "multidiffusion": [],
-    "synctweedies": [],
-    "syncdiffusion": ["sync.loss=lpips-alex", "sync.loss_resolution=128"],
-}
-
-
-def image_tensor(image: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 127.5 - 1
-
+from syncframe.pipeline import load_denoiser
 
 def picture(rows: dict[str, Image.Image], width: int = 1536) -> Image.Image:
     label_h, pad = 22, 6
@@ -62,16 +46,13 @@ def main(argv=None):
     denoiser = load_denoiser(resolve(base))
     lpips = load_lpips("alex", None, allow_random=False)
     rows, shown = [], {}
-    for name, extra in SYNCS.items():
+    for name, extra in COHERENCE_SYNCS.items():
         incoherence, intra, clock = [], [], time.perf_counter()
-        for seed in range(args.seeds):
-            result = generate_from_config(resolve([*base, f"sync={name}", f"seed={seed}", *extra]), denoiser)
-            image = result.images["panorama.png"]
-            m = panorama_coherence(result.canonical, image_tensor(image), denoiser.classify, lpips)
+        for seed, result, m in coherence_runs([*base, f"sync={name}", *extra], range(args.seeds), denoiser, lpips):
             incoherence.append(m["scene_incoherence"])
             intra.append(m["intra_lpips"])
             if seed == args.picture_seed:
-                shown[name] = image
+                shown[name] = result.images["panorama.png"]
         seconds = (time.perf_counter() - clock) / args.seeds
         rows.append((name, statistics.mean(incoherence), statistics.mean(i > 0 for i in incoherence),
                      statistics.mean(intra), statistics.stdev(intra) if len(intra) > 1 else 0.0, seconds))

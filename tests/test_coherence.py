@@ -9,14 +9,13 @@ import pytest
 import torch
 
 from syncframe.config import resolve
-from syncframe.metrics import crops, intra_lpips, panorama_coherence, scene_incoherence
+from syncframe.metrics import COHERENCE_SYNCS, coherence_runs, crops, intra_lpips, scene_incoherence
 from syncframe.perceptual import load_lpips
-from syncframe.pipeline import generate_from_config, load_denoiser
+from syncframe.pipeline import load_denoiser
 from syncframe.weights import find_weight
 
 BASE = ["app=panorama", "model=gaussian-mixture", "width=3072", "steps=20", "app.stride=16", "progress=false"]
 SEEDS = range(8)
-EXTRA = {"syncdiffusion": ["sync.loss=lpips-alex", "sync.loss_resolution=128"]}
 
 
 def test_scene_incoherence_counts_windows_off_the_majority():
@@ -41,13 +40,8 @@ def coherence():
     lpips = load_lpips("alex", None, allow_random=False)
     denoiser = load_denoiser(resolve(BASE))
     table = {}
-    for name in ("none", "multidiffusion", "synctweedies", "syncdiffusion"):
-        runs = []
-        for seed in SEEDS:
-            result = generate_from_config(resolve([*BASE, f"sync={name}", f"seed={seed}", *EXTRA.get(name, [])]),
-                                          denoiser)
-            image = torch.from_numpy(np.array(result.images["panorama.png"])).permute(2, 0, 1).float() / 127.5 - 1
-            runs.append(panorama_coherence(result.canonical, image, denoiser.classify, lpips))
+    for name, extra in COHERENCE_SYNCS.items():
+        runs = [m for _, _, m in coherence_runs([*BASE, f"sync={name}", *extra], SEEDS, denoiser, lpips)]
         table[name] = {
             "incoherence": float(np.mean([r["scene_incoherence"] for r in runs])),
             "mixed_runs": float(np.mean([r["scene_incoherence"] > 0 for r in runs])),
