@@ -7,7 +7,6 @@ import torch
 from syncframe.pipeline import generate_from_config, prepare
 from syncframe.reference import diffusers_panorama_pipeline
 from syncframe.sampler import DDIM, sample, tweedie
-from syncframe.spaces.panorama import PanoramaSpace
 
 
 def run_canvas(cfg, denoiser):
