@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from syncframe.apps.base import App, contact_sheet, to_pil
+from syncframe.decode import decode_batched
 from syncframe.errors import ConfigError
 from syncframe.metrics import equirect_seam, pole_spread
 from syncframe.registry import register_app
@@ -57,10 +58,8 @@ class Panorama360App(App):
 
     def finalize(self, views, denoiser):
         o = self.cfg["app"]
-        batch = int(o["decode_batch_size"])
         with torch.no_grad():
-            rgb = torch.cat([denoiser.decode(views[i:i + batch]).float().clamp(-1, 1)
-                             for i in range(0, len(views), batch)])
+            rgb = decode_batched(views, denoiser.decode, int(o["decode_batch_size"])).clamp(-1, 1)
         equirect, covered = blend_views(rgb, self.cameras, self.cfg["height"], self.cfg["width"])
         equirect = fill_unseen(equirect, covered)
         self.report = {"seam": equirect_seam(equirect), "pole_spread": pole_spread(equirect)}
