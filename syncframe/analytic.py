@@ -149,6 +149,7 @@ class AnalyticDenoiser(ViewBatchedDenoiser):
         self.prior = GaussianMixturePrior(scenes)
         self.scheduler, self.guidance, self.prompt_weight, self.name = scheduler, guidance, prompt_weight, name
         self.view_batch_size = view_batch_size
+        self.controlnet = None  # closed-form priors take no control images
         self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.clone().float(), persistent=False)
 
     @property

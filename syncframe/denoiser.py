@@ -30,9 +30,7 @@ class Conditioning:
 
 class ViewBatchedDenoiser(nn.Module):
     """ε for all views in batches; subclasses give ``model_eps(x, t, embeds, control)`` for one
-    batch and ``resolve_batch_size``."""
-
-    controlnet = None
+    batch, ``resolve_batch_size`` and a ``controlnet`` attribute (None without one)."""
 
     def eps(self, x: torch.Tensor, t, cond: Conditioning, view_ids: torch.Tensor | None = None,
             batch_size: int | None = None) -> torch.Tensor:
