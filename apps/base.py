@@ -1,6 +1,8 @@
 """What every app is: a canonical space + conditioning + an output writer."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from PIL import Image
@@ -19,7 +21,9 @@ class App:
         # Stable Diffusion latents have 4 channels; analytic models declare their own.
         self.channels = int(cfg["model"].get("latent_channels", 4))
         self.report: dict = {}  # app-specific measurements, written to run.json
+        started = time.perf_counter()
         self.space = self.build_space()
+        self.build_s = time.perf_counter() - started  # input checks, geometry, rasterization
 
     def build_space(self) -> CanonicalSpace:
         raise NotImplementedError
@@ -29,7 +33,7 @@ class App:
         return [self.cfg["prompt"]], [0] * self.space.num_views
 
     def finalize(self, views: torch.Tensor, denoiser) -> tuple[dict[str, Image.Image], torch.Tensor]:
-        """Final views -> ({file name: image or text}, canonical tensor); may set ``self.report``."""
+        """Final views -> ({file name: image, text or bytes}, canonical tensor); may set ``self.report``."""
         raise NotImplementedError
 
     def control_images(self) -> torch.Tensor | None:

@@ -23,7 +23,7 @@ from .sampler import sample
 
 @dataclass
 class Result:
-    """Images by output file name, the canonical tensor, the final views, and metadata."""
+    """Output files by name (PIL images, text or bytes), the canonical tensor, the final views, and metadata."""
 
     images: dict
     canonical: torch.Tensor
@@ -44,6 +44,8 @@ class Result:
             for name, item in self.images.items():
                 if isinstance(item, str):
                     (partial / name).write_text(item, encoding="utf-8")
+                elif isinstance(item, bytes):
+                    (partial / name).write_bytes(item)
                 else:
                     item.save(partial / name)
             (partial / "config.yaml").write_text(dump(self.config))
@@ -121,9 +123,9 @@ def prepare(cfg: dict):
 
 
 def generate_from_config(cfg: dict, denoiser: Denoiser | None = None, prepared=None) -> Result:
-    timings = {}
-    clock = time.perf_counter()
     app, sync = prepared or prepare(cfg)
+    timings = {"build_space": app.build_s}
+    clock = time.perf_counter()
     if denoiser is None:
         denoiser = load_denoiser(cfg)
     channels = app.space.view_shape[0]

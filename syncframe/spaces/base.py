@@ -5,6 +5,7 @@ one step are ``x: [N, C, h, w]`` (N = ``num_views``).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -65,3 +66,40 @@ def scatter_views(x: torch.Tensor, index: torch.Tensor, canonical_shape: tuple[i
     out = torch.zeros(c, canonical_shape[1] * canonical_shape[2], dtype=x.dtype, device=x.device)
     out.index_add_(1, index.to(x.device).reshape(-1), x.transpose(0, 1).reshape(c, -1))
     return out.reshape(c, *canonical_shape[1:])
+
+
+def nearest_source(source: torch.Tensor, wrap: bool = False) -> torch.Tensor:
+    """``source: [H, W]`` bool -> flat index ``[H, W]`` of the nearest ``source`` texel of every
+    texel (itself where it is one); ``wrap`` measures distance across the left/right edge."""
+    from scipy.ndimage import distance_transform_edt
+
+    h, w = source.shape
+    holes = ~source.cpu().numpy()
+    if not wrap:
+        _, (rows, cols) = distance_transform_edt(holes, return_indices=True)
+    else:  # left copy | image | right copy
+        _, (rows, cols) = distance_transform_edt(np.tile(holes, 3), return_indices=True)
+        rows, cols = rows[:, w:2 * w], cols[:, w:2 * w] % w
+    return torch.from_numpy(rows * w + cols).to(source.device)
+
+
+def fill_nearest(z: torch.Tensor, source: torch.Tensor, wrap: bool = False) -> torch.Tensor:
+    """Copy every texel of ``z: [C, H, W]`` outside ``source: [H, W]`` from its nearest
+    ``source`` texel (a Voronoi fill); ``z`` unchanged when ``source`` is all or nothing."""
+    if source.all() or not source.any():
+        return z
+    index = nearest_source(source, wrap).to(z.device)
+    return z.reshape(z.shape[0], -1)[:, index.reshape(-1)].reshape(z.shape)
+
+
+def repeated_reads(index: torch.Tensor) -> torch.Tensor:
+    """``index: [N, h, w]`` -> bool ``[N, h, w]``: the pixel reads a texel that an earlier pixel
+    of its own view already read."""
+    flat = index.reshape(index.shape[0], -1)
+    order = torch.argsort(flat, dim=1, stable=True)
+    ranked = torch.gather(flat, 1, order)
+    repeat_sorted = torch.zeros_like(ranked, dtype=torch.bool)
+    repeat_sorted[:, 1:] = ranked[:, 1:] == ranked[:, :-1]
+    repeat = torch.zeros_like(repeat_sorted)
+    repeat.scatter_(1, order, repeat_sorted)
+    return repeat.reshape(index.shape)

@@ -9,13 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..registry import register_space
-from .base import CanonicalSpace, gather_views, scatter_views
+from .base import CanonicalSpace, fill_nearest, gather_views, repeated_reads, scatter_views
 
 
 @dataclass(frozen=True)
@@ -115,29 +114,7 @@ def equirect_coords(directions: torch.Tensor, height: int, width: int) -> tuple[
 def fill_unseen(z: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
     """Copy every unseen texel of ``z: [C, H, W]`` from its nearest seen texel (Voronoi), with the
     distance measured across the 0°/360° seam. ``seen: [H, W]`` bool."""
-    from scipy.ndimage import distance_transform_edt
-
-    if seen.all() or not seen.any():
-        return z
-    h, w = seen.shape
-    tiled = np.tile(~seen.cpu().numpy(), 3)  # left copy | image | right copy: wrap in longitude
-    _, (rows, cols) = distance_transform_edt(tiled, return_indices=True)
-    rows = torch.from_numpy(rows[:, w:2 * w]).to(z.device)
-    cols = torch.from_numpy(cols[:, w:2 * w] % w).to(z.device)
-    return z[:, rows, cols]
-
-
-def repeated_reads(index: torch.Tensor) -> torch.Tensor:
-    """``index: [N, h, w]`` -> bool ``[N, h, w]``: the pixel reads a texel that an earlier pixel
-    of its own view already read."""
-    flat = index.reshape(index.shape[0], -1)
-    order = torch.argsort(flat, dim=1, stable=True)
-    ranked = torch.gather(flat, 1, order)
-    repeat_sorted = torch.zeros_like(ranked, dtype=torch.bool)
-    repeat_sorted[:, 1:] = ranked[:, 1:] == ranked[:, :-1]
-    repeat = torch.zeros_like(repeat_sorted)
-    repeat.scatter_(1, order, repeat_sorted)
-    return repeat.reshape(index.shape)
+    return fill_nearest(z, seen, wrap=True)
 
 
 @register_space("equirect")

@@ -1,0 +1,82 @@
+"""The demo meshes in ``assets/``, built here (``python scripts/make_assets.py`` rewrites them)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .meshes import LoadedMesh, unwrap
+
+
+def revolve(profile: np.ndarray, segments: int = 64) -> LoadedMesh:
+    """A surface of revolution about +y from a profile polyline ``[P, 2]`` of (radius, y).
+
+    UVs: ``u`` goes once around (the seam column is duplicated at u = 0 and 1), ``v`` is the
+    arc length along the profile, so the whole surface is one UV island. Faces wind so that
+    normals point to the right of the profile's direction of travel (outwards for a profile
+    that runs up the outside).
+    """
+    radius, height = profile[:, 0], profile[:, 1]
+    arc = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(profile, axis=0), axis=1))])
+    theta = np.linspace(0, 2 * math.pi, segments + 1)
+    vertices = np.stack([radius[:, None] * np.sin(theta), np.broadcast_to(height[:, None], (len(profile), segments + 1)),
+                         radius[:, None] * np.cos(theta)], -1).reshape(-1, 3)
+    uv = np.stack(np.meshgrid(theta / (2 * math.pi), 1 - arc / arc[-1], indexing="xy"), -1).reshape(-1, 2)
+    grid = np.arange(len(profile) * (segments + 1)).reshape(len(profile), segments + 1)
+    a, b, c, d = grid[:-1, :-1], grid[:-1, 1:], grid[1:, 1:], grid[1:, :-1]
+    faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
+    area = np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
+                                   vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1)
+    return LoadedMesh(vertices, faces[area > 1e-12], uv, [])
+
+
+def vase(segments: int = 48, samples: int = 32) -> LoadedMesh:
+    """A thick-walled vase (outer wall, lip, inner wall, inner floor): a closed, genus-0 surface."""
+    from scipy.interpolate import PchipInterpolator
+
+    outer = PchipInterpolator([0, 0.15, 0.6, 1.1, 1.45, 1.7, 1.85], [0.32, 0.45, 0.6, 0.45, 0.22, 0.24, 0.32])
+    wall, floor = 0.04, 0.08
+    up = np.linspace(0, 1.85, samples)
+    down = np.linspace(1.85, floor, samples)
+    profile = np.concatenate([
+        [[0.0, 0.0]],
+        np.stack([outer(up), up], -1),
+        np.stack([outer(down) - wall, down], -1),
+        [[0.0, floor]],
+    ])
+    return revolve(profile, segments)
+
+
+def figure() -> LoadedMesh:
+    """A small standing figure of primitives (body, head, arms, legs, hat), xatlas-unwrapped."""
+    import trimesh
+    from trimesh.creation import box, capsule, cone, cylinder, icosphere
+
+    def placed(mesh, x=0.0, y=0.0, z=0.0, tilt_z=0.0):
+        mesh.apply_transform(trimesh.transformations.rotation_matrix(math.radians(tilt_z), [0, 0, 1]))
+        mesh.apply_translation([x, y, z])
+        return mesh
+
+    def upright(mesh):  # trimesh builds cylinders, capsules and cones along +z
+        return mesh.apply_transform(trimesh.transformations.rotation_matrix(-math.pi / 2, [1, 0, 0]))
+
+    parts = [
+        placed(box(extents=[0.6, 0.8, 0.35]), y=1.0),  # body
+        placed(icosphere(subdivisions=3, radius=0.26), y=1.66),  # head
+        placed(upright(cone(radius=0.24, height=0.35, sections=32)), y=1.82),  # hat
+        placed(upright(capsule(height=0.6, radius=0.08, count=[16, 8])), x=-0.42, y=1.05, tilt_z=-15),  # arms
+        placed(upright(capsule(height=0.6, radius=0.08, count=[16, 8])), x=0.42, y=1.05, tilt_z=15),
+        placed(upright(cylinder(radius=0.11, height=0.6, sections=24)), x=-0.16, y=0.3),  # legs
+        placed(upright(cylinder(radius=0.11, height=0.6, sections=24)), x=0.16, y=0.3),
+    ]
+    merged = trimesh.util.concatenate(parts)
+    return unwrap(np.asarray(merged.vertices), np.asarray(merged.faces), [], resolution=1024)
+
+
+def obj_text(mesh: LoadedMesh, comment: str = "") -> str:
+    """Wavefront OBJ with positions, UVs and faces (``f v/vt``), 6 significant digits."""
+    lines = [f"# {comment}"] if comment else []
+    lines += [f"v {x:.6g} {y:.6g} {z:.6g}" for x, y, z in mesh.vertices]
+    lines += [f"vt {u:.6g} {v:.6g}" for u, v in mesh.uv]
+    lines += ["f " + " ".join(f"{i}/{i}" for i in face + 1) for face in mesh.faces]
+    return "\n".join(lines) + "\n"
