@@ -94,6 +94,7 @@ class MeshApp(App):
         mask = r.mask[:, None].expand_as(rgb)
         self.report = {
             "latent_texture_size": self.space.canonical_shape[-1], "texture_size": self.texture_size,
+            "latent_disagreement": round(latent_disagreement(self.space, views), 4),
             "island_texels_seen": round(float((space.seen & islands).sum() / islands.sum()), 4),
             "reprojection_error": round(float((rgb - renders).abs()[mask].mean() / 2), 4),  # in [0, 1] colour units
             "mesh": {"vertices": len(self.mesh.vertices), "faces": len(self.mesh.faces), "notes": self.mesh.notes},
@@ -106,3 +107,10 @@ class MeshApp(App):
             "views.png": contact_sheet(rgb, int(o["sheet_columns"])),
         }
         return images, self.space.unproject(views)
+
+
+def latent_disagreement(space: MeshUVSpace, views: torch.Tensor) -> float:
+    """Mean |x − P(U(x))| over the surface pixels of the final latent views, relative to their
+    mean |x|: 0 when the views agree on every texel they share."""
+    mask = space.mask[:, None].expand_as(views)
+    return float((views - space.sync(views)).abs()[mask].mean() / views.abs()[mask].mean())

@@ -32,7 +32,7 @@ def test_multirun_sweeps_the_product(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["app=nope"], "unknown app 'nope'; choose one of: panorama"),
+    (["app=nope"], "unknown app 'nope'; choose one of: mesh, panorama, panorama360"),
     (["sync=nope"], "unknown sync 'nope'"),
     (["width=1004"], "width=1004 is not a multiple of 8"),
     (["height=256"], "height=256 is smaller than one window"),

@@ -330,13 +330,17 @@ def test_a_glb_with_uvs_is_textured_in_place(tmp_path):
     assert again.notes == [] and np.allclose(again.uv, first.uv, atol=1e-6)
 
 
-@pytest.mark.parametrize("sync", ["multidiffusion", "canonical-x0", "syncdiffusion"])
-def test_every_synchronizer_runs_on_a_mesh(sync, tmp_path):
+@pytest.mark.parametrize("sync, agree", [("none", False), ("multidiffusion", True), ("canonical-x0", True),
+                                         ("syncdiffusion", True), ("synctweedies", True)])
+def test_every_synchronizer_runs_and_syncs_make_the_views_agree(sync, agree, tmp_path):
     extra = ["sync.weight=1", "sync.loss_resolution=64", "sync.grad_through_unet=false"] if sync == "syncdiffusion" else []
     out = tmp_path / sync
     assert main(["run", *FAST, f"mesh={ASSETS / 'vase.obj'}", f"sync={sync}", *extra, f"out={out}",
-                 "app.views=[{elevation: 0, count: 3}]"]) == 0
-    assert json.loads((out / "run.json").read_text())["num_views"] == 3
+                 "app.views=[{elevation: 0, count: 4}, {elevation: 30, count: 2}]"]) == 0
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["num_views"] == 6
+    disagreement = meta["metrics"]["latent_disagreement"]
+    assert disagreement < 0.01 if agree else disagreement > 0.1
 
 
 def test_depth_controlnet_gets_the_rendered_depth(tmp_path):
