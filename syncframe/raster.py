@@ -94,8 +94,8 @@ def fit_frame(vertices: np.ndarray, cameras: list[OrbitCamera], projection: str 
     radius = float(np.linalg.norm(local, axis=1).max())
     if radius == 0:
         raise ConfigError("the mesh has zero extent (all vertices coincide)")
-    extent = max(float(np.abs(local @ np.stack(cam.basis()[:2], 1)).max()) for cam in cameras)
     if projection == "orthographic":
+        extent = max(float(np.abs(local @ np.stack(cam.basis()[:2], 1)).max()) for cam in cameras)
         return Frame(center, radius, projection, extent * margin, 2 * radius, fov)
     distance = radius / math.sin(math.radians(fov) / 2) * margin
     return Frame(center, radius, projection, 0.0, distance, fov)

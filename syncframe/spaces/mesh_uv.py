@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..registry import register_space
-from .base import CanonicalSpace, fill_nearest, gather_views, repeated_reads, scatter_views
+from .base import CanonicalSpace, gather_views, nearest_source, repeated_reads, scatter_views
 
 
 def texel_index(uv: torch.Tensor, size: int) -> torch.Tensor:
@@ -54,7 +54,7 @@ class MeshUVSpace(CanonicalSpace):
         # Grazing pixels keep a tiny weight so every texel a view reads is reached by its unproject.
         self.weights = torch.where(mask, cosine.float().clamp_min(1e-3) ** cosine_power, torch.zeros_like(cosine))
         self.seen = self.project_adjoint(self.weights[:, None])[0] > 0
-        self.repeated_reads = repeated_reads(self.index) | ~mask  # pixels that get their own noise
+        self.fill_source = nearest_source(self.seen).reshape(-1)  # the Voronoi fill, found once
 
     # -- projection -----------------------------------------------------------------------
     def lookup(self, z: torch.Tensor) -> torch.Tensor:
@@ -83,10 +83,17 @@ class MeshUVSpace(CanonicalSpace):
         return self.weights.to(like.device, like.dtype)[:, None]
 
     def unproject(self, x: torch.Tensor) -> torch.Tensor:
-        return fill_nearest(super().unproject(x), self.seen.to(x.device))
+        z = super().unproject(x)
+        return z.reshape(z.shape[0], -1)[:, self.fill_source.to(z.device)].reshape(z.shape)
 
     def sync(self, x: torch.Tensor) -> torch.Tensor:
         return torch.where(self.mask.to(x.device)[:, None], self.project(self.unproject(x)), x)
+
+    def noise_keys(self) -> torch.Tensor:
+        """The texel index of surface pixels, a distinct negative key elsewhere (so a background
+        pixel never counts as an earlier read of texel 0)."""
+        distinct = -1 - torch.arange(self.mask.numel()).reshape(self.mask.shape)
+        return torch.where(self.mask, self.index, distinct)
 
     def sample_noise(self, generator: torch.Generator, dtype=torch.float32, device="cpu"):
         """Texture white noise read at the nearest texels; a pixel without surface, or one that
@@ -94,5 +101,6 @@ class MeshUVSpace(CanonicalSpace):
         is i.i.d. N(0, 1)."""
         z = torch.randn(self.canonical_shape, generator=generator, dtype=dtype, device=device)
         x = torch.randn((self.num_views, *self.view_shape), generator=generator, dtype=dtype, device=device)
-        x = torch.where(self.repeated_reads.to(device)[:, None], x, gather_views(z, self.index.to(device)))
+        own = repeated_reads(self.noise_keys()) | ~self.mask
+        x = torch.where(own.to(device)[:, None], x, gather_views(z, self.index.to(device)))
         return z, x
