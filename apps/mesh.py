@@ -13,7 +13,7 @@ import torch
 from syncframe.apps.base import App, contact_sheet, to_pil
 from syncframe.decode import decode_batched
 from syncframe.errors import ConfigError
-from syncframe.meshes import glb_bytes, load_mesh
+from syncframe.meshes import glb_bytes, load_mesh, y_up
 from syncframe.raster import (OrbitCamera, control_depth, fit_frame, rasterize, rig_from_config, surface_area,
                               uv_area, uv_coverage)
 from syncframe.registry import register_app
@@ -53,8 +53,9 @@ class MeshApp(App):
         if not cfg.get("mesh"):
             raise ConfigError("app=mesh needs mesh=<file>: an OBJ, GLB/GLTF or PLY mesh (e.g. mesh=assets/vase.obj)")
         self.mesh = load_mesh(cfg["mesh"], int(o["max_faces"]), bool(o["merge_parts"]))
+        posed = y_up(self.mesh, o["up"])
         self.cameras = rig_from_config(o["views"])
-        self.frame = fit_frame(self.mesh.vertices, self.cameras, o["projection"], float(o["fov"]), float(o["margin"]))
+        self.frame = fit_frame(posed.vertices, self.cameras, o["projection"], float(o["fov"]), float(o["margin"]))
         latent_size = o["latent_texture_size"] or auto_texture_size(
             surface_area(self.mesh), uv_area(self.mesh), self.frame.pixel_footprint(size // 8))
         rgb_size = o["texture_size"] or min(MAX_TEXTURE, 8 * latent_size)
@@ -64,8 +65,8 @@ class MeshApp(App):
         self.texture_size = rgb_size
         # Rasterize once per view at both resolutions: the latent one drives sampling, the RGB one
         # the depth control and the final texture.
-        self.latent_raster = rasterize(self.mesh, self.cameras, self.frame, size // 8, o["rasterizer"])
-        self.rgb_raster = rasterize(self.mesh, self.cameras, self.frame, size, o["rasterizer"])
+        self.latent_raster = rasterize(posed, self.cameras, self.frame, size // 8, o["rasterizer"])
+        self.rgb_raster = rasterize(posed, self.cameras, self.frame, size, o["rasterizer"])
         r = self.latent_raster
         return MeshUVSpace(r.uv, r.mask, r.cosine, latent_size, self.channels,
                            cosine_power=float(o["cosine_power"]))

@@ -115,6 +115,20 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, notes: list[str], resolution
     return LoadedMesh(vertices[vmapping], indices.astype(np.int64), uvs.astype(np.float64), notes)
 
 
+UP_AXES = ("y", "z")
+
+
+def y_up(mesh: LoadedMesh, up: str) -> LoadedMesh:
+    """The mesh in syncframe's y-up, front-at-+z frame: a z-up mesh (Blender's convention, front
+    at −y) turns −90° about x. Only the cameras see the turned copy; outputs keep the input's frame."""
+    if up not in UP_AXES:
+        raise ConfigError(f"app.up={up!r} must be one of {', '.join(UP_AXES)} (the mesh's up axis)")
+    if up == "y":
+        return mesh
+    x, y, z = mesh.vertices.T
+    return LoadedMesh(np.stack([x, z, -y], 1), mesh.faces, mesh.uv, mesh.notes)
+
+
 def glb_bytes(mesh: LoadedMesh, texture: Image.Image) -> bytes:
     """The mesh with ``texture`` embedded as its base colour, as a binary glTF."""
     return mesh.trimesh(texture).export(file_type="glb")

@@ -277,6 +277,7 @@ def test_each_bad_mesh_is_one_clear_error_and_writes_nothing(tmp_path, capsys):
         ([f"mesh={ASSETS / 'vase.obj'}", "app.projection=fisheye"], "app.projection='fisheye' must be one of"),
         ([f"mesh={ASSETS / 'vase.obj'}", "app.latent_texture_size=4"], "app.latent_texture_size=4 must be"),
         ([f"mesh={ASSETS / 'vase.obj'}", "app.rasterizer=optix"], "app.rasterizer='optix' must be one of"),
+        ([f"mesh={ASSETS / 'vase.obj'}", "app.up=x"], "app.up='x' must be one of y, z"),
     ]
     for args, message in cases:
         out = tmp_path / "out"
@@ -320,6 +321,19 @@ def test_end_to_end_glb_reloads_with_its_texture_and_uvs(tmp_path):
     assert 0.3 < meta["metrics"]["island_texels_seen"] <= 1 and meta["timings_s"]["build_space"] > 0
     # every texel has a colour: the fill and the dilation leave no black holes
     assert (texture.reshape(-1, 3).max(1) > 0).mean() > 0.999
+
+
+def test_a_z_up_mesh_is_seen_as_its_y_up_twin(tmp_path):
+    vase = load_mesh(ASSETS / "vase.obj")
+    x, y, z = vase.vertices.T
+    LoadedMesh(np.stack([x, -z, y], 1), vase.faces, vase.uv, []).trimesh().export(tmp_path / "z_up.glb")
+    from syncframe.pipeline import prepare
+
+    apps = [prepare(resolve([*FAST, f"mesh={m}", *extra]))[0]
+            for m, extra in ((ASSETS / "vase.obj", []), (tmp_path / "z_up.glb", ["app.up=z"]))]
+    assert torch.equal(apps[0].latent_raster.mask, apps[1].latent_raster.mask)
+    assert torch.allclose(apps[0].latent_raster.uv, apps[1].latent_raster.uv, atol=1e-5)
+    assert np.allclose(apps[1].mesh.vertices[:, 2], y)  # the output keeps the input's frame
 
 
 def test_a_glb_with_uvs_is_textured_in_place(tmp_path):
