@@ -83,8 +83,8 @@ def _single_mesh(loaded, path: Path, merge_parts: bool):
             if any(isinstance(p, trimesh.PointCloud) for p in parts):
                 loaded = next(p for p in parts if isinstance(p, trimesh.PointCloud))
             else:
-                raise ConfigError(f"mesh={str(path)!r} holds no triangles: it is empty or not a {path.suffix[1:].upper()} "
-                                  "mesh; give a mesh file with faces")
+                raise ConfigError(f"mesh={str(path)!r} holds no triangles: it is empty or not a valid "
+                                  f"{path.suffix[1:].upper()} file; give a mesh file with faces")
         elif len(meshes) == 1:
             return meshes[0], 1
         elif not merge_parts:

@@ -257,7 +257,7 @@ def bad_meshes(folder: Path) -> dict:
         folder / "two.glb")
     (folder / "mesh.stl").write_text("solid x\nendsolid x\n")
     return {
-        "junk.obj": "holds no triangles: it is empty or not a OBJ mesh",
+        "junk.obj": "holds no triangles: it is empty or not a valid OBJ file",
         "empty.obj": "holds no triangles",
         "junk.glb": "could not be read as GLB",
         "cloud.ply": "is a point cloud (50 points, no faces)",
