@@ -175,7 +175,10 @@ def _stack(maps, size) -> Raster:
 
 
 def _rasterize_nvdiffrast(mesh: LoadedMesh, cameras, frame, size) -> Raster:
-    """GPU rasterization with nvdiffrast (optional extra, needs CUDA); same maps as embree."""
+    """GPU rasterization with nvdiffrast (optional, needs CUDA); the same maps as embree.
+
+    Not yet run anywhere: nvdiffrast is not on PyPI and no GPU was lent while this was written;
+    ``tests/test_mesh.py::test_nvdiffrast_uv_maps_agree_with_ray_casting`` checks it on a GPU."""
     try:
         import nvdiffrast.torch as dr
     except ImportError as exc:
@@ -200,12 +203,12 @@ def _rasterize_nvdiffrast(mesh: LoadedMesh, cameras, frame, size) -> Raster:
             clip.append(torch.stack([x / tan, y / tan, a * z + b, z], -1))
         view_depth.append(z)
     rast, _ = dr.rasterize(dr.RasterizeCudaContext(device), torch.stack(clip), faces, resolution=[size, size])
-    rast = rast.flip(1)  # nvdiffrast's row 0 is the bottom of the image
+    rast = rast.flip(1).contiguous()  # nvdiffrast's row 0 is the bottom of the image
     face = rast[..., 3].long() - 1
     uv, _ = dr.interpolate(torch.as_tensor(mesh.uv, dtype=torch.float32, device=device), rast, faces)
     depth, _ = dr.interpolate(torch.stack(view_depth)[..., None].contiguous(), rast, faces)
-    tm_normals = torch.as_tensor(_face_normals(mesh), dtype=torch.float32, device=device)
-    normal = tm_normals[face.clamp_min(0)] * (face >= 0)[..., None]
+    face_normals = torch.as_tensor(_face_normals(mesh), dtype=torch.float32, device=device)
+    normal = face_normals[face.clamp_min(0)] * (face >= 0)[..., None]
     rays = torch.stack([_ray_grid(cam, frame, size) for cam in cameras]).to(device)
     cosine = (normal * rays).sum(-1).abs()
     uv, depth = uv * (face >= 0)[..., None], depth[..., 0] * (face >= 0)
