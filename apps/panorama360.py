@@ -18,7 +18,8 @@ from syncframe.decode import decode_batched
 from syncframe.errors import ConfigError
 from syncframe.metrics import equirect_seam, pole_spread
 from syncframe.registry import register_app
-from syncframe.spaces.equirect import EquirectSpace, blend_views, fill_unseen, rig_from_rings
+from syncframe.spaces.base import fill_nearest
+from syncframe.spaces.equirect import EquirectSpace, blend_views, rig_from_rings
 from syncframe.viewer import bundle, viewer_html
 
 LATENT_VIEW = 64  # latents per view side (512 px)
@@ -61,7 +62,7 @@ class Panorama360App(App):
         with torch.no_grad():
             rgb = decode_batched(views, denoiser.decode, int(o["decode_batch_size"])).clamp(-1, 1)
         equirect, covered = blend_views(rgb, self.cameras, self.cfg["height"], self.cfg["width"])
-        equirect = fill_unseen(equirect, covered)
+        equirect = fill_nearest(equirect, covered, wrap=True)  # distances wrap at 0°/360°
         self.report = {"seam": equirect_seam(equirect), "pole_spread": pole_spread(equirect)}
         images = {"equirect.png": to_pil(equirect), "views.png": contact_sheet(rgb, int(o["sheet_columns"]))}
         if o["viewer"]:

@@ -101,6 +101,12 @@ def _single_mesh(loaded, path: Path, merge_parts: bool):
     return loaded, 1
 
 
+def triangle_edges(points: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two edges ``b − a``, ``c − a`` of every triangle ``[F, D]`` (D = 3 positions or 2 UVs)."""
+    a, b, c = (points[faces[:, k]] for k in range(3))
+    return b - a, c - a
+
+
 def unwrap(vertices: np.ndarray, faces: np.ndarray, notes: list[str], resolution: int = 1024) -> LoadedMesh:
     """UV-unwrap with xatlas; vertices on chart seams are split, so the mesh gains vertices."""
     import xatlas

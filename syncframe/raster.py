@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .meshes import LoadedMesh
+from .meshes import LoadedMesh, triangle_edges
 
 PROJECTIONS = ("orthographic", "perspective")
 RASTERIZERS = ("embree", "nvdiffrast")
@@ -146,6 +146,7 @@ def _rasterize_embree(mesh: LoadedMesh, cameras, frame, size) -> Raster:
     import trimesh
 
     tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    face_normals = _face_normals(mesh)
     if not trimesh.ray.has_embree:
         raise ConfigError("the embree ray caster is missing; pip install embreex (a syncframe dependency)")
     maps = []
@@ -161,7 +162,7 @@ def _rasterize_embree(mesh: LoadedMesh, cameras, frame, size) -> Raster:
         depth = np.zeros(size * size)
         depth[ray] = (hit - origins[ray]) @ -cam.basis()[2]  # along the view axis, for both projections
         normal = np.zeros((size * size, 3))
-        normal[ray] = tm.face_normals[tri]
+        normal[ray] = face_normals[tri]
         maps.append((face, uv, depth, normal, np.abs(np.einsum("rc,rc->r", normal, directions))))
     return _stack(maps, size)
 
@@ -205,24 +206,21 @@ def _rasterize_nvdiffrast(mesh: LoadedMesh, cameras, frame, size) -> Raster:
     rast, _ = dr.rasterize(dr.RasterizeCudaContext(device), torch.stack(clip), faces, resolution=[size, size])
     rast = rast.flip(1).contiguous()  # nvdiffrast's row 0 is the bottom of the image
     face = rast[..., 3].long() - 1
+    hit = (face >= 0)[..., None]
     uv, _ = dr.interpolate(torch.as_tensor(mesh.uv, dtype=torch.float32, device=device), rast, faces)
     depth, _ = dr.interpolate(torch.stack(view_depth)[..., None].contiguous(), rast, faces)
     face_normals = torch.as_tensor(_face_normals(mesh), dtype=torch.float32, device=device)
-    normal = face_normals[face.clamp_min(0)] * (face >= 0)[..., None]
-    rays = torch.stack([_ray_grid(cam, frame, size) for cam in cameras]).to(device)
+    normal = face_normals[face.clamp_min(0)] * hit
+    rays = torch.stack([torch.from_numpy(camera_rays(cam, frame, size)[1]) for cam in cameras]).to(device).float()
     cosine = (normal * rays).sum(-1).abs()
-    uv, depth = uv * (face >= 0)[..., None], depth[..., 0] * (face >= 0)
+    uv, depth = uv * hit, (depth * hit)[..., 0]
     return Raster(face.cpu(), uv.cpu(), depth.cpu(), normal.cpu(), cosine.cpu())
 
 
 def _face_normals(mesh: LoadedMesh) -> np.ndarray:
-    a, b, c = (mesh.vertices[mesh.faces[:, k]] for k in range(3))
-    n = np.cross(b - a, c - a)
+    """Unit normals ``[F, 3]`` (zero for degenerate faces), the same for both rasterizers."""
+    n = np.cross(*triangle_edges(mesh.vertices, mesh.faces))
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
-
-
-def _ray_grid(cam: OrbitCamera, frame: Frame, size: int) -> torch.Tensor:
-    return torch.from_numpy(camera_rays(cam, frame, size)[1]).float()
 
 
 def control_depth(raster: Raster) -> torch.Tensor:
@@ -253,8 +251,7 @@ def uv_coverage(mesh: LoadedMesh, size: int) -> torch.Tensor:
 
 def uv_area(mesh: LoadedMesh) -> float:
     """Total area of the UV triangles (a fraction of the unit square when they do not overlap)."""
-    a, b, c = (mesh.uv[mesh.faces[:, k]] for k in range(3))
-    return float(np.abs(cross2(b - a, c - a)).sum() / 2)
+    return float(np.abs(cross2(*triangle_edges(mesh.uv, mesh.faces))).sum() / 2)
 
 
 def cross2(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -263,5 +260,4 @@ def cross2(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def surface_area(mesh: LoadedMesh) -> float:
-    a, b, c = (mesh.vertices[mesh.faces[:, k]] for k in range(3))
-    return float(np.linalg.norm(np.cross(b - a, c - a), axis=1).sum() / 2)
+    return float(np.linalg.norm(np.cross(*triangle_edges(mesh.vertices, mesh.faces)), axis=1).sum() / 2)

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .meshes import LoadedMesh, unwrap
+from .meshes import LoadedMesh, triangle_edges, unwrap
 
 
 def revolve(profile: np.ndarray, segments: int = 64) -> LoadedMesh:
@@ -25,8 +25,7 @@ def revolve(profile: np.ndarray, segments: int = 64) -> LoadedMesh:
     grid = np.arange(len(profile) * (segments + 1)).reshape(len(profile), segments + 1)
     a, b, c, d = grid[:-1, :-1], grid[:-1, 1:], grid[1:, 1:], grid[1:, :-1]
     faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
-    area = np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
-                                   vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1)
+    area = np.linalg.norm(np.cross(*triangle_edges(vertices, faces)), axis=1)  # x2; 0 at the poles
     return LoadedMesh(vertices, faces[area > 1e-12], uv, [])
 
 

@@ -88,8 +88,12 @@ def fill_nearest(z: torch.Tensor, source: torch.Tensor, wrap: bool = False) -> t
     ``source`` texel (a Voronoi fill); ``z`` unchanged when ``source`` is all or nothing."""
     if source.all() or not source.any():
         return z
-    index = nearest_source(source, wrap).to(z.device)
-    return z.reshape(z.shape[0], -1)[:, index.reshape(-1)].reshape(z.shape)
+    return gather_texels(z, nearest_source(source, wrap))
+
+
+def gather_texels(z: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``z: [C, H, W]`` with every texel replaced by the texel at flat ``index`` (``[H, W]``)."""
+    return z.reshape(z.shape[0], -1)[:, index.to(z.device).reshape(-1)].reshape(z.shape)
 
 
 def repeated_reads(index: torch.Tensor) -> torch.Tensor:

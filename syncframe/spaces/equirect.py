@@ -111,12 +111,6 @@ def equirect_coords(directions: torch.Tensor, height: int, width: int) -> tuple[
     return row, col
 
 
-def fill_unseen(z: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
-    """Copy every unseen texel of ``z: [C, H, W]`` from its nearest seen texel (Voronoi), with the
-    distance measured across the 0°/360° seam. ``seen: [H, W]`` bool."""
-    return fill_nearest(z, seen, wrap=True)
-
-
 @register_space("equirect")
 class EquirectSpace(CanonicalSpace):
     """Canonical ``[C, height, width]`` equirect map; view i is ``cameras[i]`` at ``view_size``².
@@ -176,7 +170,7 @@ class EquirectSpace(CanonicalSpace):
 
     def unproject_filled(self, x: torch.Tensor) -> torch.Tensor:
         """``unproject`` with texels no view sees filled from their nearest seen texel."""
-        return fill_unseen(self.unproject(x), self.seen(x.device))
+        return fill_nearest(self.unproject(x), self.seen(x.device), wrap=True)  # wrapped at 0°/360°
 
     def sample_noise(self, generator: torch.Generator, dtype=torch.float32, device="cpu"):
         """Canonical white noise; each view reads it at its nearest texels, and a pixel that reads

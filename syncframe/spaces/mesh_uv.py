@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..registry import register_space
-from .base import CanonicalSpace, gather_views, nearest_source, repeated_reads, scatter_views
+from .base import CanonicalSpace, gather_texels, gather_views, nearest_source, repeated_reads, scatter_views
 
 
 def texel_index(uv: torch.Tensor, size: int) -> torch.Tensor:
@@ -54,7 +54,7 @@ class MeshUVSpace(CanonicalSpace):
         # Grazing pixels keep a tiny weight so every texel a view reads is reached by its unproject.
         self.weights = torch.where(mask, cosine.float().clamp_min(1e-3) ** cosine_power, torch.zeros_like(cosine))
         self.seen = self.project_adjoint(self.weights[:, None])[0] > 0
-        self.fill_source = nearest_source(self.seen).reshape(-1)  # the Voronoi fill, found once
+        self.fill_source = nearest_source(self.seen)  # the Voronoi fill, found once
 
     # -- projection -----------------------------------------------------------------------
     def lookup(self, z: torch.Tensor) -> torch.Tensor:
@@ -83,8 +83,7 @@ class MeshUVSpace(CanonicalSpace):
         return self.weights.to(like.device, like.dtype)[:, None]
 
     def unproject(self, x: torch.Tensor) -> torch.Tensor:
-        z = super().unproject(x)
-        return z.reshape(z.shape[0], -1)[:, self.fill_source.to(z.device)].reshape(z.shape)
+        return gather_texels(super().unproject(x), self.fill_source)
 
     def sync(self, x: torch.Tensor) -> torch.Tensor:
         return torch.where(self.mask.to(x.device)[:, None], self.project(self.unproject(x)), x)
