@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from syncframe.config import resolve
 from syncframe.metrics import COHERENCE_SYNCS, coherence_runs
-from syncframe.perceptual import load_lpips
+from syncframe.models.perceptual import load_lpips
 from syncframe.pipeline import load_denoiser
 
 def picture(rows: dict[str, Image.Image], width: int = 1536) -> Image.Image:

@@ -17,7 +17,7 @@ import torch
 
 from syncframe.config import resolve
 from syncframe.pipeline import generate_from_config, load_denoiser, prepare
-from syncframe.raster import rasterize
+from syncframe.geometry.raster import rasterize
 
 
 def seconds(fn, repeat: int = 1) -> float:

@@ -23,8 +23,8 @@ def sd2_base_random(device, dtype):
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from syncframe.denoiser import Denoiser
-    from syncframe.tiny import SD_SCHEDULE, load_tokenizer
+    from syncframe.models.denoiser import Denoiser
+    from syncframe.models.offline import SD_SCHEDULE, load_tokenizer
 
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20),
                                 use_linear_projection=True)

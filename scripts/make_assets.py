@@ -1,7 +1,7 @@
 """Write the demo meshes of ``assets/`` (deterministic: rerunning gives the same files)."""
 from pathlib import Path
 
-from syncframe.shapes import figure, obj_text, vase
+from syncframe.geometry.shapes import figure, obj_text, vase
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 

@@ -15,7 +15,7 @@ import torch
 
 from . import __version__
 from .config import dump, resolve
-from .denoiser import Denoiser, from_pretrained, load_controlnet, pick_device, pick_dtype
+from .models.denoiser import Denoiser, from_pretrained, load_controlnet, pick_device, pick_dtype
 from .errors import ConfigError
 from .registry import APPS, SYNCS
 from .sampler import sample
@@ -80,13 +80,13 @@ def load_denoiser(cfg: dict) -> Denoiser:
     m = cfg["model"]
     options = dict(guidance=float(cfg["guidance"]), view_batch_size=cfg["view_batch_size"])
     if m.get("analytic"):
-        from .analytic import build_analytic
+        from .models.analytic import build_analytic
 
         if cfg["controlnet"]:
             raise ConfigError(f"model={m['name']} is analytic and takes no ControlNet; drop controlnet=")
         return build_analytic(m, **options).to(device)
     if m.get("builder"):
-        from .tiny import build_components
+        from .models.offline import build_components
 
         parts = build_components(m["builder"], seed=int(m["seed"]), prediction_type=m["prediction_type"])
         denoiser = Denoiser(**parts, name=m["name"], **options).to(device=device, dtype=dtype)

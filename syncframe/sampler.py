@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .denoiser import Conditioning, Denoiser
+from .models.denoiser import Conditioning, Denoiser
 from .errors import ConfigError
 from .spaces import CanonicalSpace
 

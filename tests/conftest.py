@@ -44,7 +44,7 @@ class SmoothUNet(torch.nn.Module):
 
 @pytest.fixture(scope="session")
 def smooth_denoiser(tiny_denoiser):
-    from syncframe.denoiser import Denoiser
+    from syncframe.models.denoiser import Denoiser
 
     d = tiny_denoiser
     return Denoiser(SmoothUNet(d.unet.config), d.vae, d.text_encoder, d.tokenizer, d.scheduler, guidance=1.0)

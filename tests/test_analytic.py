@@ -11,13 +11,13 @@ import pytest
 import torch
 from scipy import stats
 
-from syncframe.analytic import SCENES, AnalyticDenoiser, GaussianMixturePrior, scene_mean, scene_spectrum
+from syncframe.models.analytic import SCENES, AnalyticDenoiser, GaussianMixturePrior, scene_mean, scene_spectrum
 from syncframe.config import resolve
 from syncframe.errors import ConfigError
 from syncframe.pipeline import load_denoiser
 from syncframe.sampler import DDIM, Synchronizer, sample, tweedie
 from syncframe.spaces import CanonicalSpace
-from syncframe.tiny import SD_SCHEDULE
+from syncframe.models.offline import SD_SCHEDULE
 
 FAMILY_FALSE_FAILURE = 1e-6
 DRAWS = 2000

@@ -10,7 +10,7 @@ import torch
 
 from syncframe.config import resolve
 from syncframe.metrics import COHERENCE_SYNCS, coherence_runs, crops, intra_lpips, scene_incoherence
-from syncframe.perceptual import load_lpips
+from syncframe.models.perceptual import load_lpips
 from syncframe.pipeline import load_denoiser
 from syncframe.weights import find_weight
 

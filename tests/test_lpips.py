@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from syncframe.perceptual import LPIPS, load_lpips
+from syncframe.models.perceptual import LPIPS, load_lpips
 from syncframe.weights import find_weight
 
 skimage = pytest.importorskip("skimage", reason="scikit-image (test extra) provides the photographs")

@@ -12,8 +12,8 @@ from PIL import Image
 from syncframe.cli import main
 from syncframe.config import resolve
 from syncframe.errors import ConfigError
-from syncframe.meshes import LoadedMesh, load_mesh
-from syncframe.raster import (OrbitCamera, camera_rays, control_depth, cross2, fit_frame, rasterize,
+from syncframe.geometry.meshes import LoadedMesh, load_mesh
+from syncframe.geometry.raster import (OrbitCamera, camera_rays, control_depth, cross2, fit_frame, rasterize,
                               rig_from_config, uv_area, uv_coverage)
 from syncframe.spaces.base import nearest_source, repeated_reads
 from syncframe.spaces.mesh_uv import MeshUVSpace, texel_index

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..perceptual import StyleLoss, load_lpips
+from ..models.perceptual import StyleLoss, load_lpips
 from ..registry import register_sync
 from ..sampler import SampleContext, Step, tweedie
 from .averaging import AveragingSync, averaging_from_config

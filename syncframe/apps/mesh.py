@@ -13,8 +13,8 @@ import torch
 from syncframe.apps.base import App, contact_sheet, to_pil
 from syncframe.decode import decode_batched
 from syncframe.errors import ConfigError
-from syncframe.meshes import glb_bytes, load_mesh, y_up
-from syncframe.raster import (OrbitCamera, control_depth, fit_frame, rasterize, rig_from_config, surface_area,
+from syncframe.geometry.meshes import glb_bytes, load_mesh, y_up
+from syncframe.geometry.raster import (OrbitCamera, control_depth, fit_frame, rasterize, rig_from_config, surface_area,
                               uv_area, uv_coverage)
 from syncframe.registry import register_app
 from syncframe.spaces.base import fill_nearest

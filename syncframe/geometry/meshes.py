@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SUFFIXES = (".obj", ".glb", ".gltf", ".ply")
 

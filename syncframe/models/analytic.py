@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .denoiser import Conditioning, ViewBatchedDenoiser
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SCALE = 8  # pixels per latent, as Stable Diffusion's VAE
 
@@ -131,7 +131,7 @@ def gaussian_log_density(residual: torch.Tensor, v: torch.Tensor) -> torch.Tenso
 
 
 class AnalyticDenoiser(ViewBatchedDenoiser):
-    """The denoiser interface of :class:`syncframe.denoiser.Denoiser` over a closed-form prior.
+    """The denoiser interface of :class:`syncframe.models.denoiser.Denoiser` over a closed-form prior.
 
     Batched over views, differentiable (SyncDiffusion's gradient flows through it), any view size.
     """
@@ -208,7 +208,7 @@ def build_analytic(options: dict, guidance: float, view_batch_size=None) -> Anal
     """From a model config: ``scenes`` (names of :data:`SCENES`) and ``prompt_weight``."""
     from diffusers import DDIMScheduler
 
-    from .tiny import SD_SCHEDULE
+    from .offline import SD_SCHEDULE
 
     names = options.get("scenes") or []
     unknown = [n for n in names if n not in SCENES]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .weights import find_weight
+from ..weights import find_weight
 
 SD_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                    beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,

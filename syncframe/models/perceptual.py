@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .weights import find_weight
+from ..errors import ConfigError
+from ..weights import find_weight
 
 # torchvision's VGG16 / AlexNet ``features`` layers, and where LPIPS cuts them into 5 slices.
 VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .meshes import LoadedMesh, triangle_edges
 
 PROJECTIONS = ("orthographic", "perspective")

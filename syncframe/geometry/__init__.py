@@ -1,0 +1,1 @@
+"""Geometry: meshes, cameras around objects and their rasterization."""
