@@ -1,70 +1,148 @@
 """``syncframe run key=value ...`` — one command for every app, Hydra-style overrides."""
 from __future__ import annotations
 
+import csv
+import io
+import signal
 import sys
 from pathlib import Path
 
-from .config import base_config, expand_multirun, group_options, load_group, resolve
+from . import __version__
+from .config import (GROUPS, RunOptions, expand_multirun, group_entry, group_names, overrides_from_file,
+                     parse_overrides, resolve)
 from .errors import ConfigError
+from .options import field_help
 
-USAGE = """usage: syncframe run [-m] [key=value ...]
-       syncframe --help | syncframe run --help
+USAGE = """usage: syncframe run [-m] [--config RUN/config.yaml] [key=value ...] [--help]
+       syncframe --help | --version
 
   key=value          set a common key (prompt, seed, steps, width, ...)
   group=name         choose an app, model or sync (app=panorama sync=syncdiffusion)
   group.key=value    set an option of the chosen group (sync.weight=10 app.stride=16)
+  --config FILE      start from a run's config.yaml (reproduces it; later key=value override it)
   -m, --multirun     sweep comma-separated values: -m seed=0,1,2 sync=multidiffusion,syncdiffusion
-                     (one run folder per combination under out/; write \\, for a literal comma)
+                     (one run folder per combination under out/, indexed in multirun.csv;
+                     write \\, for a literal comma)
+  run ... --help     the options of the chosen app, sync and model, with types and defaults
 """
 
 
 def describe() -> str:
-    lines = [USAGE, "common keys (configs/config.yaml):"]
-    lines += [f"  {k}={v!r}" for k, v in base_config().items()]
-    for group in ("app", "sync", "model"):
-        lines.append(f"\n{group}s ({group}=NAME, options as {group}.KEY=VALUE):")
-        for name in group_options(group):
-            try:
-                options = load_group(group, name)
-            except ConfigError as exc:
-                lines.append(f"  {name}: unavailable ({exc})")
-                continue
-            options.pop("name")
-            shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
-            lines.append(f"  {name}: {shown}" if shown else f"  {name}")
+    """``syncframe --help``: the common keys and every registered app, sync and model."""
+    lines = [USAGE, "common keys:"]
+    lines += [field_help(name, f) for name, f in RunOptions.model_fields.items()]
+    for group in GROUPS:
+        lines.append(f"\n{group}s ({group}=NAME; `syncframe run {group}=NAME --help` shows its options):")
+        for name in group_names(group):
+            if group == "model" and name in ("pretrained", "offline", "analytic"):
+                continue  # the schemas behind the presets; any repository id or folder is `pretrained`
+            lines.append(f"  {name:18s} {group_entry(group, name).summary}")
+        if group == "model":
+            lines.append(f"  {'<repo id|folder>':18s} any diffusers Stable Diffusion 1.x/2.x repository id or local folder")
     return "\n".join(lines)
 
 
+def describe_run(args: list[str]) -> str:
+    """``syncframe run app=mesh --help``: the options of the chosen groups, as chosen."""
+    from_file, args = split_config(args)
+    cfg = resolve([*from_file, *parse_overrides(args)])
+    lines = [f"syncframe run {' '.join(args)}".rstrip(), ""]
+    app = group_entry("app", cfg["app"]["name"])
+    if app.inputs:
+        lines.append(f"inputs of app={cfg['app']['name']} (top-level keys):")
+        lines += [field_help(name, f) for name, f in app.inputs.model_fields.items()]
+    if app.common:
+        lines.append("common keys this app sets unless you do: "
+                     + ", ".join(f"{k}={v}" for k, v in app.common.items()))
+    for group in GROUPS:
+        name = cfg[group]["name"]
+        entry = group_entry(group, name)
+        lines.append(f"\n{group}={name}: {entry.summary}")
+        lines.append(f"options ({group}.KEY=VALUE), with this run's values:" if entry.options.model_fields
+                     else "no options")
+        lines += [field_help(key, f, cfg[group][key]) for key, f in entry.options.model_fields.items()]
+    return "\n".join(lines)
+
+
+def split_config(args: list[str]) -> tuple[list, list[str]]:
+    """``--config FILE`` (or ``--config=FILE``) -> (its override pairs, the other arguments)."""
+    pairs, rest, args = [], [], list(args)
+    while args:
+        arg = args.pop(0)
+        if arg == "--config" or arg.startswith("--config="):
+            path = arg.partition("=")[2] or (args.pop(0) if args else "")
+            if not path:
+                raise ConfigError("--config needs a file: --config outputs/<app>/<run>/config.yaml")
+            pairs += overrides_from_file(path)
+        else:
+            rest.append(arg)
+    return pairs, rest
+
+
 def run_jobs(args: list[str], multirun: bool) -> None:
+    from .outputs import default_out
     from .pipeline import run
 
+    from_file, args = split_config(args)
     jobs = expand_multirun(args) if multirun else [args]
-    cfgs = [resolve(job) for job in jobs]  # every job is checked before any runs
-    if multirun and len(cfgs) > 1:
-        from .pipeline import default_out
-
-        base = Path(cfgs[0]["out"] or default_out(cfgs[0]))
+    cfgs = [resolve([*from_file, *parse_overrides(job)]) for job in jobs]  # every job is checked before any runs
+    sweep = multirun and len(cfgs) > 1
+    if sweep:
+        base = Path(cfgs[0]["out"] or default_out(cfgs[0]["app"]["name"]))
         for i, cfg in enumerate(cfgs):
             cfg["out"] = str(base / str(i))
+    rows = []
     for job, cfg in zip(jobs, cfgs):
         out, result = run(cfg)
         timing = result.metadata["timings_s"]
         print(f"wrote {out} ({' '.join(job) or 'defaults'}; sample {timing['sample']:.1f} s)")
+        rows.append((out, job, result.metadata))
+    if sweep:
+        write_index(base, rows)
+
+
+def write_index(base: Path, rows: list) -> None:
+    """``multirun.csv`` in the sweep folder: run folder, its overrides, timings and metrics."""
+    metric_keys = sorted({k for _, _, meta in rows for k, v in meta.get("metrics", {}).items()
+                          if isinstance(v, (int, float))})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["folder", "overrides", "sample_s", *metric_keys])
+    for out, job, meta in rows:
+        metrics = meta.get("metrics", {})
+        writer.writerow([out.name, " ".join(job), meta["timings_s"]["sample"], *(metrics.get(k, "") for k in metric_keys)])
+    (base / "multirun.csv").write_text(buffer.getvalue(), encoding="utf-8")
+    print(f"wrote {base / 'multirun.csv'} ({len(rows)} runs)")
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # the same clean-up as Ctrl-C: nothing half-written is left
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help") or "--help" in argv or "-h" in argv:
-        print(describe())
+    if argv and argv[0] in ("--version", "-V", "version"):
+        print(f"syncframe {__version__}")
         return 0
-    if argv[0] != "run":
-        print(f"syncframe: error: unknown command {argv[0]!r}; use `syncframe run key=value ...`", file=sys.stderr)
-        return 2
-    args = argv[1:]
-    multirun = any(a in ("-m", "--multirun") for a in args)
-    args = [a for a in args if a not in ("-m", "--multirun")]
+    wants_help = any(a in ("-h", "--help") for a in argv)
     try:
-        run_jobs(args, multirun)
+        if not argv or argv[0] in ("-h", "--help", "help") or (wants_help and argv[0] != "run"):
+            print(describe())
+            return 0
+        if argv[0] != "run":
+            raise ConfigError(f"unknown command {argv[0]!r}; use `syncframe run key=value ...` (or --help)")
+        args = [a for a in argv[1:] if a not in ("-h", "--help")]
+        if wants_help:
+            print(describe_run(args))
+            return 0
+        multirun = any(a in ("-m", "--multirun") for a in args)
+        args = [a for a in args if a not in ("-m", "--multirun")]
+        previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            run_jobs(args, multirun)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
     except ConfigError as exc:
         print(f"syncframe: error: {exc}", file=sys.stderr)
         return 2

@@ -1,64 +1,89 @@
-"""One config tree: ``configs/config.yaml`` + one file per choice of the groups app, model, sync.
+"""One config tree: the common keys plus one section for each of the groups app, model and sync.
 
-Overrides are Hydra-style ``key=value`` strings: ``sync=syncdiffusion`` picks a group file,
-``sync.weight=10`` sets a key inside it. Values are parsed by the type of the default
-(a string stays a string), and unknown keys are an error that lists the valid ones.
+Overrides are Hydra-style ``key=value`` strings: ``sync=syncdiffusion`` picks a registered name
+(and its preset), ``sync.weight=10`` sets an option inside the section. Every option has a
+declared type, range and description (:mod:`syncframe.options`); the whole tree is checked once,
+here, before anything is built, and bad input is one :class:`ConfigError` line.
 """
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 import re
-from importlib import resources
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Literal
 
 import yaml
+from pydantic import field_validator
 
 from .errors import ConfigError
-from .registry import APPS, SYNCS
+from .options import FolderPath, Options, Source, Text, option, parse_value, plain, validate
+from .registry import APPS, MODELS, SYNCS, Entry
 
 GROUPS = ("app", "model", "sync")
+REGISTRIES = {"app": APPS, "model": MODELS, "sync": SYNCS}
+DEFAULT_SYNC = "synctweedies"  # for plugin apps that name no default synchronizer
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 64-bit seeds
 
 
-def _configs():
-    return resources.files("syncframe.configs")
+class RunOptions(Options):
+    """The common keys of every run (``syncframe run key=value``)."""
+
+    app: str = option("panorama", "what to make: an app name (syncframe --help lists them)")
+    model: str = option("sd2-base", "a model preset, or any diffusers repository id or local folder")
+    sync: str | None = option(None, "the synchronizer; null = the app's default")
+    prompt: Text = option("a photo of a mountain range at twilight", "the text prompt")
+    negative_prompt: Text = option("", "the negative prompt (the unconditional half of classifier-free guidance)")
+    seed: int = option(0, "seed of every random number of the run", ge=0, le=MAX_SEED)
+    steps: int = option(50, "denoising steps", ge=1, le=1000)
+    guidance: float = option(7.5, "classifier-free guidance scale (1 disables it)", ge=0, le=100)
+    eta: float = option(0.0, "DDIM stochasticity (0 deterministic, 1 DDPM-like)", ge=0, le=1)
+    width: int | None = option(None, "output width in pixels; null = the app's default", ge=8, le=2**20)
+    height: int | None = option(None, "output height in pixels; null = the app's default", ge=8, le=2**20)
+    out: FolderPath | None = option(None, "output folder (must not exist or be empty); null = outputs/<app>/<date-time>")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N")
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = option(
+        "auto", "model precision; auto = fp16 on CUDA, fp32 on CPU")
+    controlnet: Source | None = option(None, "a ControlNet repository id or folder (depth), or tiny; "
+                                             "needs a control input (depth=, or a mesh)")
+    controlnet_scale: float = option(1.0, "ControlNet conditioning scale", ge=0, le=10)
+    view_batch_size: int | None = option(None, "views per model call; null = as many as memory allows", ge=1,
+                                         le=4096)
+    progress: bool = option(True, "show progress bars")
+    max_views: int = option(1024, "runs with more views per step are refused (raise it if you mean it)", ge=1)
+    max_memory_gb: float | None = option(None, "runs estimated to need more memory are refused; "
+                                               "null = the memory available now", gt=0)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
+        return value
 
 
-def _read_yaml(node) -> dict:
-    return yaml.safe_load(node.read_text()) or {}
+def group_names(group: str) -> list[str]:
+    return REGISTRIES[group].names()
 
 
-def base_config() -> dict:
-    return _read_yaml(_configs() / "config.yaml")
+def group_entry(group: str, name: str) -> Entry:
+    """The registered entry; a model name that is no preset is a diffusers repository id or folder."""
+    if group == "model" and name not in MODELS:
+        return MODELS.entry("pretrained")
+    return REGISTRIES[group].entry(name)
 
 
-def group_options(group: str) -> list[str]:
-    """Names with a YAML file in the group, plus registered plugins for app and sync."""
-    names = {p.name[:-5] for p in (_configs() / group).iterdir() if p.name.endswith(".yaml")}
-    if group == "app":
-        names |= set(APPS.names())
-    if group == "sync":
-        names |= set(SYNCS.names())
-    return sorted(names)
-
-
-def load_group(group: str, name: str) -> dict:
-    """The options of one group choice, with ``name`` first."""
-    node = _configs() / group / f"{name}.yaml"
-    if node.is_file():
-        options = _read_yaml(node)
-    elif group == "app" and name in APPS:
-        options = APPS.defaults(name)
-    elif group == "sync" and name in SYNCS:
-        options = SYNCS.defaults(name)
-    elif group == "model" and name not in ("",):
-        # Any other value is a diffusers repository id or a local folder.
-        options = {"repo": name}
-    else:
-        options = None
-    if options is None:
-        raise ConfigError(f"unknown {group} {name!r}; choose one of: {', '.join(group_options(group))}")
-    return {"name": name, **options}
+def section(group: str, name: str) -> tuple[Entry, dict]:
+    """The entry of a group choice and its unvalidated options (defaults <- preset), ``name`` first."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{group}={name!r}: expected a name; choose one of: {', '.join(group_names(group))}")
+    entry = group_entry(group, name)
+    values = {key: copy.deepcopy(f.default) for key, f in entry.options.model_fields.items()}
+    values.update(copy.deepcopy(entry.preset))
+    if group == "model" and name not in MODELS:
+        values["repo"] = name
+    return entry, {"name": name, **values}
 
 
 def parse_overrides(args: Iterable[str]) -> list[tuple[str, str]]:
@@ -73,83 +98,99 @@ def parse_overrides(args: Iterable[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def coerce(key: str, value: Any, default: Any) -> Any:
-    """Turn an override string into the type of ``default``; non-strings pass through (Python API)."""
-    if not isinstance(value, str):
-        return value
-    if isinstance(default, str):
-        return value
-    try:
-        parsed = yaml.safe_load(value) if value != "" else ""
-    except yaml.YAMLError:
-        parsed = value
-    if default is None or parsed is None:
-        return parsed
-    if isinstance(default, bool):
-        if isinstance(parsed, bool):
-            return parsed
-        raise ConfigError(f"{key}={value!r}: expected true or false")
-    if isinstance(default, int):
-        if isinstance(parsed, int) and not isinstance(parsed, bool):
-            return parsed
-        raise ConfigError(f"{key}={value!r}: expected an integer")
-    if isinstance(default, float):
-        if isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
-            return float(parsed)
-        raise ConfigError(f"{key}={value!r}: expected a number")
-    return parsed
-
-
 def resolve(overrides: Iterable[tuple[str, Any]] | Iterable[str] = ()) -> dict:
-    """Base config <- app defaults <- group choices <- key overrides, validated."""
+    """Defaults <- the app's common defaults <- group choices <- key overrides, validated once."""
     pairs = [p if isinstance(p, tuple) else parse_overrides([p])[0] for p in overrides]
-    cfg = base_config()
     choices = {g: v for g, v in pairs if g in GROUPS}
-    keys = [(k, v) for k, v in pairs if k not in GROUPS]
-    app = load_group("app", str(choices.get("app", cfg["app"])))
-    app_defaults = app.pop("defaults", {}) or {}
-    for key, value in app_defaults.items():
-        if cfg.get(key) is None:
-            cfg[key] = value
+    top_fields = RunOptions.model_fields
+    app_name = _choice("app", choices.get("app", top_fields["app"].default))
+    app_entry, app_section = section("app", app_name)
+    inputs = app_entry.inputs.model_fields if app_entry.inputs else {}
+    top = {key: copy.deepcopy(f.default) for key, f in top_fields.items()}
+    top.update({key: copy.deepcopy(f.default) for key, f in inputs.items()})
+    sync_name = choices.get("sync")
+    if sync_name in (None, "null"):  # the app's default
+        sync_name = app_entry.common.get("sync", DEFAULT_SYNC)
+    sync_name = _choice("sync", sync_name)
+    model_name = _choice("model", choices.get("model", top["model"]))
+    sections = {"app": app_section, "sync": section("sync", sync_name)[1], "model": section("model", model_name)[1]}
+    entries = {"app": app_entry, "sync": group_entry("sync", sync_name), "model": group_entry("model", model_name)}
+    for key, value in pairs:
+        if key in GROUPS:
+            continue
+        head, _, rest = key.partition(".")
+        if head in GROUPS and rest:
+            _set_option(sections[head], entries[head].options, head, rest, value)
+        elif rest:
+            raise ConfigError(f"unknown config key {key!r}: {head} has no sub-keys")
+        else:
+            _set_top(top, key, value, app_name, inputs)
+    for key, value in app_entry.common.items():  # null means "the app's default"
+        if top.get(key) is None:
+            top[key] = copy.deepcopy(value)
+    top.update(app=app_name, sync=sync_name, model=model_name)
+    cfg = validate(RunOptions, {k: v for k, v in top.items() if k in top_fields})
+    if app_entry.inputs:
+        cfg.update(validate(app_entry.inputs, {k: v for k, v in top.items() if k in inputs}))
     for group in GROUPS:
-        name = app["name"] if group == "app" else str(choices.get(group, cfg[group]))
-        cfg[group] = app if group == "app" else load_group(group, name)
-    for key, value in keys:
-        set_key(cfg, key, value)
-    validate_common(cfg)
+        options = {k: v for k, v in sections[group].items() if k != "name"}
+        cfg[group] = {"name": sections[group]["name"], **validate(entries[group].options, options, group)}
+    check_device(cfg["device"])
+    if cfg["controlnet"] and cfg["model"]["kind"] == "analytic":
+        raise ConfigError(f"model={model_name} is analytic and takes no ControlNet; drop controlnet=")
+    for group in GROUPS:  # options whose default depends on the device or another section ("auto")
+        complete = getattr(entries[group].options, "complete", None)
+        if complete is not None:
+            complete(cfg)
     return cfg
 
 
-def set_key(cfg: dict, dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = cfg
-    for i, part in enumerate(parents):
-        if not isinstance(node.get(part), dict):
-            raise ConfigError(f"unknown config key {dotted!r}: {'.'.join(parents[:i + 1])} has no sub-keys")
-        node = node[part]
-    if leaf not in node or leaf == "name" and parents:
-        where = ".".join(parents)
-        valid = sorted(k for k in node if not (parents and k == "name"))
-        label = f"{where}={node['name']}" if parents and "name" in node else "the top level"
-        raise ConfigError(f"unknown config key {dotted!r} for {label}; valid keys: {', '.join(valid)}")
-    node[leaf] = coerce(dotted, value, node[leaf])
+def _choice(group: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{group}={value!r}: expected a name; choose one of: {', '.join(group_names(group))}")
+    return value
 
 
-def validate_common(cfg: dict) -> None:
-    def need(cond, message):
-        if not cond:
-            raise ConfigError(message)
+def _set_top(top: dict, key: str, value: Any, app_name: str, inputs: dict) -> None:
+    fields = {**RunOptions.model_fields, **inputs}
+    if key not in fields:
+        owners = [name for name in APPS.names() if APPS.entry(name).inputs and key in APPS.entry(name).inputs.model_fields]
+        if owners:
+            raise ConfigError(f"{key}= is an input of app={' / app='.join(owners)}, not of app={app_name}; "
+                              f"add app={owners[0]} (or drop {key}=)")
+        close = difflib.get_close_matches(key, fields, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(fields)}")
+    top[key] = _value(fields[key], value)
 
-    need(isinstance(cfg["steps"], int) and cfg["steps"] > 0, f"steps={cfg['steps']} must be a positive integer")
-    need(isinstance(cfg["seed"], int) and cfg["seed"] >= 0, f"seed={cfg['seed']} must be a non-negative integer")
-    need(isinstance(cfg["guidance"], (int, float)) and cfg["guidance"] >= 0,
-         f"guidance={cfg['guidance']} must be a number >= 0 (1 disables classifier-free guidance)")
-    need(isinstance(cfg["eta"], (int, float)) and 0 <= cfg["eta"] <= 1, f"eta={cfg['eta']} must be in [0, 1]")
-    for key in ("width", "height"):
-        need(isinstance(cfg[key], int), f"{key}={cfg[key]} must be an integer number of pixels")
-    vbs = cfg["view_batch_size"]
-    need(vbs is None or isinstance(vbs, int) and vbs > 0, f"view_batch_size={vbs} must be a positive integer or null")
-    need(isinstance(cfg["prompt"], str), "prompt must be a string")
+
+def _set_option(values: dict, schema: type[Options], group: str, key: str, value: Any) -> None:
+    if "." in key or key not in schema.model_fields:
+        owners = [n for n in REGISTRIES[group].names() if key in REGISTRIES[group].entry(n).options.model_fields]
+        where = f" (it is an option of {group}={' / '.join(owners)})" if owners else ""
+        raise ConfigError(f"unknown config key '{group}.{key}' for {group}={values['name']}{where}; "
+                          f"valid keys: {', '.join(schema.model_fields) or 'none'}")
+    values[key] = _value(schema.model_fields[key], value)
+
+
+def _value(field, value: Any) -> Any:
+    return parse_value(field.annotation, value, field.metadata) if isinstance(value, str) else plain(value)
+
+
+def check_device(device: str) -> None:
+    """The device exists in this torch build and machine, or one clear error."""
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={device}: this machine has no usable CUDA GPU (torch {torch.__version__}); "
+                              "use device=cpu or device=auto")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device={device}: there are {torch.cuda.device_count()} CUDA devices "
+                              f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    if device == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError("device=mps: Apple's MPS backend is not available here; use device=cpu or device=auto")
 
 
 def expand_multirun(args: list[str]) -> list[list[str]]:
@@ -163,3 +204,23 @@ def expand_multirun(args: list[str]) -> list[list[str]]:
 
 def dump(cfg: dict) -> str:
     return yaml.safe_dump(copy.deepcopy(cfg), sort_keys=False, allow_unicode=True)
+
+
+def overrides_from_file(path: str | Path) -> list[tuple[str, Any]]:
+    """A run's ``config.yaml`` -> override pairs that resolve to the same config."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--config {path}: cannot read it as a run's config.yaml ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(g), dict) and "name" in data[g] for g in GROUPS):
+        raise ConfigError(f"--config {path}: not a syncframe config.yaml (needs app, model and sync sections)")
+    pairs: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        if key in GROUPS:
+            pairs.append((key, value["name"]))
+            pairs += [(f"{key}.{k}", v) for k, v in value.items() if k != "name"]
+        else:
+            pairs.append((key, value))
+    return pairs
+

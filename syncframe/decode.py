@@ -1,8 +1,9 @@
-"""Decode a latent canvas tile by tile, so memory is bounded by the tile, not the canvas."""
+"""Decode a latent canvas tile by tile, so decoder memory is bounded by the tile batch, not the canvas."""
 from __future__ import annotations
 
 import torch
 
+from .spaces.base import gather_views
 from .spaces.panorama import PanoramaSpace
 
 
@@ -22,17 +23,25 @@ def decode_tiled(latent: torch.Tensor, decode, tile: int = 64, overlap: int = 16
     """``latent: [C, h, w]`` -> image ``[3, scale·h, scale·w]`` (float32, unclamped).
 
     Tiles of ``tile`` latents overlap by ``overlap`` and are blended with linear ramps; with
-    ``wrap`` tiles run across the right edge so a looping panorama is decoded seamlessly.
+    ``wrap`` tiles run across the right edge so a looping panorama is decoded seamlessly. Each
+    batch of decoded tiles is added into the canvas at once, so only ``batch_size`` tiles are
+    held in memory.
     """
     c, h, w = latent.shape
     tile = min(tile, h, w)
     overlap = min(overlap, tile - 1)
     tiles = PanoramaSpace(h, w, window=tile, stride=tile - overlap, loop=wrap, channels=c, vae_scale=1)
-    pixels = PanoramaSpace(h * scale, w * scale, window=tile * scale, stride=(tile - overlap) * scale,
-                           loop=wrap, channels=3, vae_scale=1)
-    decoded = decode_batched(tiles.project(latent), decode, batch_size)
-    r = ramp(tile * scale, overlap * scale).to(decoded.device)
-    weight = (r[:, None] * r[None, :]).expand(len(decoded), 1, -1, -1)
-    num = pixels.project_adjoint(weight * decoded)
-    den = pixels.project_adjoint(weight.expand_as(decoded).contiguous())
+    r = ramp(tile * scale, overlap * scale).to(latent.device)
+    weight = r[:, None] * r[None, :]
+    num = torch.zeros(3, h * scale, w * scale, device=latent.device)
+    den = torch.zeros(1, h * scale, w * scale, device=latent.device)
+    offsets = torch.arange(tile * scale, device=latent.device)
+    for start in range(0, tiles.num_views, batch_size):
+        index = tiles.index[start:start + batch_size]
+        images = decode(gather_views(latent, index)).float()
+        for (top, left), image in zip(tiles.windows[start:start + batch_size], images):
+            rows = slice(top * scale, (top + tile) * scale)
+            cols = (offsets + left * scale) % (w * scale)
+            num[:, rows].index_add_(2, cols, weight * image)
+            den[:, rows].index_add_(2, cols, weight[None])
     return num / den

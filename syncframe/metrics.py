@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 
@@ -94,3 +95,34 @@ def pole_spread(image: torch.Tensor) -> float:
     image = image.float()
     rows = torch.stack([image[:, 0].std(dim=-1).mean(), image[:, -1].std(dim=-1).mean()])
     return (rows.mean() / image.std().clamp_min(1e-12)).item()
+
+
+def view_borders(cameras, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the borders of the views cross an equirect image: bool ``[H, W]`` for the pair of a
+    pixel and its right neighbour (wrapping at 360°), and ``[H-1, W]`` for a pixel and the one below."""
+    from .spaces.equirect import camera_rotation, equirect_directions
+
+    dirs = equirect_directions(height, width)
+    across_h = torch.zeros(height, width, dtype=torch.bool)
+    across_v = torch.zeros(height - 1, width, dtype=torch.bool)
+    for cam in cameras:
+        local = dirs @ camera_rotation(cam).T
+        half = math.tan(math.radians(cam.fov) / 2)
+        z = local[..., 2].clamp_min(1e-9)
+        inside = (local[..., 2] > 0) & (local[..., 0].abs() / z < half) & (local[..., 1].abs() / z < half)
+        across_h |= inside != inside.roll(-1, dims=1)
+        across_v |= inside[1:] != inside[:-1]
+    return across_h, across_v
+
+
+def view_border_seam(image: torch.Tensor, cameras) -> float:
+    """How much harder an equirect ``image: [C, H, W]`` steps across the borders of the views
+    than anywhere: the mean step between neighbouring pixels on a view border over the mean step
+    between all neighbouring pixels. ≈1 when the view borders are invisible."""
+    image = image.float()
+    step_h = (image - image.roll(-1, dims=2)).abs().mean(0)
+    step_v = (image[:, 1:] - image[:, :-1]).abs().mean(0)
+    across_h, across_v = view_borders(cameras, image.shape[1], image.shape[2])
+    border = torch.cat([step_h[across_h], step_v[across_v]])
+    everywhere = torch.cat([step_h.flatten(), step_v.flatten()])
+    return (border.mean() / everywhere.mean().clamp_min(1e-12)).item()

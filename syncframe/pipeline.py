@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import platform
 import resource
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -14,9 +13,12 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .config import dump, resolve
-from .models.denoiser import Denoiser, from_pretrained, load_controlnet, pick_device, pick_dtype
+from .config import dump, group_entry, resolve
 from .errors import ConfigError
+from .messages import collecting
+from .models.denoiser import Denoiser, load_controlnet, pick_device, pick_dtype
+from .models.hub import locate
+from .outputs import RunFolder, default_out
 from .registry import APPS, SYNCS
 from .sampler import sample
 
@@ -31,33 +33,30 @@ class Result:
     config: dict
     metadata: dict = field(default_factory=dict)
 
-    def save(self, out: str | Path) -> Path:
-        """Write images, ``config.yaml`` and ``run.json`` into ``out`` atomically."""
-        out = Path(out)
-        if out.exists() and any(out.iterdir()):
-            raise ConfigError(f"output folder {out} exists and is not empty; choose another out=")
-        partial = out.with_name(out.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
+    def write(self, folder: RunFolder) -> Path:
+        """Write the outputs, ``config.yaml`` and ``run.json`` (with the time the others took) into
+        a claimed folder and publish it."""
+        clock = time.perf_counter()
+
+        def run_json():
+            self.metadata["out"] = str(folder.target)
+            self.metadata["timings_s"]["write"] = round(time.perf_counter() - clock, 4)
+            return {"run.json": json.dumps(self.metadata, indent=2)}
+
         try:
-            started = time.perf_counter()
-            for name, item in self.images.items():
-                if isinstance(item, str):
-                    (partial / name).write_text(item, encoding="utf-8")
-                elif isinstance(item, bytes):
-                    (partial / name).write_bytes(item)
-                else:
-                    item.save(partial / name)
-            (partial / "config.yaml").write_text(dump(self.config))
-            self.metadata["timings_s"]["write"] = round(time.perf_counter() - started, 4)
-            (partial / "run.json").write_text(json.dumps(self.metadata, indent=2))
-            if out.exists():
-                out.rmdir()
-            partial.rename(out)
+            return folder.commit({**self.images, "config.yaml": dump(self.config)}, last=run_json)
+        except OSError as exc:
+            raise ConfigError(f"could not write the outputs to {folder.target} ({exc.strerror or exc}); "
+                              "free some disk space or choose another out=") from None
+
+    def save(self, out: str | Path) -> Path:
+        """Write the run folder ``out`` (absent or empty) atomically: complete, or nothing."""
+        folder = RunFolder(out).claim()
+        try:
+            return self.write(folder)
         except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
+            folder.abandon()
             raise
-        return out
 
 
 def overrides_from_kwargs(args: tuple, kwargs: dict) -> list:
@@ -78,23 +77,11 @@ def load_denoiser(cfg: dict) -> Denoiser:
     device = pick_device(cfg["device"])
     dtype = pick_dtype(cfg["dtype"], device)
     m = cfg["model"]
-    options = dict(guidance=float(cfg["guidance"]), view_batch_size=cfg["view_batch_size"])
-    if m.get("analytic"):
-        from .models.analytic import build_analytic
-
-        if cfg["controlnet"]:
-            raise ConfigError(f"model={m['name']} is analytic and takes no ControlNet; drop controlnet=")
-        return build_analytic(m, **options).to(device)
-    if m.get("builder"):
-        from .models.offline import build_components
-
-        parts = build_components(m["builder"], seed=int(m["seed"]), prediction_type=m["prediction_type"])
-        denoiser = Denoiser(**parts, name=m["name"], **options).to(device=device, dtype=dtype)
-    else:
-        denoiser = from_pretrained(m["repo"], device, dtype, **options)
+    denoiser = group_entry("model", m["name"]).factory(m, device, dtype, guidance=cfg["guidance"],
+                                                       view_batch_size=cfg["view_batch_size"])
     if cfg["controlnet"]:
-        denoiser.controlnet = load_controlnet(str(cfg["controlnet"]), denoiser.unet, device, dtype)
-        denoiser.controlnet_scale = float(cfg["controlnet_scale"])
+        denoiser.controlnet = load_controlnet(cfg["controlnet"], denoiser.unet, device, dtype)
+        denoiser.controlnet_scale = cfg["controlnet_scale"]
     return denoiser
 
 
@@ -116,47 +103,56 @@ def generate(*overrides, denoiser: Denoiser | None = None, **kwargs) -> Result:
 
 
 def prepare(cfg: dict):
-    """Build the app (and its space) and the synchronizer: all input checks, no model yet."""
+    """Build the app (and its space) and the synchronizer: all input checks, no model yet; the
+    weights the run needs are found first (cache, folder, or a reachable hub)."""
+    if cfg["model"]["kind"] == "pretrained":
+        locate(cfg["model"]["repo"], "model")
+    if cfg["controlnet"] and cfg["controlnet"] != "tiny":
+        locate(cfg["controlnet"], "controlnet")
     app = APPS.get(cfg["app"]["name"])(cfg)
-    sync = SYNCS.get(cfg["sync"]["name"])(cfg)
+    if cfg["controlnet"] and not app.can_control():
+        raise ConfigError("controlnet= needs a control input, and this run has none: give one (e.g. app=panorama360 "
+                          "depth=<equirect depth image>; app=mesh uses its rendered depth) or drop controlnet=")
+    if app.control_given() and not cfg["controlnet"]:
+        raise ConfigError("this run has a control input (depth=) but no ControlNet: set controlnet=<repo|folder> "
+                          "or drop the control input")
+    sync = SYNCS.get(cfg["sync"]["name"])(cfg, app.space)
     return app, sync
 
 
 def generate_from_config(cfg: dict, denoiser: Denoiser | None = None, prepared=None) -> Result:
-    app, sync = prepared or prepare(cfg)
-    timings = {"build_space": app.build_s}
-    clock = time.perf_counter()
-    if denoiser is None:
-        denoiser = load_denoiser(cfg)
-    channels = app.space.view_shape[0]
-    if denoiser.latent_scale != 8 or denoiser.latent_channels != channels:
-        raise ConfigError(f"model {cfg['model']['name']!r} has {denoiser.latent_channels} latent channels and "
-                          f"VAE factor {denoiser.latent_scale}; this run needs {channels} and 8 "
-                          "(a Stable Diffusion 1.x/2.x model, or model.latent_channels to match)")
-    if torch.cuda.is_available() and denoiser.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(denoiser.device)
-    timings["load"] = time.perf_counter() - clock
+    with collecting() as notes:
+        app, sync = prepared or prepare(cfg)
+        timings = {"build_space": app.build_s}
+        clock = time.perf_counter()
+        if denoiser is None:
+            denoiser = load_denoiser(cfg)
+        channels = app.space.view_shape[0]
+        if denoiser.latent_scale != 8 or denoiser.latent_channels != channels:
+            raise ConfigError(f"model {cfg['model']['name']!r} has {denoiser.latent_channels} latent channels and "
+                              f"VAE factor {denoiser.latent_scale}; this run needs {channels} and 8 "
+                              "(a Stable Diffusion 1.x/2.x model, or model.latent_channels to match)")
+        if torch.cuda.is_available() and denoiser.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(denoiser.device)
+        timings["load"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
-    prompts, view_prompt = app.prompts()
-    cond = denoiser.encode_prompts(prompts, cfg["negative_prompt"], view_prompt)
-    control = app.control_images()
-    if (control is None) != (denoiser.controlnet is None):
-        raise ConfigError("controlnet= and a control input go together: give both (e.g. app=panorama360 "
-                          "depth=<image> controlnet=<repo>) or neither")
-    if control is not None:
-        cond.control = control.to(denoiser.device, denoiser.dtype)
-    timings["encode"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        prompts, view_prompt = app.prompts()
+        cond = denoiser.encode_prompts(prompts, cfg["negative_prompt"], view_prompt)
+        control = app.control_images() if denoiser.controlnet is not None else None
+        if control is not None:
+            cond.control = control.to(denoiser.device, denoiser.dtype)
+        timings["encode"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
-    generator = torch.Generator("cpu").manual_seed(int(cfg["seed"]))
-    views = sample(app.space, denoiser, sync, cond, int(cfg["steps"]), generator, eta=float(cfg["eta"]),
-                   progress=bool(cfg["progress"]))
-    timings["sample"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        generator = torch.Generator("cpu").manual_seed(cfg["seed"])
+        views = sample(app.space, denoiser, sync, cond, cfg["steps"], generator, eta=cfg["eta"],
+                       progress=cfg["progress"])
+        timings["sample"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
-    images, canonical = app.finalize(views, denoiser)
-    timings["finalize"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        images, canonical = app.finalize(views, denoiser)
+        timings["finalize"] = time.perf_counter() - clock
 
     metadata = {
         "app": cfg["app"]["name"], "sync": cfg["sync"]["name"], "model": cfg["model"]["name"],
@@ -164,9 +160,11 @@ def generate_from_config(cfg: dict, denoiser: Denoiser | None = None, prepared=N
         "view_batch_size": denoiser.resolve_batch_size(app.space.num_views),
         "device": str(denoiser.device), "dtype": str(denoiser.dtype).replace("torch.", ""),
         "gpu": torch.cuda.get_device_name(denoiser.device) if denoiser.device.type == "cuda" else None,
+        "resolved": getattr(sync, "resolved", {}),
+        "notes": notes,
         "versions": {"syncframe": __version__, "python": platform.python_version(), "torch": torch.__version__,
                      "diffusers": _version("diffusers"), "transformers": _version("transformers")},
-        "command": sys.argv if Path(sys.argv[0]).name == "syncframe" else None,
+        "command": sys.argv if Path(sys.argv[0]).name in ("syncframe", "__main__.py") else None,
         "created": datetime.now().isoformat(timespec="seconds"),
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "peak_memory": peak_memory_mb(denoiser.device),
@@ -175,23 +173,17 @@ def generate_from_config(cfg: dict, denoiser: Denoiser | None = None, prepared=N
     return Result(images, canonical.detach().cpu(), views.detach().cpu(), cfg, metadata)
 
 
-def default_out(cfg: dict) -> Path:
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    base = Path("outputs") / cfg["app"]["name"] / stamp
-    out, k = base, 1
-    while out.exists():
-        out, k = base.with_name(f"{stamp}-{k}"), k + 1
-    return out
-
-
 def run(cfg: dict, out: str | Path | None = None, denoiser: Denoiser | None = None) -> tuple[Path, Result]:
-    """Check everything, generate, and write the run folder; nothing is left behind on failure."""
-    prepared = prepare(cfg)
-    target = Path(out or cfg["out"] or default_out(cfg))
-    if target.exists() and any(target.iterdir()):
-        raise ConfigError(f"output folder {target} exists and is not empty; choose another out=")
-    result = generate_from_config(cfg, denoiser, prepared)
-    return result.save(target), result
+    """Claim the output folder, check everything, generate, and publish the folder; a failed or
+    interrupted run leaves nothing behind."""
+    target = out or cfg["out"]
+    folder = RunFolder(target or default_out(cfg["app"]["name"]), explicit=target is not None).claim()
+    try:
+        result = generate_from_config(cfg, denoiser)
+        return result.write(folder), result
+    except BaseException:
+        folder.abandon()
+        raise
 
 
 def _version(name: str) -> str | None:

@@ -1,3 +1,4 @@
+import csv
 import json
 
 import pytest
@@ -25,32 +26,15 @@ def test_run_writes_image_config_and_run_json(tmp_path):
 def test_multirun_sweeps_the_product(tmp_path):
     out = tmp_path / "sweep"
     assert main(["run", "-m", *FAST, "seed=0,1", "sync=none,multidiffusion", f"out={out}"]) == 0
-    runs = sorted(out.iterdir())
+    runs = sorted(p for p in out.iterdir() if p.is_dir())
     assert [p.name for p in runs] == ["0", "1", "2", "3"]
     seen = {(c["seed"], c["sync"]["name"]) for c in (yaml.safe_load((p / "config.yaml").read_text()) for p in runs)}
     assert seen == {(0, "none"), (0, "multidiffusion"), (1, "none"), (1, "multidiffusion")}
-
-
-@pytest.mark.parametrize("args, message", [
-    (["app=nope"], "unknown app 'nope'; choose one of: mesh, panorama, panorama360"),
-    (["sync=nope"], "unknown sync 'nope'"),
-    (["width=1004"], "width=1004 is not a multiple of 8"),
-    (["height=256"], "height=256 is smaller than one window"),
-    (["steps=0"], "steps=0 must be a positive integer"),
-    (["steps=many"], "steps='many': expected an integer"),
-    (["app.stride=64"], "stride=64 must be in 1..63"),
-    (["colour=red"], "unknown config key 'colour'"),
-    (["sync.weight=3"], "unknown config key 'sync.weight' for sync=multidiffusion"),
-    (["sync=syncdiffusion", "sync.loss=mse"], "sync.loss='mse' is not one of"),
-    (["eta=2"], "eta=2.0 must be in [0, 1]"),
-    (["prompt"], "is not key=value"),
-])
-def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, capsys, args, message):
-    out = tmp_path / "never"
-    assert main(["run", *FAST, f"out={out}", *args]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("syncframe: error:") and message in err and "\n" not in err
-    assert list(tmp_path.iterdir()) == []
+    index = list(csv.DictReader((out / "multirun.csv").open()))
+    assert [row["folder"] for row in index] == ["0", "1", "2", "3"]
+    for row in index:  # each row's overrides are the ones its folder's config was made from
+        cfg = yaml.safe_load((out / row["folder"] / "config.yaml").read_text())
+        assert f"seed={cfg['seed']}" in row["overrides"] and f"sync={cfg['sync']['name']}" in row["overrides"]
 
 
 def test_existing_output_folder_is_not_overwritten(tmp_path, capsys):
@@ -60,12 +44,36 @@ def test_existing_output_folder_is_not_overwritten(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 
-def test_help_lists_apps_syncs_and_options(capsys):
+def test_help_lists_apps_syncs_models_and_common_keys(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
-    for word in ("panorama", "syncdiffusion", "synctweedies", "multidiffusion", "eps-averaging",
-                 "canonical-x0", "weight=20.0", "stride=8", "tiny", "-m"):
+    for word in ("panorama", "panorama360", "mesh", "syncdiffusion", "synctweedies", "multidiffusion", "eps-averaging",
+                 "canonical-x0", "tiny", "gaussian-mixture", "-m", "--config"):
         assert word in text
+    # every common key with its default, what it accepts and a description
+    assert "  steps = 50   [an integer in [1, 1000]]\n      denoising steps" in text
+    assert "  width = null   [an integer in [8, 1048576], or null]" in text
+
+
+def test_run_help_shows_the_chosen_groups_options(capsys):
+    assert main(["run", "app=mesh", "sync=syncdiffusion", "sync.weight=5", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "inputs of app=mesh" in text and "  mesh = null   [a path to a file, or null]" in text
+    assert "  weight = 5.0  (default 20.0)   [a number in [0, 10000.0]]" in text  # this run's value
+    assert "  cosine_power = 1.0   [a number in [0, 16]]" in text
+    assert "  stride" not in text  # panorama's options are not the mesh app's
+
+
+def test_version_and_python_dash_m(capsys):
+    import subprocess
+    import sys
+
+    from syncframe import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"syncframe {__version__}"
+    done = subprocess.run([sys.executable, "-m", "syncframe", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == f"syncframe {__version__}"
 
 
 def test_python_api_has_the_same_power():
@@ -75,3 +83,46 @@ def test_python_api_has_the_same_power():
     assert result.images["panorama.png"].size == (640, 512)
     assert result.config["sync"]["weight"] == 5.0 and result.metadata["seed"] == 2
     assert result.canonical.shape == (4, 64, 80)
+
+
+def test_config_file_reproduces_a_run_bit_for_bit(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["run", *FAST, "sync=syncdiffusion", "seed=5", "prompt=a test, with: yaml", f"out={first}"]) == 0
+    assert main(["run", "--config", str(first / "config.yaml"), f"out={second}"]) == 0
+    assert (first / "panorama.png").read_bytes() == (second / "panorama.png").read_bytes()
+    a, b = (yaml.safe_load((p / "config.yaml").read_text()) for p in (first, second))
+    assert {**a, "out": None} == {**b, "out": None} and a["prompt"] == "a test, with: yaml"
+    # later key=value override the file
+    third = tmp_path / "third"
+    assert main(["run", f"--config={first / 'config.yaml'}", "seed=6", f"out={third}"]) == 0
+    assert yaml.safe_load((third / "config.yaml").read_text())["seed"] == 6
+    assert (first / "panorama.png").read_bytes() != (third / "panorama.png").read_bytes()
+
+
+def test_offline_without_the_model_is_one_line_in_seconds(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("HF_HUB_OFFLINE")}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens there: the hub is unreachable
+    env["HF_HOME"] = str(tmp_path / "hf")  # an empty cache
+    clock = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "syncframe", "run", "prompt=hi"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - clock
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    line = done.stderr.strip()
+    assert "\n" not in line and "model=stabilityai/stable-diffusion-2-base is not in the local Hugging Face cache" in line
+    assert "127.0.0.1 cannot be reached" in line and "model=tiny" in line and "HF_HUB_OFFLINE=1" in line
+    assert elapsed < 30  # startup included; the hub client's retries took ~28 s on their own
+    assert list(tmp_path.iterdir()) == [tmp_path / "hf"] or list(tmp_path.iterdir()) == []
+
+
+def test_syncdiffusion_settles_auto_by_device_and_says_so(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", *FAST, "sync=syncdiffusion", f"out={out}"]) == 0
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["resolved"] == {"sync.loss": "lpips-alex", "sync.loss_resolution": 128}  # CPU: the cheap settings
+    assert any("sync=syncdiffusion on a CPU" in n for n in meta["notes"])
+    assert yaml.safe_load((out / "config.yaml").read_text())["sync"]["loss"] == "auto"

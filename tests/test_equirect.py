@@ -69,7 +69,7 @@ def test_adjoint_and_identity_on_seen_texels(mode):
         # Unseen texels copy a seen texel's value (the nearest one): every value comes from z[seen].
         unseen_values = filled[:, ~seen].T
         seen_values = z[:, seen].T
-        assert all((seen_values == v).all(dim=1).any() for v in unseen_values[:50])
+        assert all((seen_values - v).abs().max(dim=1).values.min() < 1e-12 for v in unseen_values[:50])
 
 
 def test_default_rig_covers_the_sphere():
@@ -140,7 +140,7 @@ def test_end_to_end_writes_equirect_views_viewer_and_metrics(tmp_path):
     assert Image.open(out / "views.png").size == (6 * 256, 3 * 256)  # 18 views, 6 columns
     meta = json.loads((out / "run.json").read_text())
     assert meta["sync"] == "synctweedies" and meta["num_views"] == 18
-    assert set(meta["metrics"]) == {"seam", "pole_spread"}
+    assert set(meta["metrics"]) == {"seam", "view_border_seam", "pole_spread"}
     html = (out / "viewer.html").read_text()
     assert "data:image/jpeg;base64," in html and "syncframeViewer" in html and "<script src" not in html
 
@@ -160,7 +160,7 @@ def test_depth_controlnet_changes_the_result(tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     (["app.rings=[{pitch: 0, count: 4, fov: 180}]"], "fov=180"),
     (["app.rings=[{pitch: 0, count: 4, fov: 0}]"], "fov=0"),
-    (["app.rings=[]"], "no views"),
+    (["app.rings=[]"], "app.rings=\\[\\]: expected a list \\(at least 1 items\\)"),
     (["width=300", "height=128"], "2:1"),
     (["depth=missing.png", "controlnet=tiny"], "not a readable image"),
 ])
@@ -174,6 +174,45 @@ def test_depth_of_wrong_aspect_and_controlnet_without_depth(tmp_path):
     Image.fromarray(np.zeros((100, 100), np.uint8)).save(tmp_path / "square.png")
     with pytest.raises(ConfigError, match="2:1"):
         run_360(tmp_path, f"depth={tmp_path / 'square.png'}", "controlnet=tiny")
-    with pytest.raises(ConfigError, match="go together"):
+    with pytest.raises(ConfigError, match="controlnet= needs a control input"):
         run_360(tmp_path, "controlnet=tiny", "app.viewer=false")
+    Image.fromarray(np.zeros((100, 200), np.uint8)).save(tmp_path / "wide.png")
+    with pytest.raises(ConfigError, match="a control input \\(depth=\\) but no ControlNet"):
+        run_360(tmp_path, f"depth={tmp_path / 'wide.png'}")
+    (tmp_path / "wide.png").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["square.png"]
+
+
+def test_synchronized_360_is_as_seamless_as_independent_views_at_every_view_border(tmp_path):
+    """On the mixture prior every view wants its own scene; with uniform unproject weights each
+    view's contribution stopped at its border, so synchronized runs showed every view border
+    (and the equator, where the ±45° rings end) as a step. Fading weights make them invisible."""
+    from syncframe.apps.base import from_pil
+    from syncframe.metrics import view_border_seam
+
+    common = ["app=panorama360", "model=gaussian-mixture", "steps=20", "width=1024", "height=512", "app.viewer=false"]
+    seams, equator = {}, {}
+    for sync in ("none", "synctweedies", "multidiffusion"):
+        out, result = run(resolve([*common, f"sync={sync}", "progress=false"]), tmp_path / sync)
+        image = from_pil(result.images["equirect.png"])
+        seams[sync] = view_border_seam(image, rig_from_rings(DEFAULT_RINGS))
+        assert json.loads((out / "run.json").read_text())["metrics"]["view_border_seam"] == pytest.approx(
+            seams[sync], abs=1e-3)
+        steps = (image[:, 1:] - image[:, :-1]).abs().mean(0)
+        equator[sync] = (steps[image.shape[1] // 2 - 1].mean() / steps.mean()).item()
+    # measured: none 1.31 / 1.47, synctweedies 1.26 / 1.19 (before the fix 1.95 / 2.95)
+    for sync in ("synctweedies", "multidiffusion"):
+        assert seams[sync] <= seams["none"] + 0.02, seams
+        assert equator[sync] <= equator["none"] + 0.05, equator
+        assert seams[sync] < 1.5 and equator[sync] < 1.6, (seams, equator)
+
+
+def test_view_border_seam_sees_a_step_at_a_view_border():
+    from syncframe.metrics import view_border_seam
+
+    cams = [Camera(0, 0, 90)]
+    smooth = torch.from_numpy(lat_lon_checker(64, 128)[..., :2]).permute(2, 0, 1)
+    space = EquirectSpace(64, 128, cams, view_size=32, channels=2, mode="bilinear")
+    inside = space.project_adjoint(torch.ones(1, 2, 32, 32)) > 0
+    assert view_border_seam(smooth, cams) < 1.3
+    assert view_border_seam(smooth + 0.5 * inside, cams) > 2.5  # a view pasted on top shows (measured 2.98)

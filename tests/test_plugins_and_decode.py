@@ -1,5 +1,6 @@
 from importlib.metadata import entry_points
 
+import pytest
 import torch
 
 import syncframe
@@ -28,8 +29,8 @@ def test_a_new_space_and_app_plug_in_without_touching_the_core(tiny_denoiser):
         def project_adjoint(self, x):
             return x[0] + x[1].flip(-1)
 
-    @syncframe.register_app("mirror-test", defaults={"defaults": {"sync": "synctweedies", "width": 512,
-                                                                  "height": 512}})
+    @syncframe.register_app("mirror-test", common={"sync": "synctweedies", "width": 512, "height": 512},
+                            defaults={"flip": True})
     class MirrorApp(App):
         def build_space(self):
             return MirrorSpace()
@@ -40,6 +41,9 @@ def test_a_new_space_and_app_plug_in_without_touching_the_core(tiny_denoiser):
 
     result = syncframe.generate("app=mirror-test", "model=tiny", "steps=3", "progress=false",
                                 denoiser=tiny_denoiser)
+    assert result.config["app"] == {"name": "mirror-test", "flip": True}  # a plugin option, typed by its default
+    with pytest.raises(syncframe.ConfigError, match="app.flip='sometimes': expected true or false"):
+        syncframe.generate("app=mirror-test", "model=tiny", "app.flip=sometimes")
     views = result.views
     assert torch.allclose(views[1], views[0].flip(-1), atol=1e-5)  # synchronized: the views agree
     assert not torch.allclose(views[0], views[0].flip(-1), atol=1e-2)  # ...and are not trivially symmetric

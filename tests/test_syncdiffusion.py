@@ -69,16 +69,27 @@ def test_real_model_without_lpips_weights_is_a_clear_error(small_cfg, monkeypatc
     from syncframe.errors import ConfigError
     monkeypatch.setenv("SYNCFRAME_WEIGHTS", str(tmp_path))
     monkeypatch.setitem(__import__("sys").modules, "lpips", None)
-    cfg = small_cfg("model=sd2-base", "sync=syncdiffusion")
+    from types import SimpleNamespace
+
+    from syncframe.registry import SYNCS
+
+    cfg = small_cfg("model=sd2-base", "sync=syncdiffusion", "sync.loss=lpips-vgg")
     with pytest.raises(ConfigError, match="no LPIPS-vgg weights"):
-        prepare(cfg)
+        SYNCS.get("syncdiffusion")(cfg, SimpleNamespace(num_views=5))
 
 
-def test_tiny_model_without_lpips_weights_warns_and_uses_random(small_cfg, monkeypatch, tmp_path):
+def test_tiny_model_without_lpips_weights_says_so_once_and_uses_random(small_cfg, monkeypatch, tmp_path, capsys):
+    from syncframe.messages import collecting
+
     monkeypatch.setenv("SYNCFRAME_WEIGHTS", str(tmp_path))
     monkeypatch.setitem(__import__("sys").modules, "lpips", None)
-    with pytest.warns(UserWarning, match="random weights"):
-        prepare(small_cfg("sync=syncdiffusion"))
+    with collecting() as notes:
+        prepare(small_cfg("sync=syncdiffusion", "sync.loss=lpips-vgg"))
+        prepare(small_cfg("sync=syncdiffusion", "sync.loss=lpips-vgg"))
+    assert notes.count("no LPIPS-vgg weights were found, so SyncDiffusion's loss uses random LPIPS weights (allowed "
+                       "for the offline models only; see the README to install real ones)") == 1
+    err = capsys.readouterr().err
+    assert err.count("random LPIPS weights") <= 1 and "UserWarning" not in err and "warnings.warn" not in err
 
 
 @pytest.mark.skipif(find_weight("taesd") is None, reason="TAESD weights (../shared/weights/taesd) not present")

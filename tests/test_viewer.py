@@ -1,45 +1,85 @@
-"""viewer.html opens in headless Chromium and draws the panorama (skipped without Chromium)."""
-import sys
-from pathlib import Path
+"""viewer.html pages open in headless Chromium and draw what they show: the built-in WebGL viewers
+(always present) and the richer npm ones (when built). In CI, where .ci/run installs Chromium and
+builds the npm viewers, SYNCFRAME_REQUIRE_BROWSER=1 turns these skips into failures."""
+import os
 
 import numpy as np
 import pytest
+import trimesh
 from PIL import Image
 
-from syncframe.viewer import viewer_html
+from syncframe.geometry.meshes import LoadedMesh, glb_bytes
+from syncframe.viewers import mesh_viewer_html, script, viewer_html
+from syncframe.viewers.screenshot import find_chromium, screenshot
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from screenshot_viewer import find_chromium, screenshot  # noqa: E402
-
-needs_chromium = pytest.mark.skipif(find_chromium() is None,
-                                    reason="Chromium is not installed (Debian: apt install chromium)")
+REQUIRED = os.environ.get("SYNCFRAME_REQUIRE_BROWSER") == "1"
 
 
-def panorama_page(tmp_path) -> Path:
-    """A 2:1 panorama, orange around the horizon at longitude 0 where the viewer starts."""
-    image = np.zeros((256, 512, 3), np.uint8)
-    image[:] = (20, 40, 200)
-    image[64:192, 128:384] = (230, 120, 30)
-    page = tmp_path / "viewer.html"
-    page.write_text(viewer_html(Image.fromarray(image), title="test panorama"), encoding="utf-8")
-    return page
+def need(condition: bool, reason: str):
+    if not condition:
+        if REQUIRED:
+            pytest.fail(f"SYNCFRAME_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
 
 
-def test_page_is_self_contained(tmp_path):
-    html = panorama_page(tmp_path).read_text()
-    assert "data:image/jpeg;base64," in html
-    assert "http://" not in html.split("<script>")[0] and "<script src" not in html and "<link" not in html
+def npm_built(kind: str) -> bool:
+    return script(kind)[2] == "npm"
 
 
-@needs_chromium
-def test_viewer_renders_the_panorama_in_headless_chromium(tmp_path):
-    page = panorama_page(tmp_path)
-    # Chromium's virtual time sometimes captures before the texture upload finishes (about 1 run
-    # in 4 here), so up to three captures with a growing time budget; a page that never draws fails.
+BUILDS = ["built-in", "npm"]
+
+
+def capture(page, tmp_path, probe):
+    """Screenshot ``page`` until ``probe(shot)`` holds: Chromium's virtual time sometimes captures
+    before the texture upload finishes, so up to three captures with a growing time budget."""
+    need(find_chromium() is not None, "Chromium is not installed (Debian: apt install chromium)")
     for budget in (8000, 16000, 30000):
         shot = np.asarray(Image.open(screenshot(page, tmp_path / "shot.png", budget_ms=budget)).convert("RGB"))
+        if probe(shot):
+            return shot
+    return shot
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_360_viewer_renders_the_panorama(tmp_path, build):
+    if build == "npm":
+        need(npm_built("panorama"), "the npm viewers are not built (npm --prefix viewer ci && npm --prefix viewer run build)")
+    image = np.zeros((256, 512, 3), np.uint8)
+    image[:] = (20, 40, 200)
+    image[100:156, 128:384] = (230, 120, 30)  # orange within 20° of the horizon around longitude 0
+    page = tmp_path / "viewer.html"
+    page.write_text(viewer_html(Image.fromarray(image), title="test panorama", build=build), encoding="utf-8")
+    html = page.read_text()
+    assert "data:image/jpeg;base64," in html and "<script src" not in html and "<link" not in html
+
+    def centre(shot):
         h, w = shot.shape[:2]
-        centre = shot[h // 3 - 20:h // 3 + 20, w // 2 - 20:w // 2 + 20].astype(int).mean(axis=(0, 1))
-        if np.abs(centre - (230, 120, 30)).max() < 25:
-            break
-    assert np.abs(centre - (230, 120, 30)).max() < 25, centre
+        return shot[h // 2 - 20:h // 2 + 20, w // 2 - 20:w // 2 + 20].astype(int).mean(axis=(0, 1))
+
+    shot = capture(page, tmp_path, lambda s: np.abs(centre(s) - (230, 120, 30)).max() < 25)
+    assert np.abs(centre(shot) - (230, 120, 30)).max() < 25, centre(shot)
+    # Viewers start looking at longitude 0 on the horizon: the blue above and below the band is in view.
+    assert (shot.reshape(-1, 3)[:, 2] > 150).mean() > 0.1
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_mesh_viewer_renders_the_textured_glb(tmp_path, build):
+    if build == "npm":
+        need(npm_built("mesh"), "the npm viewers are not built (npm --prefix viewer ci && npm --prefix viewer run build)")
+    box = trimesh.creation.box(extents=(1, 1, 1))
+    uv = np.random.default_rng(0).random((len(box.vertices), 2))
+    texture = Image.new("RGB", (64, 64), (230, 120, 30))
+    glb = glb_bytes(LoadedMesh(np.asarray(box.vertices), np.asarray(box.faces), uv, []), texture)
+    page = tmp_path / "viewer.html"
+    page.write_text(mesh_viewer_html(glb, title="test mesh", build=build), encoding="utf-8")
+
+    def orange(shot):  # pixels of the texture's hue, at any shading
+        r, g, b = (shot[..., k].astype(int) for k in range(3))
+        return (r > 60) & (r > g + 20) & (g > b + 15)
+
+    shot = capture(page, tmp_path, lambda s: orange(s).mean() > 0.05)
+    hit = orange(shot)
+    h, w = hit.shape
+    assert hit.mean() > 0.05, hit.mean()  # the box is drawn with its texture
+    assert hit[h // 2 - 10:h // 2 + 10, w // 2 - 10:w // 2 + 10].mean() > 0.9  # in the middle of the view
+    assert not hit[:5].any() and not hit[-5:].any()  # with background around it

@@ -7,13 +7,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from syncframe.resources import check_run_size
 from syncframe.spaces import CanonicalSpace
 
 
 class App:
     """Subclasses build their space and turn the final views into files.
 
-    The space is built in ``__init__`` so bad sizes fail before any model is loaded.
+    The space is built in ``__init__`` so bad sizes fail before any model is loaded; before that,
+    ``plan()`` estimates the run's size from the config alone, and too big a run is refused.
     """
 
     def __init__(self, cfg: dict):
@@ -22,8 +24,16 @@ class App:
         self.channels = int(cfg["model"].get("latent_channels", 4))
         self.report: dict = {}  # app-specific measurements, written to run.json
         started = time.perf_counter()
+        plan = self.plan()
+        if plan is not None:
+            check_run_size(*plan, cfg)
         self.space = self.build_space()
         self.build_s = time.perf_counter() - started  # input checks, geometry, rasterization
+
+    def plan(self) -> tuple[int, dict[str, int], str] | None:
+        """(views per step, {part of the run: bytes}, the sizes that set them), from the config
+        alone and cheap; None skips the size check (plugins that do not say)."""
+        return None
 
     def build_space(self) -> CanonicalSpace:
         raise NotImplementedError
@@ -35,6 +45,14 @@ class App:
     def finalize(self, views: torch.Tensor, denoiser) -> tuple[dict[str, Image.Image], torch.Tensor]:
         """Final views -> ({file name: image, text or bytes}, canonical tensor); may set ``self.report``."""
         raise NotImplementedError
+
+    def control_given(self) -> bool:
+        """Whether the user gave a control input (e.g. ``depth=``), which needs ``controlnet=``."""
+        return False
+
+    def can_control(self) -> bool:
+        """Whether this run has ControlNet images to give (``controlnet=`` needs them)."""
+        return self.control_given()
 
     def control_images(self) -> torch.Tensor | None:
         """Per-view ControlNet conditioning ``[N, 3, 8h, 8w]`` in [0, 1], or None."""

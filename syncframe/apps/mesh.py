@@ -7,20 +7,28 @@ at full resolution, unseen texels filled and the UV islands dilated into their g
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
+from pydantic import model_validator
 
 from syncframe.apps.base import App, contact_sheet, to_pil
 from syncframe.decode import decode_batched
 from syncframe.errors import ConfigError
 from syncframe.geometry.meshes import glb_bytes, load_mesh, y_up
+from syncframe.geometry.texels import texel_surface
 from syncframe.geometry.raster import (OrbitCamera, control_depth, fit_frame, rasterize, rig_from_config, surface_area,
                               uv_area, uv_coverage)
+from syncframe.options import FilePath, Options, option
 from syncframe.registry import register_app
+from syncframe.viewers import mesh_viewer_html
+from syncframe.resources import view_state_bytes
 from syncframe.spaces.base import fill_nearest
 from syncframe.spaces.mesh_uv import MeshUVSpace
 
 MAX_TEXTURE = 4096
+RASTER_BYTES = 40  # per pixel of a view's rasterization: face, UV, depth, normal, cosine
+BYTES_PER_FACE = 400  # the mesh, its UVs and the ray caster's acceleration structure
 
 
 def auto_texture_size(area: float, uv_fraction: float, footprint: float) -> int:
@@ -42,9 +50,53 @@ def view_label(camera: OrbitCamera) -> str:
     return "front" if azimuth <= 45 else "back" if azimuth >= 135 else "side"
 
 
-@register_app("mesh")
+class ViewRing(Options):
+    """Cameras at one elevation: ``count`` evenly spaced azimuths, or the listed ``azimuths``."""
+
+    elevation: float = option(..., "degrees above the equator", ge=-90, le=90)
+    count: int | None = option(None, "cameras evenly spaced in azimuth", ge=1)
+    azimuth_offset: float = option(0.0, "azimuth of the first of `count` cameras, degrees")
+    azimuths: list[float] | None = option(None, "explicit azimuths, degrees (instead of count)", min_length=1)
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.count is None) == (self.azimuths is None):
+            raise ValueError("a view ring needs either count (+ optional azimuth_offset) or a list of azimuths")
+        return self
+
+
+class MeshOptions(Options):
+    up: Literal["y", "z"] = option("y", "the mesh's up axis: y (glTF; front at +z) or z (Blender; front at -y)")
+    views: list[ViewRing] = option([dict(elevation=0, count=8), dict(elevation=30, azimuths=[0, 180])],
+                                   "the camera rig around the up axis; azimuth 0 looks at the front", min_length=1)
+    projection: Literal["orthographic", "perspective"] = option("orthographic", "camera projection")
+    fov: float = option(50.0, "perspective field of view, degrees", gt=0, lt=180)
+    margin: float = option(1.1, "the views frame the object's extent times this", ge=1, le=10)
+    latent_texture_size: int | None = option(None, "latent texture side; null = one texel per latent view pixel",
+                                             ge=8, le=MAX_TEXTURE)
+    texture_size: int | None = option(None, "RGB texture side; null = 8 x the latent texture side (at most 4096)",
+                                      ge=8, le=MAX_TEXTURE)
+    cosine_power: float = option(1.0, "unproject weight of a pixel = |cos(view ray, normal)| ** cosine_power",
+                                 ge=0, le=16)
+    view_prompts: bool = option(True, 'append ", front view" / "side view" / "back view" / "top view" per camera')
+    max_faces: int = option(100_000, "larger meshes are refused (decimate them first)", ge=1, le=5_000_000)
+    merge_parts: bool = option(True, "merge a multi-part scene into one mesh (re-unwrapped); false rejects it")
+    unwrap_timeout: float = option(300.0, "seconds the UV unwrapper (xatlas, in a child process) may take", gt=0)
+    rasterizer: Literal["embree", "nvdiffrast"] = option("embree", "embree (CPU ray casting) | nvdiffrast (CUDA)")
+    decode_batch_size: int = option(4, "views per VAE decode", ge=1, le=256)
+    sheet_columns: int = option(5, "columns of the contact sheets of the views", ge=1, le=64)
+    viewer: bool = option(True, "write viewer.html, an interactive 3-D viewer of mesh.glb that opens from disk")
+
+
+class MeshInputs(Options):
+    mesh: FilePath | None = option(None, "the mesh to texture: OBJ, GLB/GLTF or PLY (e.g. mesh=assets/vase.obj)")
+
+
+@register_app("mesh", options=MeshOptions, inputs=MeshInputs, common=dict(sync="synctweedies", width=512, height=512))
 class MeshApp(App):
-    def build_space(self) -> MeshUVSpace:
+    """A UV texture for a 3D mesh, painted by views around it, written as a textured GLB."""
+
+    def plan(self):
         cfg, o = self.cfg, self.cfg["app"]
         size = cfg["width"]
         if size != cfg["height"] or size < 64 or size % 64:
@@ -52,24 +104,32 @@ class MeshApp(App):
                               "of 64 pixels (512 for Stable Diffusion 1.x/2-base); use width=512 height=512")
         if not cfg.get("mesh"):
             raise ConfigError("app=mesh needs mesh=<file>: an OBJ, GLB/GLTF or PLY mesh (e.g. mesh=assets/vase.obj)")
-        self.mesh = load_mesh(cfg["mesh"], int(o["max_faces"]), bool(o["merge_parts"]))
+        n = sum(len(ring["azimuths"]) if ring["azimuths"] else ring["count"] for ring in o["views"])
+        texture = o["texture_size"] or 2048
+        parts = {"the views": n * view_state_bytes(self.channels, size // 8),
+                 f"the {size}² rasterizations and decoded views": n * size * size * (RASTER_BYTES + 3 * 4 * 3),
+                 "the texture": texture * texture * 3 * 4 * 8,
+                 "the mesh": o["max_faces"] * BYTES_PER_FACE}
+        return n, parts, f"{n} cameras in app.views, {size}² views"
+
+    def build_space(self) -> MeshUVSpace:
+        cfg, o = self.cfg, self.cfg["app"]
+        size = cfg["width"]
+        self.mesh = load_mesh(cfg["mesh"], o["max_faces"], o["merge_parts"], unwrap_timeout=o["unwrap_timeout"])
         posed = y_up(self.mesh, o["up"])
         self.cameras = rig_from_config(o["views"])
         self.frame = fit_frame(posed.vertices, self.cameras, o["projection"], float(o["fov"]), float(o["margin"]))
         latent_size = o["latent_texture_size"] or auto_texture_size(
             surface_area(self.mesh), uv_area(self.mesh), self.frame.pixel_footprint(size // 8))
         rgb_size = o["texture_size"] or min(MAX_TEXTURE, 8 * latent_size)
-        for key, value in (("latent_texture_size", latent_size), ("texture_size", rgb_size)):
-            if not isinstance(value, int) or not 8 <= value <= MAX_TEXTURE:
-                raise ConfigError(f"app.{key}={value} must be an integer in [8, {MAX_TEXTURE}] (or null for automatic)")
         self.texture_size = rgb_size
         # Rasterize once per view at both resolutions: the latent one drives sampling, the RGB one
         # the depth control and the final texture.
         self.latent_raster = rasterize(posed, self.cameras, self.frame, size // 8, o["rasterizer"])
         self.rgb_raster = rasterize(posed, self.cameras, self.frame, size, o["rasterizer"])
         r = self.latent_raster
-        return MeshUVSpace(r.uv, r.mask, r.cosine, latent_size, self.channels,
-                           cosine_power=float(o["cosine_power"]))
+        return MeshUVSpace(r.uv, r.mask, r.cosine, latent_size, self.channels, cosine_power=o["cosine_power"],
+                           surface=texel_surface(self.mesh, latent_size))
 
     def prompts(self) -> tuple[list[str], list[int]]:
         if not self.cfg["app"]["view_prompts"]:
@@ -77,6 +137,9 @@ class MeshApp(App):
         labels = [view_label(c) for c in self.cameras]
         distinct = sorted(set(labels))
         return [f"{self.cfg['prompt']}, {label} view" for label in distinct], [distinct.index(x) for x in labels]
+
+    def can_control(self) -> bool:
+        return True  # the rendered depth of every view
 
     def control_images(self) -> torch.Tensor | None:
         return control_depth(self.rgb_raster) if self.cfg["controlnet"] else None
@@ -88,7 +151,8 @@ class MeshApp(App):
         r = self.rgb_raster
         # Bilinear splatting: at one texel per pixel, nearest splatting would leave speckle holes.
         space = MeshUVSpace(r.uv, r.mask, r.cosine, self.texture_size, channels=3, background=1.0,
-                            cosine_power=float(o["cosine_power"]), mode="bilinear")
+                            cosine_power=o["cosine_power"], mode="bilinear",
+                            surface=texel_surface(self.mesh, self.texture_size))
         islands = uv_coverage(self.mesh, self.texture_size)
         texture = fill_nearest(space.unproject(rgb), islands)  # dilate the islands into their gutters
         renders = space.project(texture)
@@ -101,13 +165,24 @@ class MeshApp(App):
             "mesh": {"vertices": len(self.mesh.vertices), "faces": len(self.mesh.faces), "notes": self.mesh.notes},
         }
         image = to_pil(texture)
+        glb = glb_bytes(self.mesh, image)
         images = {
             "texture.png": image,
-            "mesh.glb": glb_bytes(self.mesh, image),
-            "renders.png": contact_sheet(renders, int(o["sheet_columns"])),
-            "views.png": contact_sheet(rgb, int(o["sheet_columns"])),
+            "mesh.glb": glb,
+            "renders.png": contact_sheet(shaded(renders, r), o["sheet_columns"]),
+            "views.png": contact_sheet(rgb, o["sheet_columns"]),
         }
+        if o["viewer"]:
+            images["viewer.html"] = mesh_viewer_html(glb, title=self.cfg["prompt"])
         return images, self.space.unproject(views)
+
+
+def shaded(renders: torch.Tensor, raster) -> torch.Tensor:
+    """Renders ``[N, 3, s, s]`` in [-1, 1] lit by a light at the camera (ambient 0.35 + diffuse
+    0.65·|cos|), so edges and creases show on the contact sheet; the background stays as it is."""
+    light = (0.35 + 0.65 * raster.cosine)[:, None].to(renders)
+    lit = (renders + 1) * light - 1
+    return torch.where(raster.mask[:, None].to(renders.device), lit, renders)
 
 
 def latent_disagreement(space: MeshUVSpace, views: torch.Tensor) -> float:

@@ -16,13 +16,16 @@ from PIL import Image
 from syncframe.apps.base import App, contact_sheet, to_pil
 from syncframe.decode import decode_batched
 from syncframe.errors import ConfigError
-from syncframe.metrics import equirect_seam, pole_spread
+from syncframe.metrics import equirect_seam, pole_spread, view_border_seam
+from syncframe.options import FilePath, Options, option
 from syncframe.registry import register_app
+from syncframe.resources import view_state_bytes
 from syncframe.spaces.base import fill_nearest
 from syncframe.spaces.equirect import EquirectSpace, blend_views, rig_from_rings
-from syncframe.viewer import bundle, viewer_html
+from syncframe.viewers import viewer_html
 
 LATENT_VIEW = 64  # latents per view side (512 px)
+BLEND_BYTES_PER_PIXEL = 100  # blend_views: directions, per-camera lookups, sums and the image
 
 
 def auto_latent_width(cameras, view_size: int = LATENT_VIEW) -> int:
@@ -33,21 +36,57 @@ def auto_latent_width(cameras, view_size: int = LATENT_VIEW) -> int:
     return int(math.ceil(width / 16) * 16)
 
 
-@register_app("panorama360")
+class Ring(Options):
+    """``count`` cameras evenly spaced in yaw at one pitch."""
+
+    pitch: float = option(..., "latitude the cameras look at, degrees", ge=-90, le=90)
+    count: int = option(..., "cameras in the ring", ge=1)
+    fov: float = option(..., "field of view, degrees", gt=0, lt=180)
+    yaw_offset: float = option(0.0, "yaw of the first camera, degrees")
+
+
+class Panorama360Options(Options):
+    rings: list[Ring] = option([dict(pitch=0, count=8, fov=72), dict(pitch=45, count=4, fov=90, yaw_offset=22.5),
+                                dict(pitch=-45, count=4, fov=90, yaw_offset=22.5), dict(pitch=90, count=1, fov=90),
+                                dict(pitch=-90, count=1, fov=90)],
+                               "the camera rig: rings of {pitch, count, fov[, yaw_offset]}", min_length=1)
+    latent_width: int | None = option(None, "canonical latent map width (even); null = 360 * 64 / smallest fov",
+                                      ge=16, le=16384, multiple_of=2)
+    decode_batch_size: int = option(4, "views per VAE decode", ge=1, le=256)
+    sheet_columns: int = option(6, "columns of the contact sheet of the decoded views", ge=1, le=64)
+    viewer: bool = option(True, "write viewer.html, an interactive 360° viewer that opens from disk")
+
+
+class Panorama360Inputs(Options):
+    depth: FilePath | None = option(None, "equirect depth image (2:1, near = bright) for a depth ControlNet")
+
+
+@register_app("panorama360", options=Panorama360Options, inputs=Panorama360Inputs,
+              common=dict(sync="synctweedies", width=2048, height=1024))
 class Panorama360App(App):
-    def build_space(self) -> EquirectSpace:
+    """A 360°x180° equirectangular panorama from perspective views."""
+
+    def plan(self):
         cfg, o = self.cfg, self.cfg["app"]
         if cfg["width"] != 2 * cfg["height"] or cfg["height"] < 64:
             raise ConfigError(f"width={cfg['width']} height={cfg['height']}: an equirect panorama is 2:1 "
                               "and at least 128x64; use e.g. width=2048 height=1024")
+        n = sum(ring["count"] for ring in o["rings"])
+        view_pixels = (LATENT_VIEW * 8) ** 2
+        parts = {"the views": n * (view_state_bytes(self.channels, LATENT_VIEW) + LATENT_VIEW**2 * 49),
+                 "the decoded views": n * view_pixels * 3 * 4 * 3,
+                 "the equirect image": cfg["width"] * cfg["height"] * BLEND_BYTES_PER_PIXEL}
+        return n, parts, f"{n} cameras in app.rings, {cfg['width']}x{cfg['height']}"
+
+    def build_space(self) -> EquirectSpace:
+        cfg, o = self.cfg, self.cfg["app"]
         self.cameras = rig_from_rings(o["rings"])
         lw = o["latent_width"] or auto_latent_width(self.cameras)
-        if not isinstance(lw, int) or lw < 16 or lw % 2:
-            raise ConfigError(f"app.latent_width={lw} must be an even integer >= 16 (or null for automatic)")
         self.depth = load_equirect_depth(cfg["depth"]) if cfg.get("depth") else None
-        if o["viewer"]:
-            bundle()  # fail before sampling when the viewer is not built
         return EquirectSpace(lw // 2, lw, self.cameras, view_size=LATENT_VIEW, channels=self.channels)
+
+    def control_given(self) -> bool:
+        return self.depth is not None
 
     def control_images(self) -> torch.Tensor | None:
         """Per-view depth ``[N, 3, 512, 512]`` in [0, 1], read from the equirect depth image."""
@@ -63,7 +102,8 @@ class Panorama360App(App):
             rgb = decode_batched(views, denoiser.decode, int(o["decode_batch_size"])).clamp(-1, 1)
         equirect, covered = blend_views(rgb, self.cameras, self.cfg["height"], self.cfg["width"])
         equirect = fill_nearest(equirect, covered, wrap=True)  # distances wrap at 0°/360°
-        self.report = {"seam": equirect_seam(equirect), "pole_spread": pole_spread(equirect)}
+        self.report = {"seam": equirect_seam(equirect), "view_border_seam": view_border_seam(equirect, self.cameras),
+                       "pole_spread": pole_spread(equirect)}
         images = {"equirect.png": to_pil(equirect), "views.png": contact_sheet(rgb, int(o["sheet_columns"]))}
         if o["viewer"]:
             images["viewer.html"] = viewer_html(images["equirect.png"], title=self.cfg["prompt"])

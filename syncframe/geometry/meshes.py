@@ -4,7 +4,6 @@ UV convention (trimesh's and OBJ's): ``v`` points up, so texture row 0 is ``v = 
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError
+from ..messages import note
 
 SUFFIXES = (".obj", ".glb", ".gltf", ".ply")
 
@@ -36,7 +36,7 @@ class LoadedMesh:
 
 
 def load_mesh(path: str | Path, max_faces: int = 100_000, merge_parts: bool = True,
-              atlas_resolution: int = 1024) -> LoadedMesh:
+              atlas_resolution: int = 1024, unwrap_timeout: float = 300.0) -> LoadedMesh:
     """Read a mesh file into one UV-mapped triangle mesh, or raise ``ConfigError`` saying why not."""
     import trimesh
 
@@ -56,20 +56,46 @@ def load_mesh(path: str | Path, max_faces: int = 100_000, merge_parts: bool = Tr
     notes = []
     if parts > 1:
         notes.append(f"merged {parts} parts into one mesh")
-        warnings.warn(f"mesh={str(path)!r} is a scene of {parts} parts: merged into one mesh with a new UV atlas "
-                      "(app.merge_parts=false rejects such scenes instead)", stacklevel=2)
+        note(f"mesh={str(path)!r} is a scene of {parts} parts: merged into one mesh with a new UV atlas "
+             "(app.merge_parts=false rejects such scenes instead)")
     if len(mesh.faces) == 0 or len(mesh.vertices) == 0:
         raise ConfigError(f"mesh={str(path)!r} has no triangles; give a mesh with faces")
     if len(mesh.faces) > max_faces:
         raise ConfigError(f"mesh={str(path)!r} has {len(mesh.faces)} faces, above app.max_faces={max_faces}; "
                           "decimate it (e.g. Blender's Decimate modifier) or raise app.max_faces")
+    vertices, faces = checked_geometry(np.asarray(mesh.vertices, dtype=np.float64),
+                                       np.asarray(mesh.faces, dtype=np.int64), str(path), notes)
     uv = getattr(mesh.visual, "uv", None)
+    uv = None if uv is None or len(uv) != len(mesh.vertices) else np.asarray(uv, dtype=np.float64)
+    if uv is not None and not np.isfinite(uv).all():
+        notes.append("its UVs had NaN or infinite values: unwrapped again")
+        uv = None
     # Merged parts each had their own atlas: their UVs overlap, so the merged mesh needs a new one.
-    if uv is None or len(uv) != len(mesh.vertices) or parts > 1:
-        return unwrap(np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64),
-                      notes + ["unwrapped with xatlas"], atlas_resolution)
-    return LoadedMesh(np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64),
-                      np.asarray(uv, dtype=np.float64), notes)
+    if uv is None or parts > 1:
+        return unwrap(vertices, faces, notes, atlas_resolution, unwrap_timeout)
+    return LoadedMesh(vertices, faces, uv, notes)
+
+
+def checked_geometry(vertices: np.ndarray, faces: np.ndarray, name: str,
+                     notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Refuse what native code (the unwrapper, the ray caster) must never see — non-finite
+    coordinates, faces naming missing vertices, no face with area — and drop degenerate faces."""
+    bad = ~np.isfinite(vertices).all(axis=1)
+    if bad.any():
+        raise ConfigError(f"mesh={name!r} has {int(bad.sum())} vertices with NaN or infinite coordinates; "
+                          "repair the mesh (e.g. remove those vertices in Blender) and run again")
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise ConfigError(f"mesh={name!r} has faces that name vertices it does not have; repair the file")
+    extent = float(np.abs(vertices - vertices.mean(0)).max())
+    area = np.linalg.norm(np.cross(*triangle_edges(vertices, faces)), axis=1) / 2
+    flat = area <= (extent * 1e-9) ** 2
+    if flat.all():
+        raise ConfigError(f"mesh={name!r}: every one of its {len(faces)} faces has zero area (collapsed or "
+                          "repeated vertices); give a mesh with a surface")
+    if flat.any():
+        notes.append(f"dropped {int(flat.sum())} faces of zero area")
+        faces = faces[~flat]
+    return vertices, faces
 
 
 def _single_mesh(loaded, path: Path, merge_parts: bool):
@@ -107,28 +133,20 @@ def triangle_edges(points: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, n
     return b - a, c - a
 
 
-def unwrap(vertices: np.ndarray, faces: np.ndarray, notes: list[str], resolution: int = 1024) -> LoadedMesh:
-    """UV-unwrap with xatlas; vertices on chart seams are split, so the mesh gains vertices."""
-    import xatlas
+def unwrap(vertices: np.ndarray, faces: np.ndarray, notes: list[str], resolution: int = 1024,
+           timeout: float = 300.0) -> LoadedMesh:
+    """UV-unwrap with xatlas in a child process (:mod:`.unwrap`); vertices on chart seams are
+    split, so the mesh gains vertices."""
+    from .unwrap import unwrap_isolated
 
-    atlas = xatlas.Atlas()
-    atlas.add_mesh(vertices.astype(np.float32), faces.astype(np.uint32))
-    pack = xatlas.PackOptions()
-    pack.resolution = resolution
-    pack.padding = max(2, resolution // 256)  # a gutter between charts for the texture dilation
-    atlas.generate(pack_options=pack)
-    vmapping, indices, uvs = atlas[0]
-    return LoadedMesh(vertices[vmapping], indices.astype(np.int64), uvs.astype(np.float64), notes)
-
-
-UP_AXES = ("y", "z")
+    source, new_faces, uv, pieces = unwrap_isolated(vertices, faces, resolution, timeout)
+    how = "unwrapped with xatlas" + (f" in {pieces} pieces" if pieces > 1 else "")
+    return LoadedMesh(vertices[source], new_faces, uv, [*notes, how])
 
 
 def y_up(mesh: LoadedMesh, up: str) -> LoadedMesh:
     """The mesh in syncframe's y-up, front-at-+z frame: a z-up mesh (Blender's convention, front
     at −y) turns −90° about x. Only the cameras see the turned copy; outputs keep the input's frame."""
-    if up not in UP_AXES:
-        raise ConfigError(f"app.up={up!r} must be one of {', '.join(UP_AXES)} (the mesh's up axis)")
     if up == "y":
         return mesh
     x, y, z = mesh.vertices.T

@@ -158,8 +158,10 @@ def load_controlnet(source: str, unet, device: torch.device, dtype: torch.dtype)
                           net.controlnet_cond_embedding.conv_out]:
                 torch.nn.init.normal_(block.weight, std=0.2)
         return net.to(device, dtype)
+    from .hub import locate
+
     try:
-        return ControlNetModel.from_pretrained(source, torch_dtype=dtype).to(device)
+        return ControlNetModel.from_pretrained(locate(source, "controlnet"), torch_dtype=dtype).to(device)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not load ControlNet {source!r}: {str(exc).splitlines()[0]}. Fix: give a "
                           "diffusers ControlNet repository id or folder (e.g. a depth ControlNet for SD 2 or 1.5), "
@@ -187,6 +189,9 @@ def from_pretrained(repo: str, device: torch.device, dtype: torch.dtype, **kwarg
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    from .hub import locate
+
+    name, repo = repo, locate(repo, "model")
     try:
         unet = UNet2DConditionModel.from_pretrained(repo, subfolder="unet", torch_dtype=dtype)
         vae = AutoencoderKL.from_pretrained(repo, subfolder="vae", torch_dtype=dtype)
@@ -196,7 +201,7 @@ def from_pretrained(repo: str, device: torch.device, dtype: torch.dtype, **kwarg
         # prediction type) is kept.
         scheduler = DDIMScheduler.from_pretrained(repo, subfolder="scheduler")
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"could not load model {repo!r}: {str(exc).splitlines()[0]}. Fix: give a "
+        raise ConfigError(f"could not load model {name!r}: {str(exc).splitlines()[0]}. Fix: give a "
                           "diffusers Stable Diffusion repository id or local folder (model.repo=...), "
-                          "check the network or HF token, or use model=tiny offline") from exc
-    return Denoiser(unet, vae, text_encoder, tokenizer, scheduler, name=repo, **kwargs).to(device)
+                          "check the network or HF token, or use model=tiny offline") from None
+    return Denoiser(unet, vae, text_encoder, tokenizer, scheduler, name=name, **kwargs).to(device)

@@ -6,13 +6,13 @@ Images are ``[B, 3, H, W]`` in [-1, 1].
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..messages import note
 from ..weights import find_weight
 
 # torchvision's VGG16 / AlexNet ``features`` layers, and where LPIPS cuts them into 5 slices.
@@ -126,7 +126,7 @@ def load_lpips(net: str = "vgg", weights: str | Path | None = None, allow_random
 
     Order: ``weights`` (a ``.safetensors`` / ``.pth`` with the lpips package's keys), the
     ``lpips/{net}.safetensors`` of the local weights folder, the ``lpips`` package where
-    torchvision works; otherwise random weights if ``allow_random`` (with a warning), else an error.
+    torchvision works; otherwise random weights if ``allow_random`` (with a note), else an error.
     """
     model = LPIPS(net)
     path = Path(weights) if weights else find_weight(f"lpips/{net}.safetensors")
@@ -150,7 +150,8 @@ def load_lpips(net: str = "vgg", weights: str | Path | None = None, allow_random
         raise ConfigError(f"no LPIPS-{net} weights found ({reason}). Fix: pass sync.lpips_weights=<file with "
                           "the lpips package's state dict>, set SYNCFRAME_WEIGHTS to a folder holding "
                           f"lpips/{net}.safetensors, or pip install lpips torchvision")
-    warnings.warn(f"LPIPS-{net}: no real weights found, using random weights (tiny model only)")
+    note(f"no LPIPS-{net} weights were found, so SyncDiffusion's loss uses random LPIPS weights (allowed for "
+         "the offline models only; see the README to install real ones)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         random_model = LPIPS(net)

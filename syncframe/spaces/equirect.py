@@ -31,20 +31,13 @@ class Camera:
 
 
 def rig_from_rings(rings: list[dict]) -> list[Camera]:
-    """``[{pitch, count, fov, yaw_offset}]`` -> cameras, ``count`` evenly spaced in yaw per ring."""
-    if not rings:
-        raise ConfigError("the camera rig has no views; give app.rings=[{pitch: 0, count: 8, fov: 72}, ...]")
+    """``[{pitch, count, fov, yaw_offset}]`` (validated by the app's schema) -> cameras, ``count``
+    evenly spaced in yaw per ring."""
     cameras = []
     for ring in rings:
-        unknown = set(ring) - {"pitch", "count", "fov", "yaw_offset"}
-        if unknown or not {"pitch", "count", "fov"} <= set(ring):
-            raise ConfigError(f"rig ring {ring!r} needs pitch, count, fov (and optional yaw_offset)")
-        if int(ring["count"]) < 1:
-            raise ConfigError(f"rig ring {ring!r}: count must be >= 1")
-        step = 360.0 / int(ring["count"])
-        for k in range(int(ring["count"])):
-            cameras.append(Camera(float(ring.get("yaw_offset", 0.0)) + k * step, float(ring["pitch"]),
-                                  float(ring["fov"])))
+        step = 360.0 / ring["count"]
+        cameras += [Camera(ring.get("yaw_offset", 0.0) + k * step, ring["pitch"], ring["fov"])
+                    for k in range(ring["count"])]
     return cameras
 
 
@@ -161,6 +154,14 @@ class EquirectSpace(CanonicalSpace):
         with torch.enable_grad():
             (adjoint,) = torch.autograd.grad(self.project(z), z, grad_outputs=x)
         return adjoint
+
+    def view_weights(self, like: torch.Tensor) -> torch.Tensor:
+        """``[N, 1, s, s]``: each view's pixels count less towards its border (a tent falling to
+        1/s at the edge), so a view's contribution to the average fades out instead of stopping;
+        with uniform weights every view border is a step in the synchronized views."""
+        t = (torch.arange(self.view_size, dtype=like.dtype, device=like.device) + 0.5) / self.view_size * 2 - 1
+        tent = 1 - torch.maximum(t.abs()[:, None], t.abs()[None, :])
+        return tent.expand(self.num_views, 1, -1, -1)
 
     # -- coverage, filling and noise ------------------------------------------------------
     def seen(self, device="cpu") -> torch.Tensor:

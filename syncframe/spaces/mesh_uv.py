@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..geometry.texels import apply_fill, surface_fill
 from ..registry import register_space
 from .base import CanonicalSpace, gather_texels, gather_views, nearest_source, repeated_reads, scatter_views
 
@@ -30,13 +31,16 @@ class MeshUVSpace(CanonicalSpace):
     - ``project``: texture lookup at each pixel's UV (``mode="nearest"``, a gather, or
       ``"bilinear"``), ``background`` where no surface.
     - ``unproject``: the normalised adjoint with per-pixel weight ``cosine ** cosine_power``
-      (frontal pixels count most), then every texel no pixel reaches is filled from its nearest
-      reached texel (Voronoi).
+      (frontal pixels count most), then the texels no pixel reaches are filled: given the
+      ``surface`` (each texel's 3-D point, :func:`syncframe.geometry.texels.texel_surface`), from
+      the reached texels nearest on the surface (:func:`~syncframe.geometry.texels.surface_fill`);
+      what is left (gutters, texels off the surface) from the nearest filled texel in the
+      texture (Voronoi).
     - ``sync``: pixels without surface belong to no texel, so they keep their own value.
     """
 
     def __init__(self, uv: torch.Tensor, mask: torch.Tensor, cosine: torch.Tensor, size: int, channels: int = 4,
-                 background: float = 0.0, cosine_power: float = 1.0, mode: str = "nearest"):
+                 background: float = 0.0, cosine_power: float = 1.0, mode: str = "nearest", surface=None):
         if mode not in ("nearest", "bilinear"):
             raise ConfigError(f"mesh_uv mode={mode!r} must be nearest or bilinear")
         if size < 1:
@@ -54,7 +58,12 @@ class MeshUVSpace(CanonicalSpace):
         # Grazing pixels keep a tiny weight so every texel a view reads is reached by its unproject.
         self.weights = torch.where(mask, cosine.float().clamp_min(1e-3) ** cosine_power, torch.zeros_like(cosine))
         self.seen = self.project_adjoint(self.weights[:, None])[0] > 0
-        self.fill_source = nearest_source(self.seen)  # the Voronoi fill, found once
+        # The fills, found once: along the surface first, then Voronoi in the texture.
+        self.surface_fill = surface_fill(*surface, self.seen.numpy()) if surface is not None else None
+        filled = self.seen.clone().reshape(-1)
+        if self.surface_fill is not None:
+            filled[self.surface_fill[0]] = True
+        self.fill_source = nearest_source(filled.reshape(self.seen.shape))
 
     # -- projection -----------------------------------------------------------------------
     def lookup(self, z: torch.Tensor) -> torch.Tensor:
@@ -83,7 +92,10 @@ class MeshUVSpace(CanonicalSpace):
         return self.weights.to(like.device, like.dtype)[:, None]
 
     def unproject(self, x: torch.Tensor) -> torch.Tensor:
-        return gather_texels(super().unproject(x), self.fill_source)
+        z = super().unproject(x)
+        if self.surface_fill is not None:
+            z = apply_fill(z, self.surface_fill)
+        return gather_texels(z, self.fill_source)
 
     def sync(self, x: torch.Tensor) -> torch.Tensor:
         return torch.where(self.mask.to(x.device)[:, None], self.project(self.unproject(x)), x)

@@ -1,30 +1,35 @@
 """The averaging family of the SyncTweedies analysis: which quantity is averaged through the
 canonical space (ε, x0 or x_{t-1}) and where the state lives (per-view x_t or canonical z_t).
 
-MultiDiffusion, SyncTweedies and the ε-averaging / canonical-denoising cases are configurations
-of this one class (``configs/sync/*.yaml``), not separate code paths.
+MultiDiffusion, SyncTweedies and the ε-averaging / canonical-denoising cases are presets of this
+one class and its one schema, not separate code paths.
 """
 from __future__ import annotations
 
-from ..errors import ConfigError
+from typing import Literal
+
+from pydantic import model_validator
+
+from ..options import Options, option
 from ..registry import register_sync
 from ..sampler import Step, Synchronizer, ddim_step, eps_from_x0, tweedie
 
-AGGREGATES = ("eps", "x0", "x_prev")
-STATES = ("instance", "canonical")
+
+class AveragingOptions(Options):
+    aggregate: Literal["eps", "x0", "x_prev"] = option("x0", "what is averaged through the canonical space")
+    state: Literal["instance", "canonical"] = option("instance", "per-view x_t (instance) or one canonical z_t")
+    until: float = option(1.0, "fraction of the trajectory that is synchronized (SyncTweedies' mvd_end)", ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _canonical_runs_to_the_end(self):
+        if self.state == "canonical" and self.until != 1.0:
+            raise ValueError("sync.until applies to per-view (state=instance) denoising only; canonical "
+                             "denoising has one state and runs to the end: set sync.until=1.0")
+        return self
 
 
 class AveragingSync(Synchronizer):
     def __init__(self, aggregate: str, state: str = "instance", until: float = 1.0):
-        if aggregate not in AGGREGATES:
-            raise ConfigError(f"sync.aggregate={aggregate!r} is not one of {', '.join(AGGREGATES)}")
-        if state not in STATES:
-            raise ConfigError(f"sync.state={state!r} is not one of {', '.join(STATES)}")
-        if not 0.0 <= until <= 1.0:
-            raise ConfigError(f"sync.until={until} must be a fraction of the trajectory in [0, 1]")
-        if state == "canonical" and until != 1.0:
-            raise ConfigError("sync.until applies to per-view (state=instance) denoising only; "
-                              "canonical denoising has one state and runs to the end: set sync.until=1.0")
         self.aggregate, self.state, self.until = aggregate, state, until
 
     def active(self, step: Step) -> bool:
@@ -68,14 +73,26 @@ class AveragingSync(Synchronizer):
 
 
 def averaging_from_config(options) -> AveragingSync:
-    return AveragingSync(options["aggregate"], options.get("state", "instance"), float(options.get("until", 1.0)))
+    return AveragingSync(options["aggregate"], options["state"], options["until"])
 
 
-@register_sync("none")
-def make_none(cfg) -> Synchronizer:
-    """Independent windows: no synchronization at all."""
+class NoOptions(Options):
+    pass
+
+
+@register_sync("none", options=NoOptions, summary="independent views, no synchronization (the seam baseline)")
+def make_none(cfg, space) -> Synchronizer:
     return Synchronizer()
 
 
-for _name in ("multidiffusion", "synctweedies", "eps-averaging", "canonical-x0", "canonical-eps"):
-    register_sync(_name)(lambda cfg: averaging_from_config(cfg["sync"]))
+PRESETS = {
+    "multidiffusion": (dict(aggregate="x_prev"), "average x_{t-1} of all views after every step (Bar-Tal et al. 2023)"),
+    "synctweedies": (dict(aggregate="x0"), "average the Tweedie x0 predictions; every view steps from them "
+                                           "(Kim et al. 2024)"),
+    "eps-averaging": (dict(aggregate="eps"), "average the predicted noise ε (SyncTweedies' analysis)"),
+    "canonical-x0": (dict(aggregate="x0", state="canonical"), "denoise one canonical z_t, x0 = U(x0 of the views)"),
+    "canonical-eps": (dict(aggregate="eps", state="canonical"), "denoise one canonical z_t, ε = U(ε of the views)"),
+}
+for _name, (_preset, _summary) in PRESETS.items():
+    register_sync(_name, options=AveragingOptions, preset=_preset, summary=_summary)(
+        lambda cfg, space: averaging_from_config(cfg["sync"]))

@@ -6,17 +6,51 @@ gradient of the summed loss is every view's own gradient.
 """
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 
 from ..errors import ConfigError
+from ..messages import note
 from ..models.perceptual import StyleLoss, load_lpips
+from ..options import FilePath, Options, Source, option
 from ..registry import register_sync
 from ..sampler import SampleContext, Step, tweedie
-from .averaging import AveragingSync, averaging_from_config
+from .averaging import AveragingOptions, AveragingSync, averaging_from_config
 
-LOSSES = ("lpips-vgg", "lpips-alex", "style")
-DECODERS = ("vae", "taesd")
+
+class GuidedOptions(AveragingOptions):
+    aggregate: Literal["eps", "x0", "x_prev"] = option(
+        "x_prev", "the averaging after guidance: x_prev (the paper) or x0 (+ SyncTweedies)")
+    weight: float = option(20.0, "gradient step w_0 (w_k = w_0 * decay^k)", ge=0, le=1e4)
+    decay: float = option(0.95, "per-step decay of the gradient step", gt=0, le=1)
+    thres: int | None = option(None, "guide the first `thres` steps only (SyncDiffusion's sync_thres); null = all", ge=0)
+    freq: int = option(1, "guide when (k+1) % freq == 0 (SyncDiffusion's sync_freq)", ge=1)
+    anchor: Literal["center"] | Annotated[int, Field(ge=0)] = option("center", "the anchor view: center, or a view index")
+    loss: Literal["auto", "lpips-vgg", "lpips-alex", "style"] = option(
+        "auto", "perceptual loss; auto = lpips-vgg on a GPU (the paper), lpips-alex on a CPU")
+    loss_resolution: Literal["auto"] | Annotated[int, Field(ge=16, le=4096)] | None = option(
+        "auto", "resize decoded views to this size before the loss; null = full size; "
+                "auto = full on a GPU, 128 on a CPU")
+    grad_through_unet: bool = option(True, "false: treat ε as constant (no UNet backward), much cheaper")
+    decoder: Literal["vae", "taesd"] = option("vae", "decoder for the loss: the model's VAE, or TAESD (tiny)")
+    taesd: Source = option("madebyollin/taesd", "TAESD repository id or folder, when decoder=taesd")
+    grad_batch_size: int | None = option(None, "views per gradient pass; null = half the view batch", ge=1, le=4096)
+    lpips_weights: FilePath | None = option(None, "file with the lpips package's state dict; null = search (see README)")
+
+    @model_validator(mode="after")
+    def _per_view_state(self):
+        if self.state != "instance":
+            raise ValueError("SyncDiffusion guidance moves each view's own x_t: use sync.state=instance")
+        return self
+
+
+# What `auto` means per device: the paper's settings on a GPU; on a CPU LPIPS-AlexNet at 128 px
+# (LPIPS-VGG at 512 px costs minutes per step on 2 cores, the coherence picture of the README
+# was made with these).
+AUTO = {"cuda": dict(loss="lpips-vgg", loss_resolution=None), "cpu": dict(loss="lpips-alex", loss_resolution=128)}
 
 
 class GuidedSync(AveragingSync):
@@ -27,24 +61,13 @@ class GuidedSync(AveragingSync):
                  loss_resolution: int | None = None, grad_through_unet: bool = True,
                  decoder=None, grad_batch_size: int | None = None):
         super().__init__(averaging.aggregate, averaging.state, averaging.until)
-        if averaging.state != "instance":
-            raise ConfigError("SyncDiffusion guidance moves each view's own x_t: use sync.state=instance")
-        if freq < 1:
-            raise ConfigError(f"sync.freq={freq} must be >= 1")
-        if thres is not None and thres < 0:
-            raise ConfigError(f"sync.thres={thres} must be >= 0 or null (all steps)")
-        if not (anchor == "center" or isinstance(anchor, int)):
-            raise ConfigError(f"sync.anchor={anchor!r} must be 'center' or a view index")
         self.loss, self.weight, self.decay, self.thres, self.freq = loss, weight, decay, thres, freq
         self.anchor_option, self.loss_resolution = anchor, loss_resolution
         self.grad_through_unet, self.decoder, self.grad_batch_size = grad_through_unet, decoder, grad_batch_size
 
     def bind(self, ctx: SampleContext) -> None:
         self.ctx = ctx
-        n = ctx.space.num_views
-        self.anchor = n // 2 if self.anchor_option == "center" else self.anchor_option
-        if not 0 <= self.anchor < n:
-            raise ConfigError(f"sync.anchor={self.anchor} is not a view index (0..{n - 1})")
+        self.anchor = anchor_index(self.anchor_option, ctx.space.num_views)
         self.loss.to(ctx.denoiser.device)
         if self.decoder is not None:
             self.decoder.to(ctx.denoiser.device)
@@ -94,33 +117,57 @@ class GuidedSync(AveragingSync):
 
 
 def build_loss(name: str, weights, allow_random: bool) -> torch.nn.Module:
-    if name not in LOSSES:
-        raise ConfigError(f"sync.loss={name!r} is not one of {', '.join(LOSSES)}")
     if name == "style":
         return StyleLoss(load_lpips("vgg", weights, allow_random))
     return load_lpips(name.split("-")[1], weights, allow_random)
 
 
 def build_decoder(name: str, source: str):
-    if name not in DECODERS:
-        raise ConfigError(f"sync.decoder={name!r} is not one of {', '.join(DECODERS)}")
     if name == "vae":
         return None
     from diffusers import AutoencoderTiny
 
+    from ..models.hub import locate
+
     try:
-        return AutoencoderTiny.from_pretrained(source).float().requires_grad_(False).eval()
+        return AutoencoderTiny.from_pretrained(locate(source, "sync.taesd")).float().requires_grad_(False).eval()
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not load TAESD from {source!r}: {str(exc).splitlines()[0]}. "
                           "Fix: sync.taesd=<diffusers AutoencoderTiny repository id or folder>") from exc
 
 
-@register_sync("syncdiffusion")
-def make_syncdiffusion(cfg) -> GuidedSync:
+def anchor_index(anchor, num_views: int) -> int:
+    """``sync.anchor`` (center, or an index) as a view index, or a ConfigError."""
+    index = num_views // 2 if anchor == "center" else anchor
+    if not 0 <= index < num_views:
+        raise ConfigError(f"sync.anchor={anchor} is not a view index of this run (0..{num_views - 1}); "
+                          "use sync.anchor=center or an index in range")
+    return index
+
+
+def resolve_auto(options: dict, device: str) -> dict:
+    """``loss`` and ``loss_resolution`` with ``auto`` replaced by the device's choice."""
+    auto = AUTO["cuda" if device.startswith("cuda") else "cpu"]
+    return {key: auto[key] if options[key] == "auto" else options[key] for key in auto}
+
+
+@register_sync("syncdiffusion", options=GuidedOptions)
+def make_syncdiffusion(cfg, space) -> GuidedSync:
+    """LPIPS-gradient guidance towards an anchor view, then averaging (Lee et al. 2023)."""
+    from ..models.denoiser import pick_device
+
     o = cfg["sync"]
-    offline_model = bool(cfg["model"].get("builder") or cfg["model"].get("analytic"))  # offline models may use random LPIPS
-    return GuidedSync(
-        averaging_from_config(o), build_loss(o["loss"], o["lpips_weights"], allow_random=offline_model),
-        weight=float(o["weight"]), decay=float(o["decay"]), thres=o["thres"], freq=int(o["freq"]),
-        anchor=o["anchor"], loss_resolution=o["loss_resolution"], grad_through_unet=bool(o["grad_through_unet"]),
+    anchor_index(o["anchor"], space.num_views)  # before anything is loaded
+    auto = resolve_auto(o, pick_device(cfg["device"]).type)
+    offline_model = cfg["model"].get("kind") in ("offline", "analytic")  # offline models may use random LPIPS
+    sync = GuidedSync(
+        averaging_from_config(o), build_loss(auto["loss"], o["lpips_weights"], allow_random=offline_model),
+        weight=o["weight"], decay=o["decay"], thres=o["thres"], freq=o["freq"], anchor=o["anchor"],
+        loss_resolution=auto["loss_resolution"], grad_through_unet=o["grad_through_unet"],
         decoder=build_decoder(o["decoder"], o["taesd"]), grad_batch_size=o["grad_batch_size"])
+    sync.resolved = {f"sync.{key}": value for key, value in auto.items()}
+    if pick_device(cfg["device"]).type == "cpu" and "auto" in (o["loss"], o["loss_resolution"]):
+        note(f"sync=syncdiffusion on a CPU: the loss is {auto['loss']} at {auto['loss_resolution'] or 'full'} px "
+             "(the paper's lpips-vgg at full size costs minutes per step here); set sync.loss=lpips-vgg "
+             "sync.loss_resolution=null for the paper's settings")
+    return sync

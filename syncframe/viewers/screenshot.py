@@ -1,6 +1,6 @@
-"""Screenshot a syncframe viewer.html in headless Chromium once the panorama is drawn.
+"""Screenshot a syncframe viewer.html in headless Chromium once it is drawn.
 
-    python scripts/screenshot_viewer.py outputs/panorama360/<run>/viewer.html shot.png
+    python -m syncframe.viewers.screenshot outputs/panorama360/<run>/viewer.html shot.png
 
 Uses the system Chromium (Debian: apt install chromium) with SwiftShader for WebGL; the page sets
 ``document.body.dataset.rendered`` after its first frame, and Chromium's --virtual-time-budget
@@ -33,15 +33,6 @@ def screenshot(page: Path, out: Path, size=(1024, 512), budget_ms: int = 8000, t
                f"--virtual-time-budget={budget_ms}", f"--screenshot={out.resolve()}", page.resolve().as_uri()]
         subprocess.run(cmd, check=True, capture_output=True, timeout=timeout_s)
     return out
-
-
-def rendered_dom(page: Path, budget_ms: int = 8000, timeout_s: int = 120) -> str:
-    """The page's DOM after it ran, to check the viewer's 'rendered' flag."""
-    chromium = find_chromium()
-    with tempfile.TemporaryDirectory() as profile:
-        cmd = [chromium, *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
-               "--dump-dom", page.resolve().as_uri()]
-        return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout_s).stdout
 
 
 def main(argv=None):

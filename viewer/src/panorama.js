@@ -1,4 +1,4 @@
-// syncframe's entry point into Photo Sphere Viewer: one global function the page calls with
+// syncframe's entry point into Photo Sphere Viewer for the 360° app: one global function the page calls with
 // the panorama as a data URL, so viewer.html works from a file:// URL with no server.
 import { Viewer } from '@photo-sphere-viewer/core';
 import '@photo-sphere-viewer/core/index.css';

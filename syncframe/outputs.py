@@ -1,0 +1,157 @@
+"""Run folders that are complete or absent: claimed before the run, written aside, renamed at the end.
+
+A run writes into ``<out>.partial``, created exclusively: of two runs aimed at one folder, the
+second is refused at once (or, for a default folder name, takes the next free name). The folder
+appears by one ``rename`` when every file is written; a failed or interrupted run removes its
+``.partial`` and any parent folders it created. A ``.partial`` left by a killed process (its pid is
+gone) is taken over.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+from datetime import datetime
+from pathlib import Path
+
+from .errors import ConfigError
+
+OWNER = ".syncframe-owner"  # inside the .partial folder: "host pid"
+
+
+def check_parent(target: Path) -> None:
+    """The nearest existing ancestor of ``target`` is a writable folder and nothing on the way is a file."""
+    for parent in [target, *target.parents]:
+        if parent.exists() or parent.is_symlink():
+            if parent == target:
+                if not target.is_dir():
+                    raise ConfigError(f"out={target} is a file, not a folder; choose a folder path for out=")
+                continue
+            if not parent.is_dir():
+                raise ConfigError(f"out={target}: {parent} is a file, so no folder can be made under it; "
+                                  "choose another out=")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"out={target}: cannot write in {parent} (permission denied or read-only); "
+                                  "choose a writable folder for out=")
+            return
+
+
+class RunFolder:
+    """``claim()`` before the run, ``commit(files)`` after it, ``abandon()`` on any failure."""
+
+    def __init__(self, target: str | Path, explicit: bool = True):
+        self.target = Path(target)
+        self.explicit = explicit  # a folder the user named is refused when taken; a default one moves on
+        self.partial: Path | None = None
+        self.created: list[Path] = []
+
+    def claim(self) -> "RunFolder":
+        base, k = self.target, 1
+        while True:
+            check_parent(self.target)
+            reason = self._try_claim()
+            if reason is None:
+                return self
+            if self.explicit:
+                raise ConfigError(reason)
+            self.target = base.with_name(f"{base.name}-{k}")
+            k += 1
+
+    def _try_claim(self) -> str | None:
+        target = self.target
+        if target.is_dir() and any(target.iterdir()):
+            return f"output folder {target} exists and is not empty; choose another out="
+        self._make_parents(target.parent)
+        partial = target.with_name(target.name + ".partial")
+        for _ in range(2):
+            try:
+                partial.mkdir()
+                break
+            except FileExistsError:
+                if not _stale(partial):
+                    return (f"another run is writing out={target} now ({partial} exists); wait for it to "
+                            "finish or choose another out=")
+                shutil.rmtree(partial, ignore_errors=True)
+            except OSError as exc:
+                raise ConfigError(f"out={target}: cannot create {partial} ({exc.strerror}); "
+                                  "choose a writable folder for out=") from None
+        else:
+            return f"out={target}: could not claim {partial}; choose another out="
+        (partial / OWNER).write_text(f"{socket.gethostname()} {os.getpid()}")
+        self.partial = partial
+        return None
+
+    def _make_parents(self, folder: Path) -> None:
+        missing = [p for p in [folder, *folder.parents] if not p.exists()]
+        for path in reversed(missing):
+            try:
+                path.mkdir()
+                self.created.append(path)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise ConfigError(f"out={self.target}: cannot create {path} ({exc.strerror}); "
+                                  "choose a writable folder for out=") from None
+
+    def commit(self, files: dict[str, object], last=None) -> Path:
+        """Write ``files`` (name -> str, bytes, or an object with ``save(path)``), then the files
+        ``last()`` returns (made after the others are written), and publish the folder."""
+        assert self.partial is not None, "claim() first"
+        self._write(files)
+        if last is not None:
+            self._write(last())
+        (self.partial / OWNER).unlink()
+        try:
+            os.rename(self.partial, self.target)  # replaces an empty target folder atomically
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise ConfigError(f"output folder {self.target} was filled by something else during the run; "
+                                  "nothing was written, choose another out=") from None
+            raise
+        self.partial, self.created = None, []
+        return self.target
+
+    def _write(self, files: dict[str, object]) -> None:
+        for name, item in files.items():
+            path = self.partial / name
+            if isinstance(item, str):
+                path.write_text(item, encoding="utf-8")
+            elif isinstance(item, bytes):
+                path.write_bytes(item)
+            else:
+                item.save(path)
+
+    def abandon(self) -> None:
+        if self.partial is not None:
+            shutil.rmtree(self.partial, ignore_errors=True)
+            self.partial = None
+        for path in reversed(self.created):
+            try:
+                path.rmdir()  # only if still empty: another run may be using it
+            except OSError:
+                break
+        self.created = []
+
+
+def _stale(partial: Path) -> bool:
+    """True when the ``.partial`` folder's owner process is gone (same host only)."""
+    try:
+        host, pid = (partial / OWNER).read_text().split()
+        pid = int(pid)
+    except (OSError, ValueError):
+        return False  # being created or being published: not ours to take
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def default_out(app: str) -> Path:
+    """``outputs/<app>/<date-time>``; a clash moves on to ``-1``, ``-2``, ... when claimed."""
+    return Path("outputs") / app / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")

@@ -1,0 +1,98 @@
+// syncframe's built-in 360° viewer: one WebGL shader that looks up the equirect image along each
+// pixel's view ray. No dependencies, so viewer.html works without the npm build; the richer
+// Photo Sphere Viewer page replaces it when `npm --prefix viewer run build` has been run.
+// Conventions (as the equirect space): column 0 is longitude -180°, row 0 latitude +90°;
+// yaw turns right, pitch looks up.
+window.syncframeViewer = (container, panorama, caption) => {
+  const canvas = document.createElement('canvas');
+  canvas.style.cssText = 'width:100%;height:100%;display:block;cursor:grab;touch-action:none';
+  container.appendChild(canvas);
+  const label = document.createElement('div');
+  label.textContent = caption;
+  label.style.cssText = 'position:absolute;left:12px;bottom:10px;color:#fff;font:14px sans-serif;text-shadow:0 0 3px #000';
+  container.appendChild(label);
+  const gl = canvas.getContext('webgl', { preserveDrawingBuffer: true });
+  if (!gl) {
+    label.textContent = 'This browser has no WebGL; open equirect.png instead.';
+    return;
+  }
+  const compile = (type, source) => {
+    const shader = gl.createShader(type);
+    gl.shaderSource(shader, source);
+    gl.compileShader(shader);
+    return shader;
+  };
+  const program = gl.createProgram();
+  gl.attachShader(program, compile(gl.VERTEX_SHADER,
+    'attribute vec2 p; varying vec2 q; void main() { q = p; gl_Position = vec4(p, 0.0, 1.0); }'));
+  gl.attachShader(program, compile(gl.FRAGMENT_SHADER, `
+    precision highp float;
+    varying vec2 q;
+    uniform sampler2D image;
+    uniform float yaw, pitch, tanHalf, aspect;
+    const float PI = 3.141592653589793;
+    void main() {
+      vec3 d = normalize(vec3(q.x * tanHalf * aspect, q.y * tanHalf, 1.0));
+      float cp = cos(pitch), sp = sin(pitch), cy = cos(yaw), sy = sin(yaw);
+      d = vec3(d.x, d.y * cp + d.z * sp, -d.y * sp + d.z * cp);
+      d = vec3(d.x * cy + d.z * sy, d.y, -d.x * sy + d.z * cy);
+      vec2 uv = vec2(atan(d.x, d.z) / (2.0 * PI) + 0.5, 0.5 - asin(clamp(d.y, -1.0, 1.0)) / PI);
+      gl_FragColor = texture2D(image, uv);
+    }`));
+  gl.linkProgram(program);
+  gl.useProgram(program);
+  gl.bindBuffer(gl.ARRAY_BUFFER, gl.createBuffer());
+  gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([-1, -1, 3, -1, -1, 3]), gl.STATIC_DRAW);
+  const where = gl.getAttribLocation(program, 'p');
+  gl.enableVertexAttribArray(where);
+  gl.vertexAttribPointer(where, 2, gl.FLOAT, false, 0, 0);
+  const uniform = (name) => gl.getUniformLocation(program, name);
+  const view = { yaw: 0, pitch: 0, fov: 75 };
+  let ready = false;
+
+  const draw = () => {
+    const scale = window.devicePixelRatio || 1;
+    canvas.width = Math.max(1, canvas.clientWidth * scale);
+    canvas.height = Math.max(1, canvas.clientHeight * scale);
+    gl.viewport(0, 0, canvas.width, canvas.height);
+    gl.uniform1f(uniform('yaw'), view.yaw);
+    gl.uniform1f(uniform('pitch'), view.pitch);
+    gl.uniform1f(uniform('tanHalf'), Math.tan((view.fov * Math.PI) / 360));
+    gl.uniform1f(uniform('aspect'), canvas.width / canvas.height);
+    gl.drawArrays(gl.TRIANGLES, 0, 3);
+  };
+  const redraw = () => { if (ready) requestAnimationFrame(draw); };
+
+  const image = new Image();
+  image.onload = () => {
+    gl.bindTexture(gl.TEXTURE_2D, gl.createTexture());
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGB, gl.RGB, gl.UNSIGNED_BYTE, image);
+    // Any image size: no mipmaps, clamped edges (WebGL 1 rules for non-power-of-two textures).
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+    ready = true;
+    draw();
+    // Tests and screenshots wait for this flag: the panorama has been drawn.
+    requestAnimationFrame(() => requestAnimationFrame(() => { document.body.dataset.rendered = 'true'; }));
+  };
+  image.src = panorama;
+
+  let drag = null;
+  canvas.addEventListener('pointerdown', (e) => { drag = { x: e.clientX, y: e.clientY }; canvas.setPointerCapture(e.pointerId); });
+  canvas.addEventListener('pointerup', () => { drag = null; });
+  canvas.addEventListener('pointermove', (e) => {
+    if (!drag) return;
+    const perPixel = (view.fov * Math.PI) / 180 / canvas.clientHeight;
+    view.yaw -= (e.clientX - drag.x) * perPixel;
+    view.pitch = Math.max(-Math.PI / 2, Math.min(Math.PI / 2, view.pitch + (e.clientY - drag.y) * perPixel));
+    drag = { x: e.clientX, y: e.clientY };
+    redraw();
+  });
+  canvas.addEventListener('wheel', (e) => {
+    e.preventDefault();
+    view.fov = Math.max(20, Math.min(120, view.fov * Math.exp(e.deltaY * 0.001)));
+    redraw();
+  }, { passive: false });
+  window.addEventListener('resize', redraw);
+};
