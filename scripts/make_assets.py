@@ -1,7 +1,9 @@
-"""Write the demo meshes of ``assets/`` (deterministic: rerunning gives the same files)."""
+"""Write the demo inputs of ``assets/`` (deterministic: rerunning gives the same files)."""
 from pathlib import Path
 
-from syncframe.geometry.shapes import figure, obj_text, vase
+from PIL import Image
+
+from syncframe.geometry.shapes import figure, obj_text, room_depth, vase
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -12,3 +14,6 @@ if __name__ == "__main__":
         path = ASSETS / f"{name}.obj"
         path.write_text(obj_text(build(), f"syncframe demo mesh: {what} (scripts/make_assets.py)"))
         print(path, path.stat().st_size // 1024, "KiB")
+    path = ASSETS / "room_depth.png"  # equirect depth of a box room, near = bright, for app=panorama360 depth=
+    Image.fromarray(room_depth()).save(path, optimize=True)
+    print(path, path.stat().st_size // 1024, "KiB")

@@ -79,3 +79,15 @@ def obj_text(mesh: LoadedMesh, comment: str = "") -> str:
     lines += [f"vt {u:.6g} {v:.6g}" for u, v in mesh.uv]
     lines += ["f " + " ".join(f"{i}/{i}" for i in face + 1) for face in mesh.faces]
     return "\n".join(lines) + "\n"
+
+
+def room_depth(width: int = 512, size=(6.0, 3.0, 4.0)) -> np.ndarray:
+    """An equirect depth image ``[width/2, width]`` (uint8, near = bright) of a box room of
+    ``size`` (x, y, z metres) seen from its centre: the demo input of the 360° depth ControlNet."""
+    from ..spaces.equirect import equirect_directions
+
+    directions = equirect_directions(width // 2, width).numpy()
+    half = np.array(size) / 2
+    distance = (half / np.maximum(np.abs(directions), 1e-9)).min(-1)  # to the nearest wall along each ray
+    near = (distance.max() - distance) / (distance.max() - distance.min())
+    return np.round(near * 255).astype(np.uint8)

@@ -1,0 +1,64 @@
+"""The README's commands run: its first command's run (as written), every `syncframe run` of its
+Usage section on `model=tiny`, and its offline Python example."""
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from syncframe.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def usage_runs() -> list[list[str]]:
+    usage = README.split("## Usage", 1)[1]
+    first_block = re.search(r"```bash\n(.*?)```", usage, flags=re.S).group(1)
+    lines = [line for line in first_block.splitlines() if line.startswith("syncframe run")]
+    return [shlex.split(line)[1:] for line in lines]
+
+
+def test_the_first_command_runs_the_main_job_as_written(tmp_path, monkeypatch):
+    first = blocks("bash")[0].strip()
+    install, _, command = first.partition(" && ")
+    assert install == "pip install torch==2.13.0 -e ." and command.startswith("syncframe run app=panorama model=tiny")
+    monkeypatch.chdir(tmp_path)
+    assert main(shlex.split(command)[1:]) == 0
+    (run,) = (tmp_path / "outputs" / "panorama").iterdir()
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "panorama.png", "run.json"]
+
+
+def test_ci_runs_the_readme_test_command():
+    command = blocks("bash")[1].strip()
+    assert command in (ROOT / ".ci" / "run").read_text()
+
+
+RUNS = usage_runs()
+
+
+def test_usage_names_every_app():
+    apps = {a.split("=", 1)[1] for run in RUNS for a in run if a.startswith("app=")}
+    assert apps == {"panorama", "panorama360", "mesh"}
+
+
+@pytest.mark.parametrize("args", RUNS, ids=[" ".join(r)[:50] for r in RUNS])
+def test_every_usage_command_runs_offline(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the examples name files in assets/
+    controlnet = [a for a in args if a.startswith("controlnet=")]
+    runs = [a for a in args if not a.startswith(("model=", "controlnet=", "steps="))]
+    runs += ["controlnet=tiny"] * bool(controlnet) + ["model=tiny", "steps=2", "progress=false", f"out={tmp_path / 'run'}"]
+    assert main(runs) == 0
+    assert (tmp_path / "run").is_dir()
+
+
+def test_the_offline_python_example_runs(tmp_path, monkeypatch):
+    (python,) = blocks("python")
+    code = "\n".join(line for line in python.splitlines() if not line.lstrip().startswith("#"))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert (tmp_path / "castle.png").is_file()
