@@ -20,7 +20,7 @@ from .models.denoiser import Denoiser, load_controlnet, pick_device, pick_dtype
 from .models.hub import locate
 from .outputs import RunFolder, default_out
 from .registry import APPS, SYNCS
-from .sampler import sample
+from .loop import sample
 
 
 @dataclass

@@ -15,7 +15,7 @@ from syncframe.models.analytic import SCENES, AnalyticDenoiser, GaussianMixtureP
 from syncframe.config import resolve
 from syncframe.errors import ConfigError
 from syncframe.pipeline import load_denoiser
-from syncframe.sampler import DDIM, Synchronizer, sample, tweedie
+from syncframe.loop import DDIM, Synchronizer, sample, tweedie
 from syncframe.spaces import CanonicalSpace
 from syncframe.models.offline import SD_SCHEDULE
 

@@ -6,7 +6,7 @@ import torch
 
 from syncframe.pipeline import generate_from_config, prepare
 from syncframe.reference import diffusers_panorama_pipeline
-from syncframe.sampler import DDIM, sample, tweedie
+from syncframe.loop import DDIM, sample, tweedie
 
 
 def run_canvas(cfg, denoiser):
@@ -98,7 +98,7 @@ def test_tweedie_matches_diffusers_ddim(tiny_denoiser, prediction_type):
     eps = model_out if prediction_type == "epsilon" else a.sqrt() * model_out + (1 - a).sqrt() * x_t
     ref = scheduler.step(model_out, step.t, x_t, eta=0.0)
     assert torch.allclose(tweedie(x_t, eps, a), ref.pred_original_sample, atol=1e-5)
-    from syncframe.sampler import ddim_step
+    from syncframe.loop import ddim_step
     assert torch.allclose(ddim_step(tweedie(x_t, eps, a), eps, step, None), ref.prev_sample, atol=1e-5)
 
 

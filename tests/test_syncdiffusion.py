@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from syncframe.pipeline import generate_from_config, prepare
-from syncframe.sampler import DDIM, SampleContext
+from syncframe.loop import DDIM, SampleContext
 from syncframe.weights import find_weight
 
 

@@ -12,7 +12,7 @@ from pydantic import model_validator
 
 from ..options import Options, option
 from ..registry import register_sync
-from ..sampler import Step, Synchronizer, ddim_step, eps_from_x0, tweedie
+from ..loop import Step, Synchronizer, ddim_step, eps_from_x0, tweedie
 
 
 class AveragingOptions(Options):

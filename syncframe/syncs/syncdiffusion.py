@@ -17,7 +17,7 @@ from ..messages import note
 from ..models.perceptual import StyleLoss, load_lpips
 from ..options import FilePath, Options, Source, option
 from ..registry import register_sync
-from ..sampler import SampleContext, Step, tweedie
+from ..loop import SampleContext, Step, tweedie
 from .averaging import AveragingOptions, AveragingSync, averaging_from_config
 
 
