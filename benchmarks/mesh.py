@@ -38,7 +38,7 @@ def main():
     base = [f"model={args.model}", "app=mesh", f"mesh={args.mesh}", f"steps={args.steps}", f"device={args.device}",
             "progress=false"]
     cfg = resolve(base)
-    app, _ = prepare(cfg)
+    app = prepare(cfg).app
     n, latent = app.space.num_views, app.space.view_shape[-1]
     rows = [
         (f"rasterize {n} views at {latent}² (embree)",

@@ -23,8 +23,8 @@ def sd2_base_random(device, dtype):
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from syncframe.models.denoiser import Denoiser
     from syncframe.models.offline import SD_SCHEDULE, load_tokenizer
+    from syncframe.models.unet import UNetDenoiser
 
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20),
                                 use_linear_projection=True)
@@ -33,7 +33,8 @@ def sd2_base_random(device, dtype):
                         layers_per_block=2)
     text = CLIPTextModel(CLIPTextConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
                                         num_attention_heads=16, projection_dim=512, hidden_act="gelu"))
-    return Denoiser(unet, vae, text, load_tokenizer(), DDIMScheduler(**SD_SCHEDULE), name="sd2-random").to(device, dtype)
+    return UNetDenoiser.from_components(unet, vae, text, load_tokenizer(), DDIMScheduler(**SD_SCHEDULE),
+                                        name="sd2-random").to(device, dtype)
 
 
 # SyncDiffusion without the UNet backward and with LPIPS at 256 px.
@@ -76,7 +77,7 @@ def main():
     parser.add_argument("--no-diffusers", action="store_true")
     args = parser.parse_args()
 
-    base = ["model=tiny" if args.model == "sd2" else f"model={args.model}", f"width={args.width}",
+    base = ["model=tiny" if args.model == "sd2" else f"model={args.model}", f"width={args.width}", "height=512",
             f"steps={args.steps}", f"device={args.device}", f"view_batch_size={args.view_batch_size}",
             "progress=false"]
     cfg = resolve(base)

@@ -5,3 +5,4 @@ from .apps import panorama as panorama_app  # noqa: F401
 from .apps import panorama360 as panorama360_app  # noqa: F401
 from .apps import mesh as mesh_app  # noqa: F401
 from .models import presets  # noqa: F401
+from . import samplers  # noqa: F401

@@ -119,8 +119,20 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt  # the same clean-up as Ctrl-C: nothing half-written is left
 
 
+def quiet_libraries() -> None:
+    """The command line speaks for itself: diffusers' and transformers' own log lines (e.g. about
+    torchvision, which syncframe never needs) are kept to errors."""
+    import os
+    import warnings
+
+    for name in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):  # read when each library configures its logger
+        os.environ.setdefault(name, "error")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(diffusers|transformers)\..*")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_libraries()
     if argv and argv[0] in ("--version", "-V", "version"):
         print(f"syncframe {__version__}")
         return 0

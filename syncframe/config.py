@@ -19,10 +19,10 @@ from pydantic import field_validator
 
 from .errors import ConfigError
 from .options import FolderPath, Options, Source, Text, option, parse_value, plain, validate
-from .registry import APPS, MODELS, SYNCS, Entry
+from .registry import APPS, MODELS, SAMPLERS, SYNCS, Entry
 
-GROUPS = ("app", "model", "sync")
-REGISTRIES = {"app": APPS, "model": MODELS, "sync": SYNCS}
+GROUPS = ("app", "model", "sync", "sampler")
+REGISTRIES = {"app": APPS, "model": MODELS, "sync": SYNCS, "sampler": SAMPLERS}
 DEFAULT_SYNC = "synctweedies"  # for plugin apps that name no default synchronizer
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 64-bit seeds
 
@@ -33,12 +33,16 @@ class RunOptions(Options):
     app: str = option("panorama", "what to make: an app name (syncframe --help lists them)")
     model: str = option("sd2-base", "a model preset, or any diffusers repository id or local folder")
     sync: str | None = option(None, "the synchronizer; null = the app's default")
+    sampler: str = option("auto", "the sampler; auto = the model family's (ddim for SD 1/2 and SDXL, flow-euler for "
+                                  "SD3 and FLUX)")
     prompt: Text = option("a photo of a mountain range at twilight", "the text prompt")
     negative_prompt: Text = option("", "the negative prompt (the unconditional half of classifier-free guidance)")
     seed: int = option(0, "seed of every random number of the run", ge=0, le=MAX_SEED)
-    steps: int = option(50, "denoising steps", ge=1, le=1000)
-    guidance: float = option(7.5, "classifier-free guidance scale (1 disables it)", ge=0, le=100)
-    eta: float = option(0.0, "DDIM stochasticity (0 deterministic, 1 DDPM-like)", ge=0, le=1)
+    steps: int | None = option(None, "denoising steps; null = the model family's (50 for SD 1/2 and SDXL, 28 for SD3 "
+                                     "and FLUX dev, 4 for FLUX schnell)", ge=1, le=1000)
+    guidance: float | None = option(None, "guidance scale: classifier-free guidance (1 disables it), or the distilled "
+                                          "guidance of FLUX dev; null = the model family's (7.5 SD, 5 SDXL, 7 SD3, "
+                                          "3.5 FLUX dev)", ge=0, le=100)
     width: int | None = option(None, "output width in pixels; null = the app's default", ge=8, le=2**20)
     height: int | None = option(None, "output height in pixels; null = the app's default", ge=8, le=2**20)
     out: FolderPath | None = option(None, "output folder (must not exist or be empty); null = outputs/<app>/<date-time>")
@@ -50,6 +54,9 @@ class RunOptions(Options):
     controlnet_scale: float = option(1.0, "ControlNet conditioning scale", ge=0, le=10)
     view_batch_size: int | None = option(None, "views per model call; null = as many as memory allows", ge=1,
                                          le=4096)
+    offload: Literal["none", "model", "sequential"] = option(
+        "none", "CUDA memory: model = each component on the GPU only while it runs, sequential = layer by "
+                "layer (slowest, least memory); accelerate's hooks")
     progress: bool = option(True, "show progress bars")
     max_views: int = option(1024, "runs with more views per step are refused (raise it if you mean it)", ge=1)
     max_memory_gb: float | None = option(None, "runs estimated to need more memory are refused; "
@@ -113,8 +120,10 @@ def resolve(overrides: Iterable[tuple[str, Any]] | Iterable[str] = ()) -> dict:
         sync_name = app_entry.common.get("sync", DEFAULT_SYNC)
     sync_name = _choice("sync", sync_name)
     model_name = _choice("model", choices.get("model", top["model"]))
-    sections = {"app": app_section, "sync": section("sync", sync_name)[1], "model": section("model", model_name)[1]}
-    entries = {"app": app_entry, "sync": group_entry("sync", sync_name), "model": group_entry("model", model_name)}
+    sampler_name = _choice("sampler", choices.get("sampler", top["sampler"]))
+    sections = {"app": app_section, "sync": section("sync", sync_name)[1], "model": section("model", model_name)[1],
+                "sampler": section("sampler", sampler_name)[1]}
+    entries = {g: group_entry(g, sections[g]["name"]) for g in GROUPS}
     for key, value in pairs:
         if key in GROUPS:
             continue
@@ -128,7 +137,7 @@ def resolve(overrides: Iterable[tuple[str, Any]] | Iterable[str] = ()) -> dict:
     for key, value in app_entry.common.items():  # null means "the app's default"
         if top.get(key) is None:
             top[key] = copy.deepcopy(value)
-    top.update(app=app_name, sync=sync_name, model=model_name)
+    top.update(app=app_name, sync=sync_name, model=model_name, sampler=sampler_name)
     cfg = validate(RunOptions, {k: v for k, v in top.items() if k in top_fields})
     if app_entry.inputs:
         cfg.update(validate(app_entry.inputs, {k: v for k, v in top.items() if k in inputs}))
@@ -138,11 +147,17 @@ def resolve(overrides: Iterable[tuple[str, Any]] | Iterable[str] = ()) -> dict:
     check_device(cfg["device"])
     if cfg["controlnet"] and cfg["model"]["kind"] == "analytic":
         raise ConfigError(f"model={model_name} is analytic and takes no ControlNet; drop controlnet=")
-    for group in GROUPS:  # options whose default depends on the device or another section ("auto")
-        complete = getattr(entries[group].options, "complete", None)
-        if complete is not None:
-            complete(cfg)
+    if cfg["offload"] != "none" and not cfg["device"].startswith("cuda") and not (
+            cfg["device"] == "auto" and _cuda()):
+        raise ConfigError(f"offload={cfg['offload']} moves weights between the CPU and a CUDA GPU; this run is on the "
+                          "CPU: use offload=none")
     return cfg
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _choice(group: str, value: Any) -> str:
@@ -158,6 +173,11 @@ def _set_top(top: dict, key: str, value: Any, app_name: str, inputs: dict) -> No
         if owners:
             raise ConfigError(f"{key}= is an input of app={' / app='.join(owners)}, not of app={app_name}; "
                               f"add app={owners[0]} (or drop {key}=)")
+        for group in GROUPS:
+            holders = [n for n in REGISTRIES[group].names() if key in REGISTRIES[group].entry(n).options.model_fields]
+            if holders:
+                raise ConfigError(f"unknown config key {key!r}: it is an option of {group}={' / '.join(holders)}; "
+                                  f"write {group}.{key}=... (with {group}={holders[0]})")
         close = difflib.get_close_matches(key, fields, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(fields)}")
@@ -167,7 +187,8 @@ def _set_top(top: dict, key: str, value: Any, app_name: str, inputs: dict) -> No
 def _set_option(values: dict, schema: type[Options], group: str, key: str, value: Any) -> None:
     if "." in key or key not in schema.model_fields:
         owners = [n for n in REGISTRIES[group].names() if key in REGISTRIES[group].entry(n).options.model_fields]
-        where = f" (it is an option of {group}={' / '.join(owners)})" if owners else ""
+        named = " / ".join(owners[:3]) + (" / ..." if len(owners) > 3 else "")
+        where = f" (it is an option of {group}={named})" if owners else ""
         raise ConfigError(f"unknown config key '{group}.{key}' for {group}={values['name']}{where}; "
                           f"valid keys: {', '.join(schema.model_fields) or 'none'}")
     values[key] = _value(schema.model_fields[key], value)

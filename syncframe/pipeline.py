@@ -13,14 +13,17 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .config import dump, group_entry, resolve
+from .config import dump, resolve, section
 from .errors import ConfigError
 from .messages import collecting
-from .models.denoiser import Denoiser, load_controlnet, pick_device, pick_dtype
+from .models.denoiser import load_controlnet, pick_device, pick_dtype
 from .models.hub import locate
+from .models.presets import load_model, model_spec
+from .models.spec import ModelSpec
 from .outputs import RunFolder, default_out
 from .registry import APPS, SYNCS
 from .loop import sample
+from .samplers import build_sampler
 
 
 @dataclass
@@ -73,16 +76,47 @@ def overrides_from_kwargs(args: tuple, kwargs: dict) -> list:
     return pairs
 
 
-def load_denoiser(cfg: dict) -> Denoiser:
+def load_denoiser(cfg: dict, spec: ModelSpec | None = None):
+    """The run's model on its device, with its ControlNet and memory offloading."""
+    spec = spec or model_spec(cfg)
     device = pick_device(cfg["device"])
     dtype = pick_dtype(cfg["dtype"], device)
-    m = cfg["model"]
-    denoiser = group_entry("model", m["name"]).factory(m, device, dtype, guidance=cfg["guidance"],
-                                                       view_batch_size=cfg["view_batch_size"])
+    guidance = spec.defaults()["guidance"] if cfg["guidance"] is None else cfg["guidance"]
+    denoiser = load_model(cfg, spec, device, dtype, guidance=guidance, view_batch_size=cfg["view_batch_size"])
     if cfg["controlnet"]:
         denoiser.controlnet = load_controlnet(cfg["controlnet"], denoiser.unet, device, dtype)
         denoiser.controlnet_scale = cfg["controlnet_scale"]
+    if cfg["offload"] != "none":
+        offload(denoiser, cfg["offload"], device)
     return denoiser
+
+
+def offload(denoiser, how: str, device: torch.device) -> None:
+    """accelerate's CPU offload hooks through the model's diffusers pipeline."""
+    pipe = getattr(denoiser, "pipe", None)
+    if pipe is None:
+        raise ConfigError(f"offload={how} needs a diffusers model; model={denoiser.name} has no pipeline")
+    try:
+        if how == "model":
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.enable_sequential_cpu_offload(device=device)
+    except (ImportError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"offload={how} failed ({exc}); pip install accelerate, or use offload=none") from None
+
+
+def settle_model_defaults(cfg: dict, spec: ModelSpec) -> dict:
+    """``steps``, ``guidance`` and ``sampler`` left to the model (null / auto) set to its family's;
+    returns what was settled (for run.json). Changes ``cfg`` in place: config.yaml is what ran."""
+    defaults, settled = spec.defaults(), {}
+    for key in ("steps", "guidance"):
+        if cfg[key] is None:
+            cfg[key] = settled[key] = defaults[key]
+    if cfg["sampler"]["name"] == "auto":
+        name = defaults["sampler"]
+        cfg["sampler"] = section("sampler", name)[1]
+        settled["sampler"] = name
+    return settled
 
 
 def peak_memory_mb(device: torch.device) -> dict:
@@ -92,7 +126,7 @@ def peak_memory_mb(device: torch.device) -> dict:
     return peak
 
 
-def generate(*overrides, denoiser: Denoiser | None = None, **kwargs) -> Result:
+def generate(*overrides, denoiser=None, **kwargs) -> Result:
     """Run one job. Overrides as ``"key=value"`` strings and/or keyword arguments.
 
     ``denoiser`` reuses already-loaded components (e.g. across a sweep); its model must
@@ -102,36 +136,57 @@ def generate(*overrides, denoiser: Denoiser | None = None, **kwargs) -> Result:
     return generate_from_config(cfg, denoiser)
 
 
-def prepare(cfg: dict):
-    """Build the app (and its space) and the synchronizer: all input checks, no model yet; the
-    weights the run needs are found first (cache, folder, or a reachable hub)."""
-    if cfg["model"]["kind"] == "pretrained":
-        locate(cfg["model"]["repo"], "model")
+@dataclass
+class Prepared:
+    """Everything a run needs but the model's weights, built and checked."""
+
+    spec: ModelSpec
+    app: object
+    sync: object
+    sampler: object
+    settled: dict
+
+
+def prepare(cfg: dict) -> Prepared:
+    """Check everything the config names and build the app (and its space), the synchronizer and
+    the sampler; no weights are loaded. The model's spec comes first (its configs only): the
+    window, channels and schedule every later piece follows."""
+    spec = model_spec(cfg)
     if cfg["controlnet"] and cfg["controlnet"] != "tiny":
         locate(cfg["controlnet"], "controlnet")
-    app = APPS.get(cfg["app"]["name"])(cfg)
+    if cfg["controlnet"] and spec.family not in ("sd", "sdxl"):
+        raise ConfigError(f"controlnet= works with UNet models (SD 1.x/2.x, SDXL); model={cfg['model']['name']} is "
+                          f"{spec.family}: drop controlnet=")
+    settled = settle_model_defaults(cfg, spec)
+    app = APPS.get(cfg["app"]["name"])(cfg, spec)
+    settled.update(app.settled)
     if cfg["controlnet"] and not app.can_control():
         raise ConfigError("controlnet= needs a control input, and this run has none: give one (e.g. app=panorama360 "
                           "depth=<equirect depth image>; app=mesh uses its rendered depth) or drop controlnet=")
     if app.control_given() and not cfg["controlnet"]:
         raise ConfigError("this run has a control input (depth=) but no ControlNet: set controlnet=<repo|folder> "
                           "or drop the control input")
+    sampler = build_sampler(cfg, spec)
     sync = SYNCS.get(cfg["sync"]["name"])(cfg, app.space)
-    return app, sync
+    if hasattr(sync, "check_sampler"):
+        sync.check_sampler(sampler)
+    settled.update(getattr(sync, "resolved", {}))
+    return Prepared(spec, app, sync, sampler, settled)
 
 
-def generate_from_config(cfg: dict, denoiser: Denoiser | None = None, prepared=None) -> Result:
+def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = None) -> Result:
+    """Run a resolved config (``denoiser``: reuse already-loaded weights of the same model)."""
     with collecting() as notes:
-        app, sync = prepared or prepare(cfg)
+        prepared = prepared or prepare(cfg)
+        app, sync, spec = prepared.app, prepared.sync, prepared.spec
         timings = {"build_space": app.build_s}
         clock = time.perf_counter()
         if denoiser is None:
-            denoiser = load_denoiser(cfg)
-        channels = app.space.view_shape[0]
-        if denoiser.latent_scale != 8 or denoiser.latent_channels != channels:
+            denoiser = load_denoiser(cfg, spec)
+        denoiser.guidance = cfg["guidance"]
+        if denoiser.latent_scale != spec.scale or denoiser.latent_channels != spec.channels:
             raise ConfigError(f"model {cfg['model']['name']!r} has {denoiser.latent_channels} latent channels and "
-                              f"VAE factor {denoiser.latent_scale}; this run needs {channels} and 8 "
-                              "(a Stable Diffusion 1.x/2.x model, or model.latent_channels to match)")
+                              f"VAE factor {denoiser.latent_scale}; its configs said {spec.channels} and {spec.scale}")
         if torch.cuda.is_available() and denoiser.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(denoiser.device)
         timings["load"] = time.perf_counter() - clock
@@ -146,8 +201,7 @@ def generate_from_config(cfg: dict, denoiser: Denoiser | None = None, prepared=N
 
         clock = time.perf_counter()
         generator = torch.Generator("cpu").manual_seed(cfg["seed"])
-        views = sample(app.space, denoiser, sync, cond, cfg["steps"], generator, eta=cfg["eta"],
-                       progress=cfg["progress"])
+        views = sample(app.space, denoiser, sync, cond, prepared.sampler, generator, progress=cfg["progress"])
         timings["sample"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -160,7 +214,8 @@ def generate_from_config(cfg: dict, denoiser: Denoiser | None = None, prepared=N
         "view_batch_size": denoiser.resolve_batch_size(app.space.num_views),
         "device": str(denoiser.device), "dtype": str(denoiser.dtype).replace("torch.", ""),
         "gpu": torch.cuda.get_device_name(denoiser.device) if denoiser.device.type == "cuda" else None,
-        "resolved": getattr(sync, "resolved", {}),
+        "family": spec.family, "sampler": cfg["sampler"]["name"], "window_px": spec.window_px,
+        "resolved": prepared.settled,
         "notes": notes,
         "versions": {"syncframe": __version__, "python": platform.python_version(), "torch": torch.__version__,
                      "diffusers": _version("diffusers"), "transformers": _version("transformers")},
@@ -173,7 +228,7 @@ def generate_from_config(cfg: dict, denoiser: Denoiser | None = None, prepared=N
     return Result(images, canonical.detach().cpu(), views.detach().cpu(), cfg, metadata)
 
 
-def run(cfg: dict, out: str | Path | None = None, denoiser: Denoiser | None = None) -> tuple[Path, Result]:
+def run(cfg: dict, out: str | Path | None = None, denoiser=None) -> tuple[Path, Result]:
     """Claim the output folder, check everything, generate, and publish the folder; a failed or
     interrupted run leaves nothing behind."""
     target = out or cfg["out"]

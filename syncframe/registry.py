@@ -80,10 +80,12 @@ SPACES = Registry("space")
 SYNCS = Registry("sync")
 APPS = Registry("app")
 MODELS = Registry("model")
+SAMPLERS = Registry("sampler")
 register_space = SPACES.register
 register_sync = SYNCS.register
 register_app = APPS.register
 register_model = MODELS.register
+register_sampler = SAMPLERS.register
 
 _loaded = False
 

@@ -34,7 +34,7 @@ class SmoothUNet(torch.nn.Module):
         self.config = config
         self.register_buffer("kernel", torch.ones(4, 1, 9, 9) / 81)
 
-    def forward(self, x, t, encoder_hidden_states):
+    def forward(self, x, t, encoder_hidden_states, **unused):
         from types import SimpleNamespace
 
         blurred = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (4,) * 4, mode="replicate"),
@@ -44,7 +44,8 @@ class SmoothUNet(torch.nn.Module):
 
 @pytest.fixture(scope="session")
 def smooth_denoiser(tiny_denoiser):
-    from syncframe.models.denoiser import Denoiser
+    from syncframe.models.unet import UNetDenoiser
 
     d = tiny_denoiser
-    return Denoiser(SmoothUNet(d.unet.config), d.vae, d.text_encoder, d.tokenizer, d.scheduler, guidance=1.0)
+    return UNetDenoiser.from_components(SmoothUNet(d.unet.config), d.vae, d.pipe.text_encoder, d.pipe.tokenizer,
+                                        d.scheduler, guidance=1.0)

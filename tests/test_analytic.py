@@ -15,9 +15,10 @@ from syncframe.models.analytic import SCENES, AnalyticDenoiser, GaussianMixtureP
 from syncframe.config import resolve
 from syncframe.errors import ConfigError
 from syncframe.pipeline import load_denoiser
-from syncframe.loop import DDIM, Synchronizer, sample, tweedie
+from syncframe.loop import Synchronizer, sample
+from syncframe.models.offline import FLOW_SCHEDULE, SD_SCHEDULE
+from syncframe.samplers import DDIM, DPMSolverPP2M, Euler, FlowEuler, Step
 from syncframe.spaces import CanonicalSpace
-from syncframe.models.offline import SD_SCHEDULE
 
 FAMILY_FALSE_FAILURE = 1e-6
 DRAWS = 2000
@@ -46,11 +47,15 @@ def scheduler(**changes):
     return DDIMScheduler(**{**SD_SCHEDULE, **changes})
 
 
-def draws(scene, sched, steps, eta, seed=0):
-    model = AnalyticDenoiser([scene], sched, guidance=1.0)
+def draws(scene, sampler, seed=0):
+    model = AnalyticDenoiser([scene], scheduler(), guidance=1.0)
     cond = model.encode_prompts([""], "", [0] * DRAWS)
     gen = torch.Generator().manual_seed(seed)
-    return sample(Draws(DRAWS, (3, VIEW, VIEW)), model, Synchronizer(), cond, steps, gen, eta=eta, progress=False)
+    return sample(Draws(DRAWS, (3, VIEW, VIEW)), model, Synchronizer(), cond, sampler, gen, progress=False)
+
+
+def ddim(sched, steps, eta):
+    return DDIM(sched.config, steps, eta)
 
 
 def exact_law(scene, sched, steps, eta):
@@ -64,17 +69,38 @@ def exact_law(scene, sched, steps, eta):
     mu = scene_mean(scene, VIEW, VIEW).double()
     m = torch.fft.fft2(mu, norm="ortho")
     mean_d, var_d = None, torch.ones_like(lam)
-    for st in DDIM(sched, steps, eta).steps():
-        a2, ap2, sig = st.alpha.double(), st.alpha_prev.double(), st.sigma.double()
-        a, ap, s = a2.sqrt(), ap2.sqrt(), (1 - a2).sqrt()
+    for st in ddim(sched, steps, eta).steps:
+        a, ap, s, sig = st.a, st.a_prev, st.s, st.noise
         if mean_d is None:
             mean_d = -a * m
-        gain = a * lam / (a2 * lam + s**2)
-        k = ap * gain + (1 - ap2 - sig**2).sqrt() * (1 - a * gain) / s
+        gain = a * lam / (a * a * lam + s**2)
+        k = ap * gain + (1 - ap * ap - sig**2) ** 0.5 * (1 - a * gain) / s
         mean_d, var_d = k * mean_d, k**2 * var_d + sig**2
     mean = ap * mu + torch.fft.ifft2(mean_d, norm="ortho").real
     # Circulant covariance: the per-pixel variance is the mean eigenvalue.
     return mean.float(), var_d.mean(dim=(1, 2)).float(), var_d
+
+
+def sampler_law(scene, sampler):
+    """Mean and per-pixel variance of any deterministic sampler's output with the exact x0.
+
+    Every quantity of the chain stays affine in the initial noise n: in the orthonormal DFT, x_t
+    = c_f N_f + D (a per-frequency gain c and a pixel-space offset d). The posterior mean is
+    x0 = μ + F⁻¹[G F(x − aμ)], G = aλ / (a²λ + s²), and each sampler's update is linear without a
+    constant, so the sampler's own ``update`` run on the gains and on the offsets (each with its
+    own multistep memory) gives the law exactly."""
+    lam = scene_spectrum(scene, VIEW, VIEW).double()
+    mu = scene_mean(scene, VIEW, VIEW).double()
+    gains, offset = torch.full_like(lam, sampler.initial_scale), torch.zeros_like(mu)
+    memory_gains, memory_offset = {}, {}
+    for st in sampler.steps:
+        g = st.a * lam / (st.a**2 * lam + st.s**2)
+        x0_gains = g * gains
+        x0_offset = mu + torch.fft.ifft2(g * torch.fft.fft2(offset - st.a * mu, norm="ortho"), norm="ortho").real
+        gains = sampler.update(gains, x0_gains, (gains - st.a * x0_gains) / st.s, st, None, memory_gains)
+        offset = sampler.update(offset, x0_offset, (offset - st.a * x0_offset) / st.s, st, None, memory_offset)
+    var = gains**2
+    return offset.float(), var.mean(dim=(1, 2)).float(), var
 
 
 def assert_law(x, mean, var, spectrum, label):
@@ -106,6 +132,7 @@ def test_posterior_mean_equals_dense_linear_algebra():
     prior = GaussianMixturePrior(scenes)
     dft = torch.fft.fft2(torch.eye(h * w, dtype=torch.complex128).reshape(h * w, h, w), norm="ortho").reshape(h * w, -1)
     alpha = torch.tensor(0.3)
+    a, s = alpha.sqrt().item(), (1 - alpha).sqrt().item()
     x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
     log_prior = torch.log(torch.tensor([[0.3, 0.7], [0.5, 0.5]]))
     means, logls = [], []
@@ -121,10 +148,10 @@ def test_posterior_mean_equals_dense_linear_algebra():
         logls.append(torch.distributions.MultivariateNormal(alpha.sqrt() * mu, marginal).log_prob(
             x.double().reshape(2, 3, -1)).sum(dim=1))
     logl = torch.stack(logls, dim=1)
-    assert torch.allclose(prior.log_likelihoods(x, alpha).double(), logl, rtol=1e-4)
+    assert torch.allclose(prior.log_likelihoods(x, a, s).double(), logl, rtol=1e-4)
     weights = torch.softmax(log_prior.double() + logl, dim=1)
     dense = (weights[:, :, None, None] * torch.stack(means, dim=1)).sum(dim=1).reshape(2, 3, h, w)
-    assert torch.allclose(prior.posterior_mean(x, alpha, log_prior).double(), dense, atol=1e-5)
+    assert torch.allclose(prior.posterior_mean(x, a, s, log_prior).double(), dense, atol=1e-5)
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
@@ -132,9 +159,34 @@ def test_ddim_output_has_the_exact_law_of_the_discrete_chain(eta):
     """Stable Diffusion's schedule, 50 DDIM steps: the empirical law of 2000 draws equals the
     closed-form law of the chain (which is *not* the prior: see the next test and docs)."""
     scene, sched = TEXTURED, scheduler()
-    x = draws(scene, sched, 50, eta)
+    x = draws(scene, ddim(sched, 50, eta))
     mean, var, spectrum = exact_law(scene, sched, 50, eta)
     assert_law(x, mean, var, spectrum, f"eta={eta}")
+    if eta == 0:  # the generic law of deterministic samplers agrees with DDIM's closed form
+        g_mean, g_var, _ = sampler_law(scene, ddim(sched, 50, 0.0))
+        assert torch.allclose(g_mean, mean, atol=1e-5) and torch.allclose(g_var, var, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["dpmpp-2m", "dpmpp-2m-karras", "euler", "flow-euler"])
+def test_fast_samplers_have_the_exact_law_of_their_chain(name):
+    """DPM-Solver++ 2M (a multistep solver: its history is part of the chain), Euler and the
+    rectified-flow Euler, 20 steps: 2000 draws against the chain's closed-form law."""
+    config = FLOW_SCHEDULE if name == "flow-euler" else scheduler().config
+    sampler = {"dpmpp-2m": lambda: DPMSolverPP2M(config, 20), "dpmpp-2m-karras": lambda: DPMSolverPP2M(config, 20, True),
+               "euler": lambda: Euler(config, 20), "flow-euler": lambda: FlowEuler(config, 20)}[name]()
+    x = draws(TEXTURED, sampler, seed=2)
+    mean, var, spectrum = sampler_law(TEXTURED, sampler)
+    assert_law(x, mean, var, spectrum, name)
+
+
+def test_flow_euler_with_many_steps_reproduces_the_prior():
+    """Rectified flow starts at pure noise (σ = 1) and ends at σ = 0: with many steps the chain's
+    law is the prior's (no terminal-SNR bias, unlike SD's DDIM schedule below)."""
+    sampler = FlowEuler({**FLOW_SCHEDULE, "shift": 1.0}, 500)
+    mean, var, _ = sampler_law(TEXTURED, sampler)
+    prior_mean, prior_var = scene_mean(TEXTURED, VIEW, VIEW), torch.tensor(TEXTURED.std) ** 2
+    assert ((mean - prior_mean).abs() / prior_var.sqrt()[:, None, None]).max() < 0.01
+    assert ((var / prior_var - 1).abs() < 0.02).all()
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
@@ -149,7 +201,7 @@ def test_ddim_reproduces_the_prior(eta):
     law_mean, law_var, _ = exact_law(scene, sched, steps, eta)
     assert ((law_mean - prior_mean).abs() / prior_var.sqrt()[:, None, None]).max() < 0.02
     assert ((law_var / prior_var - 1).abs() < 0.03).all()
-    x = draws(scene, sched, steps, eta, seed=1)
+    x = draws(scene, ddim(sched, steps, eta), seed=1)
     n, pixels = DRAWS, 3 * VIEW * VIEW
     z_crit = stats.norm.isf(FAMILY_FALSE_FAILURE / (2 * 2 * pixels))
     z = (x.mean(0) - prior_mean) / (prior_var[:, None, None] / n).sqrt()
@@ -171,15 +223,19 @@ def test_sd_schedule_biases_the_mean_at_eta_zero():
     assert 0.2 < bias < 0.6
 
 
-def test_tweedie_of_the_model_eps_is_the_posterior_mean():
+def step_at(alpha: float) -> Step:
+    return Step(0, 500, alpha**0.5, (1 - alpha) ** 0.5, 1.0, 0.0, 0.0, 1)
+
+
+def test_the_model_predicts_the_posterior_mean_and_the_matching_eps():
     model = load_denoiser(resolve(["model=gaussian-mixture", "guidance=1.0"]))
     cond = model.encode_prompts(["a night sky"], "", [0, 0])
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    t = 500
-    alpha = model.alphas_cumprod[t]
-    log_pi = cond.embeds[cond.view_prompt, 1, 0]
-    assert torch.allclose(tweedie(x, model.eps(x, t, cond), alpha), model.prior.posterior_mean(x, alpha, log_pi),
-                          atol=1e-4)
+    step = step_at(float(model.scheduler.alphas_cumprod[500]))
+    log_pi = cond.tensors["log_prior"][cond.view_prompt, 1]
+    x0, eps = model.predict(x, step, cond)
+    assert torch.allclose(x0, model.prior.posterior_mean(x, step.a, step.s, log_pi), atol=1e-5)
+    assert torch.allclose(step.a * x0 + step.s * eps, x, atol=1e-5)
 
 
 def test_prompts_weight_scenes_and_cfg_extrapolates():
@@ -192,11 +248,12 @@ def test_prompts_weight_scenes_and_cfg_extrapolates():
     # CFG: ε = ε_u + g (ε_c − ε_u), with ε_u from the negative prompt.
     cond = model.encode_prompts(["night"], "", [0])
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    step = step_at(float(model.scheduler.alphas_cumprod[400]))
     model.guidance = 1.0
-    eps_c = model.eps(x, 400, cond)
-    eps_u = model.eps(x, 400, model.encode_prompts([""], "", [0]))
+    eps_c = model.predict(x, step, cond)[1]
+    eps_u = model.predict(x, step, model.encode_prompts([""], "", [0]))[1]
     model.guidance = 3.0
-    assert torch.allclose(model.eps(x, 400, cond), eps_u + 3.0 * (eps_c - eps_u), atol=1e-5)
+    assert torch.allclose(model.predict(x, step, cond)[1], eps_u + 3.0 * (eps_c - eps_u), atol=1e-5)
 
 
 def test_analytic_model_is_differentiable_and_runs_end_to_end(tmp_path):
@@ -205,13 +262,14 @@ def test_analytic_model_is_differentiable_and_runs_end_to_end(tmp_path):
     model = load_denoiser(resolve(["model=gaussian"]))
     x = torch.randn(2, 3, 64, 64, requires_grad=True)
     cond = model.encode_prompts([""], "", [0, 0])
-    model.eps(x, 300, cond).square().sum().backward()
+    model.predict(x, step_at(0.5), cond)[1].square().sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     result = generate(model="gaussian", app="panorama", width=1024, steps=10, progress=False)
+    assert result.metadata["family"] == "analytic" and result.metadata["sampler"] == "ddim"
     image = result.images["panorama.png"]
     assert image.size == (1024, 512)
     # The sample looks like the day scene: bluish top, greener bottom (the scene's mean).
-    pixels = torch.from_numpy(np.asarray(image)).float()
+    pixels = torch.from_numpy(np.array(image)).float()
     top, bottom = pixels[:64].mean(dim=(0, 1)), pixels[-64:].mean(dim=(0, 1))
     assert top[2] > top[0] + 60 and bottom[1] > bottom[2] + 60
 
@@ -221,4 +279,4 @@ def test_bad_scene_and_too_many_steps_are_clear_errors():
         load_denoiser(resolve(["model=gaussian", "model.scenes=[noon]"]))
     model = load_denoiser(resolve(["model=gaussian"]))
     with pytest.raises(ConfigError, match="steps=1000"):
-        DDIM(model.scheduler, 1000)
+        DDIM(model.scheduler.config, 1000)

@@ -256,14 +256,14 @@ def test_a_multi_part_scene_is_merged_or_rejected(tmp_path):
 def test_view_prompts_name_the_side_each_camera_sees():
     from syncframe.pipeline import prepare
 
-    app, _ = prepare(resolve([*FAST, f"mesh={ASSETS / 'vase.obj'}", "prompt=a vase"]))
+    app = prepare(resolve([*FAST, f"mesh={ASSETS / 'vase.obj'}", "prompt=a vase"])).app
     prompts, index = app.prompts()
     assert prompts == ["a vase, back view", "a vase, front view", "a vase, side view"]
     labels = [prompts[i].split(", ")[1] for i in index]
     # azimuths 0, 45, ..., 315 at elevation 0, then 0 and 180 at elevation 30
     assert labels == ["front view", "front view", "side view", "back view", "back view", "back view", "side view",
                       "front view", "front view", "back view"]
-    app, _ = prepare(resolve([*FAST, f"mesh={ASSETS / 'vase.obj'}", "app.view_prompts=false"]))
+    app = prepare(resolve([*FAST, f"mesh={ASSETS / 'vase.obj'}", "app.view_prompts=false"])).app
     assert len(app.prompts()[0]) == 1
 
 
@@ -295,7 +295,7 @@ def test_a_z_up_mesh_is_seen_as_its_y_up_twin(tmp_path):
     LoadedMesh(np.stack([x, -z, y], 1), vase.faces, vase.uv, []).trimesh().export(tmp_path / "z_up.glb")
     from syncframe.pipeline import prepare
 
-    apps = [prepare(resolve([*FAST, f"mesh={m}", *extra]))[0]
+    apps = [prepare(resolve([*FAST, f"mesh={m}", *extra])).app
             for m, extra in ((ASSETS / "vase.obj", []), (tmp_path / "z_up.glb", ["app.up=z"]))]
     assert torch.equal(apps[0].latent_raster.mask, apps[1].latent_raster.mask)
     assert torch.allclose(apps[0].latent_raster.uv, apps[1].latent_raster.uv, atol=1e-5)
@@ -327,7 +327,7 @@ def test_depth_controlnet_gets_the_rendered_depth(tmp_path):
     from syncframe.pipeline import prepare
 
     cfg = resolve([*FAST, f"mesh={ASSETS / 'vase.obj'}", "controlnet=tiny"])
-    app, _ = prepare(cfg)
+    app = prepare(cfg).app
     control = app.control_images()
     assert control.shape == (10, 3, 512, 512) and torch.equal(control[:, 0] > 0, app.rgb_raster.mask)
     out = tmp_path / "cn"

@@ -46,12 +46,22 @@ def test_usage_names_every_app():
     assert apps == {"panorama", "panorama360", "mesh"}
 
 
+def twin(args: list[str]) -> str:
+    """The offline twin of the family the command names (SD's for repository ids of SD 1/2)."""
+    model = next((a.split("=", 1)[1] for a in args if a.startswith("model=")), "sd2-base")
+    for prefix, name in (("sdxl", "tiny-sdxl"), ("sd3", "tiny-sd3"), ("sd35", "tiny-sd3"), ("flux", "tiny-flux")):
+        if model.startswith(prefix):
+            return name
+    return "tiny"
+
+
 @pytest.mark.parametrize("args", RUNS, ids=[" ".join(r)[:50] for r in RUNS])
 def test_every_usage_command_runs_offline(args, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the examples name files in assets/
     controlnet = [a for a in args if a.startswith("controlnet=")]
     runs = [a for a in args if not a.startswith(("model=", "controlnet=", "steps="))]
-    runs += ["controlnet=tiny"] * bool(controlnet) + ["model=tiny", "steps=2", "progress=false", f"out={tmp_path / 'run'}"]
+    runs += ["controlnet=tiny"] * bool(controlnet) + [f"model={twin(args)}", "steps=2", "progress=false",
+                                                      f"out={tmp_path / 'run'}"]
     assert main(runs) == 0
     assert (tmp_path / "run").is_dir()
 

@@ -2,12 +2,14 @@ import pytest
 import torch
 
 from syncframe.pipeline import generate_from_config, prepare
-from syncframe.loop import DDIM, SampleContext
+from syncframe.loop import SampleContext
+from syncframe.samplers import DDIM
 from syncframe.weights import find_weight
 
 
 def bound_guidance(cfg, denoiser):
-    app, sync = prepare(cfg)
+    prepared = prepare(cfg)
+    app, sync = prepared.app, prepared.sync
     prompts, view_prompt = app.prompts()
     cond = denoiser.encode_prompts(prompts, "", view_prompt)
     sync.bind(SampleContext(denoiser, cond, app.space, 8))
@@ -25,7 +27,7 @@ def per_view_loss(sync, x, step):
 def test_one_guidance_step_lowers_every_loss_and_leaves_anchor(tiny_denoiser, small_cfg, loss):
     cfg = small_cfg("sync=syncdiffusion", f"sync.loss={loss}", "sync.loss_resolution=128", "app.stride=16")
     space, sync = bound_guidance(cfg, tiny_denoiser)
-    step = list(DDIM(tiny_denoiser.scheduler, 50).steps())[5]
+    step = DDIM(tiny_denoiser.scheduler.config, 50).steps[5]
     _, x = space.sample_noise(torch.Generator().manual_seed(0))
     grad = sync.loss_gradient(x, step)
     assert torch.equal(grad[sync.anchor], torch.zeros_like(grad[sync.anchor]))
@@ -41,7 +43,7 @@ def test_one_guidance_step_lowers_every_loss_and_leaves_anchor(tiny_denoiser, sm
 def test_guidance_without_unet_gradient_also_descends(tiny_denoiser, small_cfg):
     cfg = small_cfg("sync=syncdiffusion", "sync.grad_through_unet=false", "sync.loss_resolution=128")
     space, sync = bound_guidance(cfg, tiny_denoiser)
-    step = list(DDIM(tiny_denoiser.scheduler, 50).steps())[2]
+    step = DDIM(tiny_denoiser.scheduler.config, 50).steps[2]
     _, x = space.sample_noise(torch.Generator().manual_seed(1))
     grad = sync.loss_gradient(x, step)
     assert grad.abs().sum() > 0
@@ -97,7 +99,7 @@ def test_taesd_decoder_for_the_loss(tiny_denoiser, small_cfg):
     cfg = small_cfg("sync=syncdiffusion", "sync.decoder=taesd", f"sync.taesd={find_weight('taesd')}",
                     "sync.loss_resolution=128")
     space, sync = bound_guidance(cfg, tiny_denoiser)
-    step = list(DDIM(tiny_denoiser.scheduler, 50).steps())[5]
+    step = DDIM(tiny_denoiser.scheduler.config, 50).steps[5]
     _, x = space.sample_noise(torch.Generator().manual_seed(0))
     grad = sync.loss_gradient(x, step)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0

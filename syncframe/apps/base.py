@@ -18,17 +18,28 @@ class App:
     ``plan()`` estimates the run's size from the config alone, and too big a run is refused.
     """
 
-    def __init__(self, cfg: dict):
-        self.cfg = cfg
-        # Stable Diffusion latents have 4 channels; analytic models declare their own.
-        self.channels = int(cfg["model"].get("latent_channels", 4))
+    def __init__(self, cfg: dict, spec):
+        self.cfg, self.spec = cfg, spec
+        self.channels, self.window = spec.channels, spec.window  # latents per view, from the model
         self.report: dict = {}  # app-specific measurements, written to run.json
+        self.settled: dict = {}  # sizes left to the app (null) and what they became
+        for key, value in zip(("width", "height"), self.default_size()):
+            if cfg[key] is None:
+                cfg[key] = self.settled[key] = value
+        self.settle()
         started = time.perf_counter()
         plan = self.plan()
         if plan is not None:
             check_run_size(*plan, cfg)
         self.space = self.build_space()
         self.build_s = time.perf_counter() - started  # input checks, geometry, rasterization
+
+    def default_size(self) -> tuple[int, int]:
+        """(width, height) in pixels when the config leaves them null: one view by default."""
+        return self.spec.window_px, self.spec.window_px
+
+    def settle(self) -> None:
+        """Set the app's options left to the model (null) in ``cfg["app"]``, noting them in ``settled``."""
 
     def plan(self) -> tuple[int, dict[str, int], str] | None:
         """(views per step, {part of the run: bytes}, the sizes that set them), from the config

@@ -92,21 +92,23 @@ class MeshInputs(Options):
     mesh: FilePath | None = option(None, "the mesh to texture: OBJ, GLB/GLTF or PLY (e.g. mesh=assets/vase.obj)")
 
 
-@register_app("mesh", options=MeshOptions, inputs=MeshInputs, common=dict(sync="synctweedies", width=512, height=512))
+@register_app("mesh", options=MeshOptions, inputs=MeshInputs, common=dict(sync="synctweedies"))
 class MeshApp(App):
-    """A UV texture for a 3D mesh, painted by views around it, written as a textured GLB."""
+    """A UV texture for a 3D mesh, painted by views around it (of the model's size), written as a GLB."""
 
     def plan(self):
         cfg, o = self.cfg, self.cfg["app"]
         size = cfg["width"]
-        if size != cfg["height"] or size < 64 or size % 64:
-            raise ConfigError(f"width={cfg['width']} height={cfg['height']}: mesh views are square, a multiple "
-                              "of 64 pixels (512 for Stable Diffusion 1.x/2-base); use width=512 height=512")
+        unit = 8 * self.spec.scale  # 8 latents
+        if size != cfg["height"] or size < unit or size % unit:
+            raise ConfigError(f"width={cfg['width']} height={cfg['height']}: mesh views are square, a multiple of {unit} "
+                              f"pixels ({self.spec.window_px} for this model); use width={self.spec.window_px} "
+                              f"height={self.spec.window_px}")
         if not cfg.get("mesh"):
             raise ConfigError("app=mesh needs mesh=<file>: an OBJ, GLB/GLTF or PLY mesh (e.g. mesh=assets/vase.obj)")
         n = sum(len(ring["azimuths"]) if ring["azimuths"] else ring["count"] for ring in o["views"])
         texture = o["texture_size"] or 2048
-        parts = {"the views": n * view_state_bytes(self.channels, size // 8),
+        parts = {"the views": n * view_state_bytes(self.channels, size // self.spec.scale),
                  f"the {size}² rasterizations and decoded views": n * size * size * (RASTER_BYTES + 3 * 4 * 3),
                  "the texture": texture * texture * 3 * 4 * 8,
                  "the mesh": o["max_faces"] * BYTES_PER_FACE}
@@ -120,12 +122,12 @@ class MeshApp(App):
         self.cameras = rig_from_config(o["views"])
         self.frame = fit_frame(posed.vertices, self.cameras, o["projection"], float(o["fov"]), float(o["margin"]))
         latent_size = o["latent_texture_size"] or auto_texture_size(
-            surface_area(self.mesh), uv_area(self.mesh), self.frame.pixel_footprint(size // 8))
-        rgb_size = o["texture_size"] or min(MAX_TEXTURE, 8 * latent_size)
+            surface_area(self.mesh), uv_area(self.mesh), self.frame.pixel_footprint(size // self.spec.scale))
+        rgb_size = o["texture_size"] or min(MAX_TEXTURE, self.spec.scale * latent_size)
         self.texture_size = rgb_size
         # Rasterize once per view at both resolutions: the latent one drives sampling, the RGB one
         # the depth control and the final texture.
-        self.latent_raster = rasterize(posed, self.cameras, self.frame, size // 8, o["rasterizer"])
+        self.latent_raster = rasterize(posed, self.cameras, self.frame, size // self.spec.scale, o["rasterizer"])
         self.rgb_raster = rasterize(posed, self.cameras, self.frame, size, o["rasterizer"])
         r = self.latent_raster
         return MeshUVSpace(r.uv, r.mask, r.cosine, latent_size, self.channels, cosine_power=o["cosine_power"],

@@ -11,38 +11,45 @@ from syncframe.resources import starts, view_state_bytes
 from syncframe.spaces.panorama import PanoramaSpace
 
 
-WINDOW = 64  # latents per window side
 DECODE_BYTES_PER_PIXEL = 40  # tiled decode: blended sum, weights and the image, in float32
 
 
 class PanoramaOptions(Options):
-    stride: int = option(8, "latents between windows (MultiDiffusion 8, SyncDiffusion 16); less than the window", ge=1)
+    stride: int | None = option(None, "latents between windows, less than the window; null = 1/8 of the model's "
+                                      "window (8 for SD's 64: MultiDiffusion's; SyncDiffusion used 16)", ge=1)
     loop: bool = option(False, "add wrap-around windows so the left and right edges join")
-    decode_overlap: int = option(16, "latents of overlap between VAE decoding tiles", ge=0)
+    decode_overlap: int = option(16, "latents of overlap between VAE decoding tiles (of the model's window)", ge=0)
     decode_batch_size: int = option(4, "tiles per VAE call", ge=1, le=256)
 
 
-@register_app("panorama", options=PanoramaOptions, common=dict(sync="multidiffusion", width=3072, height=512))
+@register_app("panorama", options=PanoramaOptions, common=dict(sync="multidiffusion"))
 class PanoramaApp(App):
-    """A wide (optionally looping) panorama from 512x512 windows."""
+    """A wide (optionally looping) panorama from windows of the model's size (512x3072 for SD)."""
+
+    def default_size(self):
+        return 6 * self.spec.window_px, self.spec.window_px
+
+    def settle(self):
+        if self.cfg["app"]["stride"] is None:
+            self.cfg["app"]["stride"] = self.settled["app.stride"] = max(1, self.window // 8)
 
     def plan(self):
-        cfg, o = self.cfg, self.cfg["app"]
-        h, w = cfg["height"] // 8, cfg["width"] // 8
-        n = starts(h, WINDOW, o["stride"]) * (-(-w // o["stride"]) if o["loop"] else starts(w, WINDOW, o["stride"]))
-        parts = {"the views": n * (view_state_bytes(self.channels, WINDOW) + WINDOW**2 * 8),
+        cfg, o, window, stride = self.cfg, self.cfg["app"], self.window, self.cfg["app"]["stride"]
+        h, w = cfg["height"] // self.spec.scale, cfg["width"] // self.spec.scale
+        n = starts(h, window, stride) * (-(-w // stride) if o["loop"] else starts(w, window, stride))
+        parts = {"the views": n * (view_state_bytes(self.channels, window) + window**2 * 8),
                  "the decoded canvas": cfg["width"] * cfg["height"] * DECODE_BYTES_PER_PIXEL}
-        return n, parts, f"{cfg['width']}x{cfg['height']} at app.stride={o['stride']}"
+        return n, parts, f"{cfg['width']}x{cfg['height']} at app.stride={stride}"
 
     def build_space(self) -> PanoramaSpace:
         cfg = self.cfg
-        return PanoramaSpace(cfg["height"], cfg["width"], stride=int(cfg["app"]["stride"]),
-                             loop=bool(cfg["app"]["loop"]), channels=self.channels)
+        return PanoramaSpace(cfg["height"], cfg["width"], window=self.window, stride=cfg["app"]["stride"],
+                             loop=cfg["app"]["loop"], channels=self.channels, vae_scale=self.spec.scale)
 
     def finalize(self, views, denoiser):
         o = self.cfg["app"]
         canvas = self.space.unproject(views)
         with torch.no_grad():
-            image = decode_tiled(canvas, denoiser.decode, overlap=int(o["decode_overlap"]),
-                                 wrap=bool(o["loop"]), batch_size=int(o["decode_batch_size"]))
+            image = decode_tiled(canvas, denoiser.decode, tile=self.window, overlap=o["decode_overlap"],
+                                 wrap=o["loop"], batch_size=o["decode_batch_size"], scale=self.spec.scale)
         return {"panorama.png": to_pil(image)}, canvas

@@ -24,11 +24,10 @@ from syncframe.spaces.base import fill_nearest
 from syncframe.spaces.equirect import EquirectSpace, blend_views, rig_from_rings
 from syncframe.viewers import viewer_html
 
-LATENT_VIEW = 64  # latents per view side (512 px)
 BLEND_BYTES_PER_PIXEL = 100  # blend_views: directions, per-camera lookups, sums and the image
 
 
-def auto_latent_width(cameras, view_size: int = LATENT_VIEW) -> int:
+def auto_latent_width(cameras, view_size: int) -> int:
     """Canonical latent width at which a texel spans the angle of one view pixel at the centre
     of the narrowest camera: finer and views read texels they cannot tell apart (holes), coarser
     and neighbouring view pixels read the same texel (blocks)."""
@@ -61,10 +60,12 @@ class Panorama360Inputs(Options):
     depth: FilePath | None = option(None, "equirect depth image (2:1, near = bright) for a depth ControlNet")
 
 
-@register_app("panorama360", options=Panorama360Options, inputs=Panorama360Inputs,
-              common=dict(sync="synctweedies", width=2048, height=1024))
+@register_app("panorama360", options=Panorama360Options, inputs=Panorama360Inputs, common=dict(sync="synctweedies"))
 class Panorama360App(App):
-    """A 360°x180° equirectangular panorama from perspective views."""
+    """A 360°x180° equirectangular panorama from perspective views (2048x1024 for SD)."""
+
+    def default_size(self):
+        return 4 * self.spec.window_px, 2 * self.spec.window_px
 
     def plan(self):
         cfg, o = self.cfg, self.cfg["app"]
@@ -72,8 +73,8 @@ class Panorama360App(App):
             raise ConfigError(f"width={cfg['width']} height={cfg['height']}: an equirect panorama is 2:1 "
                               "and at least 128x64; use e.g. width=2048 height=1024")
         n = sum(ring["count"] for ring in o["rings"])
-        view_pixels = (LATENT_VIEW * 8) ** 2
-        parts = {"the views": n * (view_state_bytes(self.channels, LATENT_VIEW) + LATENT_VIEW**2 * 49),
+        view_pixels = self.spec.window_px ** 2
+        parts = {"the views": n * (view_state_bytes(self.channels, self.window) + self.window**2 * 49),
                  "the decoded views": n * view_pixels * 3 * 4 * 3,
                  "the equirect image": cfg["width"] * cfg["height"] * BLEND_BYTES_PER_PIXEL}
         return n, parts, f"{n} cameras in app.rings, {cfg['width']}x{cfg['height']}"
@@ -81,9 +82,9 @@ class Panorama360App(App):
     def build_space(self) -> EquirectSpace:
         cfg, o = self.cfg, self.cfg["app"]
         self.cameras = rig_from_rings(o["rings"])
-        lw = o["latent_width"] or auto_latent_width(self.cameras)
+        lw = o["latent_width"] or auto_latent_width(self.cameras, self.window)
         self.depth = load_equirect_depth(cfg["depth"]) if cfg.get("depth") else None
-        return EquirectSpace(lw // 2, lw, self.cameras, view_size=LATENT_VIEW, channels=self.channels)
+        return EquirectSpace(lw // 2, lw, self.cameras, view_size=self.window, channels=self.channels)
 
     def control_given(self) -> bool:
         return self.depth is not None
@@ -93,7 +94,7 @@ class Panorama360App(App):
         if self.depth is None:
             return None
         space = EquirectSpace(self.depth.shape[1], self.depth.shape[2], self.cameras,
-                              view_size=LATENT_VIEW * 8, channels=1, mode="bilinear")
+                              view_size=self.spec.window_px, channels=1, mode="bilinear")
         return space.project(self.depth).expand(-1, 3, -1, -1).contiguous()
 
     def finalize(self, views, denoiser):

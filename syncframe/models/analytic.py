@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .denoiser import Conditioning, ViewBatchedDenoiser
+from .denoiser import Conditioning, ViewDenoiser
 from ..errors import ConfigError
 
 SCALE = 8  # pixels per latent, as Stable Diffusion's VAE
@@ -94,22 +94,22 @@ class GaussianMixturePrior(nn.Module):
             self._cache[key] = (mu, lam)
         return self._cache[key]
 
-    def residuals(self, x: torch.Tensor, alpha: torch.Tensor):
-        """(μ, λ, F(x − √ᾱ μ_k) ``[B, K, 3, h, w]``, v = ᾱλ + 1 − ᾱ) for ``x: [B, 3, h, w]``."""
+    def residuals(self, x: torch.Tensor, a: float, s: float):
+        """(μ, λ, F(x − a μ_k) ``[B, K, 3, h, w]``, v = a²λ + s²) for ``x = a x0 + s ε: [B, 3, h, w]``."""
         mu, lam = self.tables(x.shape[-2], x.shape[-1], x.device)
-        residual = torch.fft.fft2(x[:, None] - alpha.sqrt() * mu, norm="ortho")
-        return mu, lam, residual, alpha * lam + (1 - alpha)
+        residual = torch.fft.fft2(x[:, None] - a * mu, norm="ortho")
+        return mu, lam, residual, a * a * lam + s * s
 
-    def log_likelihoods(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        """log N(x; √ᾱ μ_k, ᾱ Σ_k + (1−ᾱ) I) for ``x: [B, 3, h, w]`` -> ``[B, K]``."""
-        _, _, residual, v = self.residuals(x, alpha)
+    def log_likelihoods(self, x: torch.Tensor, a: float, s: float) -> torch.Tensor:
+        """log N(x; a μ_k, a² Σ_k + s² I) for ``x: [B, 3, h, w]`` -> ``[B, K]``."""
+        _, _, residual, v = self.residuals(x, a, s)
         return gaussian_log_density(residual, v)
 
-    def posterior(self, x: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(self, x: torch.Tensor, a: float, s: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Per scene: E[x0 | x_t = x, k] ``[B, K, 3, h, w]`` and log p(x_t = x | k) ``[B, K]``
         (one FFT pair for both)."""
-        mu, lam, residual, v = self.residuals(x, alpha)
-        means = mu + torch.fft.ifft2(alpha.sqrt() * lam / v * residual, norm="ortho").real
+        mu, lam, residual, v = self.residuals(x, a, s)
+        means = mu + torch.fft.ifft2(a * lam / v * residual, norm="ortho").real
         return means, gaussian_log_density(residual, v)
 
     @staticmethod
@@ -120,9 +120,9 @@ class GaussianMixturePrior(nn.Module):
         weights = torch.softmax(log_prior + log_likelihoods, dim=1)
         return (weights[:, :, None, None, None] * means).sum(dim=1)
 
-    def posterior_mean(self, x: torch.Tensor, alpha: torch.Tensor, log_prior: torch.Tensor) -> torch.Tensor:
+    def posterior_mean(self, x: torch.Tensor, a: float, s: float, log_prior: torch.Tensor) -> torch.Tensor:
         """E[x0 | x_t = x] for ``x: [B, 3, h, w]`` and per-view log π ``[B, K]``."""
-        return self.mix(*self.posterior(x, alpha), log_prior)
+        return self.mix(*self.posterior(x, a, s), log_prior)
 
 
 def gaussian_log_density(residual: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -130,15 +130,15 @@ def gaussian_log_density(residual: torch.Tensor, v: torch.Tensor) -> torch.Tenso
     return -0.5 * (residual.abs() ** 2 / v + torch.log(2 * math.pi * v)).sum(dim=(-3, -2, -1))
 
 
-class AnalyticDenoiser(ViewBatchedDenoiser):
-    """The denoiser interface of :class:`syncframe.models.denoiser.Denoiser` over a closed-form prior.
+class AnalyticDenoiser(ViewDenoiser):
+    """The denoiser interface of :class:`syncframe.models.denoiser.ViewDenoiser` over a closed-form prior.
 
     Batched over views, differentiable (SyncDiffusion's gradient flows through it), any view size.
     """
 
     latent_channels = 3
     latent_scale = SCALE
-    prediction_type = "epsilon"
+    prediction_type = "sample"  # the exact posterior mean x0 (well defined at σ = 1 too)
     dtype = torch.float32
 
     def __init__(self, scenes: list[Scene], scheduler, guidance: float = 7.5, prompt_weight: float = 0.9,
@@ -150,11 +150,11 @@ class AnalyticDenoiser(ViewBatchedDenoiser):
         self.scheduler, self.guidance, self.prompt_weight, self.name = scheduler, guidance, prompt_weight, name
         self.view_batch_size = view_batch_size
         self.controlnet = None  # closed-form priors take no control images
-        self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.clone().float(), persistent=False)
+        self.register_buffer("anchor", torch.zeros(()), persistent=False)  # follows .to(device)
 
     @property
     def device(self) -> torch.device:
-        return self.alphas_cumprod.device
+        return self.anchor.device
 
     def prompt_log_weights(self, text: str) -> torch.Tensor:
         """log π for one prompt: ``prompt_weight`` shared by the scenes it names, the rest spread."""
@@ -171,26 +171,22 @@ class AnalyticDenoiser(ViewBatchedDenoiser):
         """embeds ``[P, 2, 1, K]``: (negative, positive) log prior weights of the scenes."""
         uncond = self.prompt_log_weights(negative_prompt)
         embeds = torch.stack([torch.stack([uncond, self.prompt_log_weights(p)]) for p in prompts])
-        return Conditioning(embeds[:, :, None].to(self.device), torch.as_tensor(view_prompt, dtype=torch.long))
+        return Conditioning({"log_prior": embeds.to(self.device)}, torch.as_tensor(view_prompt, dtype=torch.long))
 
     def resolve_batch_size(self, num_views: int) -> int:
         return max(1, min(self.view_batch_size or num_views, num_views))
 
-    def model_eps(self, x: torch.Tensor, t, log_prior: torch.Tensor, control=None) -> torch.Tensor:
-        """Exact ε for ``x: [B, 3, h, w]`` and ``log_prior: [B, 2, 1, K]`` (negative, positive), with CFG."""
+    def model_output(self, x: torch.Tensor, step, states: dict, control=None) -> torch.Tensor:
+        """The exact x0 = E[x0 | x_t] for ``x: [B, 3, h, w]`` and ``states["log_prior"]: [B, 2, K]``
+        (negative, positive), with CFG (on x0, the same as on ε at a fixed x_t)."""
         if control is not None:
             raise ConfigError("analytic models take no ControlNet conditioning")
-        alpha = self.alphas_cumprod[int(t)]
-        means, log_likelihoods = self.prior.posterior(x, alpha)  # shared by both CFG halves
-
-        def eps(log_pi):
-            x0 = self.prior.mix(means, log_likelihoods, log_pi)
-            return (x - alpha.sqrt() * x0) / (1 - alpha).sqrt()
-
-        cond = eps(log_prior[:, 1, 0])
+        log_prior = states["log_prior"]
+        means, log_likelihoods = self.prior.posterior(x, step.a, step.s)  # shared by both CFG halves
+        cond = self.prior.mix(means, log_likelihoods, log_prior[:, 1])
         if self.guidance == 1.0 or torch.equal(log_prior[:, 0], log_prior[:, 1]):
             return cond
-        uncond = eps(log_prior[:, 0, 0])
+        uncond = self.prior.mix(means, log_likelihoods, log_prior[:, 0])
         return uncond + self.guidance * (cond - uncond)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -200,8 +196,8 @@ class AnalyticDenoiser(ViewBatchedDenoiser):
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """The most likely scene of each final view ``x: [B, 3, h, w]`` (the loop's output, at the
         schedule's last noise level ᾱ_final) -> ``[B]`` scene indices."""
-        alpha = self.scheduler.final_alpha_cumprod.float().to(x.device)
-        return self.prior.log_likelihoods(x, alpha).argmax(dim=1)
+        alpha = float(self.scheduler.final_alpha_cumprod)
+        return self.prior.log_likelihoods(x, alpha**0.5, (1 - alpha) ** 0.5).argmax(dim=1)
 
 
 def build_analytic(options: dict, guidance: float, view_batch_size=None) -> AnalyticDenoiser:

@@ -1,147 +1,138 @@
-"""The pretrained model behind one call ``eps(x_t, t, cond)``, wrapping diffusers components."""
+"""The model behind one call ``predict(x_t, step, cond) -> (x0, ε)``, batched over views.
+
+Families (``unet.py`` for SD 1/2 and SDXL, ``sd3.py``, ``flux.py``) give the model's raw output for
+a batch of views; this base class batches the views, pairs the classifier-free-guidance halves
+in one call and turns the output into (x0, ε) by the model's prediction type:
+
+- ``epsilon``: ε = out, x0 = (x_t − s ε) / a;
+- ``v_prediction``: x0 = a x_t − s v, ε = s x_t + a v;
+- ``flow`` (rectified flow, velocity v = ε − x0): x0 = x_t − σ v, ε = x_t + (1 − σ) v,
+  with σ = s — no division, so σ = 1 (the start of FLUX / SD3 schedules) is fine;
+- ``sample`` (the analytic priors' exact posterior mean): x0 = out, ε = (x_t − a x0) / s.
+"""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..samplers import Step
+
+PREDICTIONS = ("epsilon", "v_prediction", "flow", "sample")
 
 
 @dataclass
 class Conditioning:
-    """Text conditioning for N views.
+    """Conditioning for N views.
 
-    embeds: ``[P, 2, L, D]`` — for each of P prompts the (negative, positive) encoder states.
+    tensors: name -> ``[P, 2, ...]``: for each of P prompts the (negative, positive) tensor
+    (text states, pooled embeddings, time ids, ...; what the family needs).
     view_prompt: ``[N]`` — which prompt each view uses.
     """
 
-    embeds: torch.Tensor
+    tensors: dict[str, torch.Tensor]
     view_prompt: torch.Tensor
     control: torch.Tensor | None = None  # [N, 3, 8h, 8w] in [0, 1]: ControlNet images per view
 
-    def for_views(self, view_ids: torch.Tensor) -> torch.Tensor:
-        return self.embeds[self.view_prompt[view_ids]]  # [B, 2, L, D]
+    def for_views(self, view_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        prompts = self.view_prompt[view_ids]
+        return {name: t[prompts.to(t.device)] for name, t in self.tensors.items()}  # [B, 2, ...]
 
     def control_for(self, view_ids: torch.Tensor) -> torch.Tensor | None:
         return None if self.control is None else self.control[view_ids.to(self.control.device)]
 
 
-class ViewBatchedDenoiser(nn.Module):
-    """ε for all views in batches; subclasses give ``model_eps(x, t, embeds, control)`` for one
-    batch, ``resolve_batch_size`` and a ``controlnet`` attribute (None without one)."""
+class ViewDenoiser(nn.Module):
+    """Subclasses give ``forward_model(x, step, states, control)`` (the raw output for a batch,
+    ``states`` one tensor per conditioning name, already batched), ``prediction_type``, ``device``,
+    ``dtype``, ``decode`` and ``encode_prompts``; ``guidance`` is the CFG scale (``uses_cfg``
+    decides whether the negative half runs). Each sets ``self.controlnet`` in ``__init__`` (never
+    as a class attribute: it would shadow a ControlNet module registered later)."""
 
-    def eps(self, x: torch.Tensor, t, cond: Conditioning, view_ids: torch.Tensor | None = None,
-            batch_size: int | None = None) -> torch.Tensor:
-        """ε for all views ``x: [N, C, h, w]`` in batches of ``batch_size`` views."""
+    guidance: float = 7.5
+    view_batch_size: int | None = None
+
+    @property
+    def uses_cfg(self) -> bool:
+        return self.guidance > 1.0
+
+    def predict(self, x: torch.Tensor, step: Step, cond: Conditioning, view_ids: torch.Tensor | None = None,
+                batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0, ε) for all views ``x: [N, C, h, w]`` in batches of ``batch_size`` views."""
         n = x.shape[0]
         view_ids = torch.arange(n) if view_ids is None else view_ids
         batch_size = batch_size or self.resolve_batch_size(n)
-        parts = [self.model_eps(x[i:i + batch_size], t, cond.for_views(view_ids[i:i + batch_size]),
-                                cond.control_for(view_ids[i:i + batch_size]))
-                 for i in range(0, n, batch_size)]
-        return torch.cat(parts)
+        out = torch.cat([self.model_output(x[i:i + batch_size], step, cond.for_views(view_ids[i:i + batch_size]),
+                                           cond.control_for(view_ids[i:i + batch_size]))
+                         for i in range(0, n, batch_size)])
+        return self.split(x, out, step)
 
+    def model_output(self, x: torch.Tensor, step: Step, states: dict, control: torch.Tensor | None) -> torch.Tensor:
+        """The model's output for views ``x: [B, ...]``, with CFG: both halves in one call."""
+        if not self.uses_cfg:
+            return self.forward_model(x, step, {k: v[:, 1] for k, v in states.items()}, control).to(x.dtype)
+        paired = {k: torch.cat([v[:, 0], v[:, 1]]) for k, v in states.items()}
+        control = None if control is None else torch.cat([control, control])
+        uncond, cond = self.forward_model(torch.cat([x, x]), step, paired, control).to(x.dtype).chunk(2)
+        return uncond + self.guidance * (cond - uncond)
 
-class Denoiser(ViewBatchedDenoiser):
-    """UNet + VAE + text encoder + tokenizer + scheduler, batched over views with CFG."""
+    def forward_model(self, x: torch.Tensor, step: Step, states: dict, control) -> torch.Tensor:
+        raise NotImplementedError
 
-    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, guidance: float = 7.5,
-                 view_batch_size: int | None = None, name: str = "custom", controlnet=None,
-                 controlnet_scale: float = 1.0):
-        super().__init__()
-        self.unet, self.vae, self.text_encoder = unet, vae, text_encoder
-        self.controlnet, self.controlnet_scale = controlnet, controlnet_scale
-        if controlnet is not None:
-            controlnet.requires_grad_(False).eval()
-        self.tokenizer, self.scheduler = tokenizer, scheduler
-        self.guidance = guidance
-        self.view_batch_size = view_batch_size
-        self.name = name
-        for module in (unet, vae, text_encoder):
-            module.requires_grad_(False).eval()
-        self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.clone().float(), persistent=False)
+    def split(self, x: torch.Tensor, out: torch.Tensor, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0, ε) from the model's output, by its prediction type."""
+        a, s = step.a, step.s
+        if self.prediction_type == "epsilon":
+            return (x - s * out) / a, out
+        if self.prediction_type == "v_prediction":
+            return a * x - s * out, s * x + a * out
+        if self.prediction_type == "flow":
+            return x - s * out, x + a * out
+        if self.prediction_type == "sample":
+            return out, (x - a * out) / s
+        raise ConfigError(f"prediction_type {self.prediction_type!r} is not supported; use one of {', '.join(PREDICTIONS)}")
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.unet.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.unet.device
-
-    @property
-    def latent_channels(self) -> int:
-        return self.unet.config.in_channels
-
-    @property
-    def latent_scale(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-    @property
-    def prediction_type(self) -> str:
-        return self.scheduler.config.prediction_type
-
-    @torch.no_grad()
-    def encode_prompts(self, prompts: list[str], negative_prompt: str, view_prompt) -> Conditioning:
-        def encode(texts):
-            ids = self.tokenizer(texts, padding="max_length", max_length=self.tokenizer.model_max_length,
-                                 truncation=True, return_tensors="pt").input_ids
-            return self.text_encoder(ids.to(self.device))[0]
-
-        cond = encode(list(prompts))
-        uncond = encode([negative_prompt] * len(prompts))
-        embeds = torch.stack([uncond, cond], dim=1).to(self.dtype)
-        return Conditioning(embeds, torch.as_tensor(view_prompt, dtype=torch.long))
+    def x0_slope(self, step: Step) -> float:
+        """∂x0/∂x_t with the model's output held constant (SyncDiffusion's cheap gradient)."""
+        return {"epsilon": 1 / step.a, "v_prediction": step.a, "flow": 1.0, "sample": 0.0}[self.prediction_type]
 
     def resolve_batch_size(self, num_views: int) -> int:
-        """Views per UNet call; each view costs two UNet samples (the CFG halves)."""
+        """Views per model call; each view costs two model samples with CFG."""
         if self.view_batch_size:
             return max(1, min(self.view_batch_size, num_views))
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             # ~0.6 GiB of activations per view-pair at 64x64 latents in fp16 with SDPA for
-            # SD 2 base; keep half the free memory in reserve for the VAE and allocator.
-            per_view = 0.6 * 2**30 * (2 if self.dtype == torch.float32 else 1)
+            # SD 2 base (an estimate, not measured yet); scaled by the view's latent area and
+            # half the free memory kept in reserve for the VAE and allocator.
+            per_view = 0.6 * 2**30 * (2 if self.dtype == torch.float32 else 1) * self.area_factor
             return max(1, min(num_views, int(0.5 * free / per_view)))
         return min(num_views, 8)
 
-    def model_eps(self, x: torch.Tensor, t, embeds: torch.Tensor, control: torch.Tensor | None = None) -> torch.Tensor:
-        """ε for views ``x: [B, C, h, w]`` with ``embeds: [B, 2, L, D]`` and optional ControlNet
-        images ``control: [B, 3, 8h, 8w]``; one UNet call for both CFG halves."""
-        b = x.shape[0]
-        use_cfg = self.guidance > 1.0
-        if use_cfg:
-            model_in = torch.cat([x, x])
-            states = torch.cat([embeds[:, 0], embeds[:, 1]])
-            control = None if control is None else torch.cat([control, control])
-        else:
-            model_in, states = x, embeds[:, 1]
-        model_in = model_in.to(self.dtype)
-        residuals = {}
-        if control is not None:
-            if self.controlnet is None:
-                raise ConfigError("this run has ControlNet images (e.g. depth=) but no ControlNet: set controlnet=")
-            down, mid = self.controlnet(model_in, t, encoder_hidden_states=states, controlnet_cond=control.to(self.dtype),
-                                        conditioning_scale=self.controlnet_scale, return_dict=False)
-            residuals = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
-        out = self.unet(model_in, t, encoder_hidden_states=states, **residuals).sample.to(x.dtype)
-        if use_cfg:
-            uncond, cond = out[:b], out[b:]
-            out = uncond + self.guidance * (cond - uncond)
-        if self.prediction_type == "v_prediction":
-            a = self.alphas_cumprod[int(t)].to(x.dtype)
-            out = a.sqrt() * out + (1 - a).sqrt() * x
-        elif self.prediction_type != "epsilon":
-            raise ConfigError(f"prediction_type {self.prediction_type!r} is not supported; "
-                              "use an epsilon- or v-prediction model")
-        return out
+    area_factor = 1.0  # a family's activations per view relative to SD 2 base at 64² latents
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents ``[B, 4, h, w]`` -> images ``[B, 3, 8h, 8w]`` in [-1, 1] (not clamped)."""
-        z = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
-        return self.vae.decode(z).sample.to(latents.dtype)
+
+@contextmanager
+def text_device(encoders: nn.Module, device: torch.device, t5: str):
+    """Where prompts are encoded: on ``device``, or with ``model.t5=cpu`` (T5 kept on the CPU to
+    save GPU memory) on the CPU, the CLIP encoders visiting it for the encoding."""
+    if t5 != "cpu" or device.type == "cpu":
+        yield device
+        return
+    encoders.to("cpu")
+    try:
+        yield torch.device("cpu")
+    finally:
+        encoders.to(device)
+
+
+def freeze(*modules) -> None:
+    for module in modules:
+        if module is not None:
+            module.requires_grad_(False).eval()
 
 
 def load_controlnet(source: str, unet, device: torch.device, dtype: torch.dtype):
@@ -177,31 +168,5 @@ def pick_device(device: str) -> torch.device:
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
-    table = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
-             "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-    if dtype not in table:
-        raise ConfigError(f"dtype={dtype!r} is not one of auto, {', '.join(table)}")
+    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     return table[dtype]
-
-
-def from_pretrained(repo: str, device: torch.device, dtype: torch.dtype, **kwargs) -> Denoiser:
-    """Load any diffusers Stable Diffusion 1.x/2.x repository id or local folder."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    from .hub import locate
-
-    name, repo = repo, locate(repo, "model")
-    try:
-        unet = UNet2DConditionModel.from_pretrained(repo, subfolder="unet", torch_dtype=dtype)
-        vae = AutoencoderKL.from_pretrained(repo, subfolder="vae", torch_dtype=dtype)
-        text_encoder = CLIPTextModel.from_pretrained(repo, subfolder="text_encoder", torch_dtype=dtype)
-        tokenizer = CLIPTokenizer.from_pretrained(repo, subfolder="tokenizer")
-        # DDIM is the papers' sampler; the repository's own schedule (betas, offset,
-        # prediction type) is kept.
-        scheduler = DDIMScheduler.from_pretrained(repo, subfolder="scheduler")
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"could not load model {name!r}: {str(exc).splitlines()[0]}. Fix: give a "
-                          "diffusers Stable Diffusion repository id or local folder (model.repo=...), "
-                          "check the network or HF token, or use model=tiny offline") from None
-    return Denoiser(unet, vae, text_encoder, tokenizer, scheduler, name=name, **kwargs).to(device)

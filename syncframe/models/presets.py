@@ -1,6 +1,10 @@
-"""The ``model=`` group: pretrained diffusers repositories, offline random-weight twins and analytic
-priors, each a registered schema with presets. A name that is no preset is a diffusers repository
-id or local folder (``pretrained``)."""
+"""The ``model=`` group: pretrained diffusers repositories of every family, offline random-weight
+twins and analytic priors, each a registered schema with presets. A name that is no preset is a
+diffusers repository id or local folder (``pretrained``).
+
+Each entry's factory returns the model's :class:`~syncframe.models.spec.ModelSpec` (cheap: configs
+only) and its loader; :func:`model_spec` and :func:`load_model` dispatch to them.
+"""
 from __future__ import annotations
 
 from typing import Literal
@@ -8,19 +12,29 @@ from typing import Literal
 import torch
 
 from ..options import Options, Source, option
-from ..registry import register_model
+from ..registry import MODELS, register_model
+from ..samplers import VP
+from .spec import ModelSpec
+
+Family = Literal["auto", "sd", "sdxl", "sd3", "flux"]
 
 
 class PretrainedOptions(Options):
     kind: Literal["pretrained"] = option("pretrained", "weights from a diffusers repository or folder")
     repo: Source = option("stabilityai/stable-diffusion-2-base", "diffusers repository id or local folder")
+    family: Family = option("auto", "model family; auto = read from the repository's model_index.json")
+    t5: Literal["same", "cpu", "drop"] = option(
+        "same", "SD3 / FLUX T5 text encoder: on the run's device, on the CPU (saves ~9 GB of GPU memory), "
+                "or dropped (SD3 only: zeros for its embedding)")
 
 
 class OfflineOptions(Options):
     kind: Literal["offline"] = option("offline", "components built in code with seeded random weights")
-    builder: Literal["tiny", "mid"] = option("tiny", "tiny (tests, smoke runs) | mid (framework timing on a CPU)")
+    builder: Literal["tiny", "mid", "tiny-sdxl", "tiny-sd3", "tiny-flux"] = option(
+        "tiny", "which twin: tiny / mid (SD 1/2), tiny-sdxl, tiny-sd3, tiny-flux")
     seed: int = option(0, "seed of the random weights", ge=0, le=2**32 - 1)
-    prediction_type: Literal["epsilon", "v_prediction"] = option("epsilon", "what the random UNet predicts")
+    prediction_type: Literal["epsilon", "v_prediction"] = option(
+        "epsilon", "what the random UNet predicts (UNet twins; the flow twins predict velocity)")
 
 
 class AnalyticOptions(Options):
@@ -28,41 +42,86 @@ class AnalyticOptions(Options):
     scenes: list[Literal["day", "night", "sunset"]] = option(
         ["day"], "the Gaussian scenes of the prior (syncframe/models/analytic.py)", min_length=1)
     prompt_weight: float = option(0.9, "prior mass on the scenes a prompt names", gt=0, lt=1)
-    latent_channels: Literal[3] = option(3, "the latent is the RGB image at 1/8 size")
+
+
+def model_spec(cfg: dict) -> ModelSpec:
+    """The spec of ``cfg["model"]``, before any weights load (may read small config files)."""
+    m = cfg["model"]
+    if m["kind"] == "pretrained":
+        from .hub import locate
+        from .spec import pretrained_spec
+
+        return pretrained_spec(locate(m["repo"], "model"), m["family"], m["repo"])
+    if m["kind"] == "offline":
+        from .offline import offline_spec
+
+        return offline_spec(m["builder"], m["prediction_type"])
+    from .offline import SD_SCHEDULE
+
+    return ModelSpec("analytic", 64, 3, 8, VP, dict(SD_SCHEDULE))
+
+
+def load_model(cfg: dict, spec: ModelSpec, device: torch.device, dtype: torch.dtype, **kwargs):
+    """The denoiser of ``cfg["model"]`` on ``device``."""
+    m = cfg["model"]
+    return MODELS.get(m["name"] if m["name"] in MODELS else "pretrained")(m, spec, device, dtype, **kwargs)
 
 
 @register_model("pretrained", options=PretrainedOptions)
-def load_pretrained(options: dict, device: torch.device, dtype: torch.dtype, **kwargs):
-    """Any diffusers Stable Diffusion 1.x/2.x repository id or local folder."""
-    from .denoiser import from_pretrained
+def load_pretrained(options: dict, spec: ModelSpec, device, dtype, **kwargs):
+    """Any diffusers SD 1.x/2.x, SDXL, SD3 or FLUX repository id or local folder."""
+    from .hub import locate
 
-    return from_pretrained(options["repo"], device, dtype, **kwargs)
+    source, name = locate(options["repo"], "model"), options["repo"]
+    if spec.family in ("sd", "sdxl"):
+        from .unet import load_unet_family
+
+        return load_unet_family(source, spec.family, device, dtype, name, **kwargs)
+    if spec.family == "sd3":
+        from .sd3 import load_sd3
+
+        return load_sd3(source, device, dtype, name, t5=options["t5"], **kwargs)
+    from .flux import load_flux
+
+    return load_flux(source, device, dtype, name, t5=options["t5"], **kwargs)
 
 
-for _name, _repo in (("sd2-base", "stabilityai/stable-diffusion-2-base"),
-                     ("sd21-base", "stabilityai/stable-diffusion-2-1-base"),
-                     ("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5")):
+PRETRAINED = {
+    "sd2-base": "stabilityai/stable-diffusion-2-base",
+    "sd21-base": "stabilityai/stable-diffusion-2-1-base",
+    "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
+    "sd3-medium": "stabilityai/stable-diffusion-3-medium-diffusers",
+    "sd35-medium": "stabilityai/stable-diffusion-3.5-medium",
+    "flux-schnell": "black-forest-labs/FLUX.1-schnell",
+    "flux-dev": "black-forest-labs/FLUX.1-dev",
+}
+for _name, _repo in PRETRAINED.items():
     register_model(_name, options=PretrainedOptions, preset={"repo": _repo}, summary=_repo)(load_pretrained)
 
 
 @register_model("offline", options=OfflineOptions)
-def load_offline(options: dict, device: torch.device, dtype: torch.dtype, **kwargs):
-    """Offline SD-like components with seeded random weights: noise, not pictures."""
-    from .denoiser import Denoiser
-    from .offline import build_components
+def load_offline(options: dict, spec: ModelSpec, device, dtype, **kwargs):
+    """Offline twins with seeded random weights: noise, not pictures."""
+    from .offline import build_offline
 
-    parts = build_components(options["builder"], seed=options["seed"], prediction_type=options["prediction_type"])
-    return Denoiser(**parts, name=options["builder"], **kwargs).to(device=device, dtype=dtype)
+    return build_offline(options["builder"], options["seed"], options["prediction_type"], name=options["name"],
+                         **kwargs).to(device=device, dtype=dtype)
 
 
-register_model("tiny", options=OfflineOptions, preset={"builder": "tiny"},
-               summary="offline, seeded random weights, tiny: tests and smoke runs (noise, not pictures)")(load_offline)
-register_model("mid", options=OfflineOptions, preset={"builder": "mid"},
-               summary="offline, seeded random weights, mid-size: timing the framework on a CPU")(load_offline)
+TWINS = {
+    "tiny": "SD 1/2 twin, tiny: tests and smoke runs (noise, not pictures)",
+    "mid": "SD 1/2 twin, mid-size: timing the framework on a CPU",
+    "tiny-sdxl": "SDXL twin (pooled text + time ids, two CLIP encoders), tiny",
+    "tiny-sd3": "SD3 twin (16-channel flow transformer, CLIP x2 + T5), tiny",
+    "tiny-flux": "FLUX twin (packed latents, CLIP + T5, guidance embedded), tiny",
+}
+for _name, _summary in TWINS.items():
+    register_model(_name, options=OfflineOptions, preset={"builder": _name}, summary=_summary)(load_offline)
 
 
 @register_model("analytic", options=AnalyticOptions)
-def load_analytic(options: dict, device: torch.device, dtype: torch.dtype, **kwargs):
+def load_analytic(options: dict, spec: ModelSpec, device, dtype, **kwargs):
     """A closed-form Gaussian-mixture prior: exact posterior mean, no weights."""
     from .analytic import build_analytic
 

@@ -12,7 +12,9 @@ from pydantic import model_validator
 
 from ..options import Options, option
 from ..registry import register_sync
-from ..loop import Step, Synchronizer, ddim_step, eps_from_x0, tweedie
+from ..errors import ConfigError
+from ..loop import Synchronizer
+from ..samplers import Step, eps_from_x0, tweedie
 
 
 class AveragingOptions(Options):
@@ -32,11 +34,20 @@ class AveragingSync(Synchronizer):
     def __init__(self, aggregate: str, state: str = "instance", until: float = 1.0):
         self.aggregate, self.state, self.until = aggregate, state, until
 
+    def check_sampler(self, sampler) -> None:
+        """ε-averaging recovers x0 = (x_t − s ε) / a, undefined where a schedule starts at a = 0 (σ = 1,
+        rectified flow: SD3, FLUX); refuse it there instead of dividing by zero."""
+        if self.aggregate == "eps" and any(step.a < 1e-6 for step in sampler.steps):
+            raise ConfigError("sync.aggregate=eps averages the noise estimate, which leaves x0 undefined at σ = 1, "
+                              "where rectified-flow schedules (SD3, FLUX) start; use sync=synctweedies (x0) or "
+                              "sync=multidiffusion (x_prev)")
+
     def active(self, step: Step) -> bool:
         return step.fraction() < self.until
 
-    def start(self, space, z_T, x_T):
-        self.space, self.z = space, z_T
+    def start(self, space, z_T, x_T, sampler):
+        self.space, self.z, self.sampler = space, z_T, sampler
+        self.memory: dict = {}  # the canonical state's multistep history
         return x_T
 
     def before_model(self, x_t, step):
@@ -49,23 +60,24 @@ class AveragingSync(Synchronizer):
         if self.state == "canonical":
             if self.aggregate == "x0":
                 self.z0 = self.space.unproject(x0)
-                self.zeps = eps_from_x0(self.z, self.z0, step.alpha)
+                self.zeps = eps_from_x0(self.z, self.z0, step)
             else:
                 self.zeps = self.space.unproject(eps)
-                self.z0 = tweedie(self.z, self.zeps, step.alpha)
+                self.z0 = tweedie(self.z, self.zeps, step)
             return self.space.project(self.z0), self.space.project(self.zeps)
         if self.aggregate == "x0":
             x0 = self.space.sync(x0)  # SyncTweedies: each view steps from the synchronized x0
-            return x0, eps_from_x0(x_t, x0, step.alpha)
+            return x0, eps_from_x0(x_t, x0, step)
         eps = self.space.sync(eps)
-        return tweedie(x_t, eps, step.alpha), eps
+        return tweedie(x_t, eps, step), eps
 
     def after_step(self, x_prev, step, noise):
         if self.state == "canonical":
             if self.aggregate == "x_prev":
                 self.z = self.space.unproject(x_prev)
             else:
-                self.z = ddim_step(self.z0, self.zeps, step, None if noise is None else noise[0])
+                self.z = self.sampler.update(self.z, self.z0, self.zeps, step, None if noise is None else noise[0],
+                                             self.memory)
             return self.space.project(self.z)
         if self.aggregate == "x_prev" and self.active(step):
             return self.space.sync(x_prev)  # MultiDiffusion, eq. 5

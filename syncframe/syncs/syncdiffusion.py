@@ -17,7 +17,8 @@ from ..messages import note
 from ..models.perceptual import StyleLoss, load_lpips
 from ..options import FilePath, Options, Source, option
 from ..registry import register_sync
-from ..loop import SampleContext, Step, tweedie
+from ..loop import SampleContext
+from ..samplers import Step
 from .averaging import AveragingOptions, AveragingSync, averaging_from_config
 
 
@@ -87,9 +88,13 @@ class GuidedSync(AveragingSync):
 
     def predict_x0(self, x_t: torch.Tensor, step: Step, view_ids: torch.Tensor) -> torch.Tensor:
         ctx = self.ctx
-        with torch.set_grad_enabled(self.grad_through_unet and torch.is_grad_enabled()):
-            eps = ctx.denoiser.eps(x_t, step.t, ctx.cond, view_ids=view_ids, batch_size=len(view_ids))
-        return tweedie(x_t, eps, step.alpha)
+        if self.grad_through_unet:
+            return ctx.denoiser.predict(x_t, step, ctx.cond, view_ids=view_ids, batch_size=len(view_ids))[0]
+        # The model's output held constant (no backward through it): x0 still moves with x_t,
+        # by ∂x0/∂x_t at a fixed output (1/a for ε-prediction, as in the paper's cheap variant).
+        with torch.no_grad():
+            x0 = ctx.denoiser.predict(x_t, step, ctx.cond, view_ids=view_ids, batch_size=len(view_ids))[0]
+        return x0 + ctx.denoiser.x0_slope(step) * (x_t - x_t.detach())
 
     def loss_gradient(self, x_t: torch.Tensor, step: Step) -> torch.Tensor:
         """∇_{x_t^(i)} L(D(x0^(i)), D(x0^(anchor))) for every view; zero for the anchor."""
@@ -165,9 +170,10 @@ def make_syncdiffusion(cfg, space) -> GuidedSync:
         weight=o["weight"], decay=o["decay"], thres=o["thres"], freq=o["freq"], anchor=o["anchor"],
         loss_resolution=auto["loss_resolution"], grad_through_unet=o["grad_through_unet"],
         decoder=build_decoder(o["decoder"], o["taesd"]), grad_batch_size=o["grad_batch_size"])
-    sync.resolved = {f"sync.{key}": value for key, value in auto.items()}
+    sync.resolved = {f"sync.{key}": value for key, value in auto.items() if o[key] == "auto"}
     if pick_device(cfg["device"]).type == "cpu" and "auto" in (o["loss"], o["loss_resolution"]):
         note(f"sync=syncdiffusion on a CPU: the loss is {auto['loss']} at {auto['loss_resolution'] or 'full'} px "
              "(the paper's lpips-vgg at full size costs minutes per step here); set sync.loss=lpips-vgg "
              "sync.loss_resolution=null for the paper's settings")
+    o.update(auto)  # config.yaml records what ran
     return sync

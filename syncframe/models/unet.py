@@ -1,0 +1,126 @@
+"""UNet families: Stable Diffusion 1.x/2.x and SDXL.
+
+Prompts are encoded by diffusers' own pipeline (``StableDiffusionPipeline`` /
+``StableDiffusionXLPipeline`` built on the same components), so the conditioning is exactly the
+pipeline's; the UNet is then called on batches of views. SDXL adds the pooled text embedding and
+the size / crop time ids of every view (a whole native-size image, crop (0, 0)).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+from .denoiser import Conditioning, ViewDenoiser, freeze
+
+
+class UNetDenoiser(ViewDenoiser):
+    """``family``: sd | sdxl; ``pipe``: the family's diffusers pipeline over the components."""
+
+    def __init__(self, pipe, family: str, guidance: float = 7.5, view_batch_size: int | None = None,
+                 name: str = "custom", controlnet=None, controlnet_scale: float = 1.0):
+        super().__init__()
+        self.family, self.name = family, name
+        self.unet, self.vae = pipe.unet, pipe.vae
+        self.text_encoders = nn_list(pipe.text_encoder, getattr(pipe, "text_encoder_2", None))
+        self.pipe, self.scheduler = pipe, pipe.scheduler
+        self.guidance, self.view_batch_size = guidance, view_batch_size
+        self.controlnet, self.controlnet_scale = controlnet, controlnet_scale
+        freeze(self.unet, self.vae, *self.text_encoders, controlnet)
+        self.area_factor = (self.unet.config.sample_size / 64) ** 2
+
+    @classmethod
+    def from_components(cls, unet, vae, text_encoder, tokenizer, scheduler, text_encoder_2=None, tokenizer_2=None,
+                        **kwargs) -> "UNetDenoiser":
+        """SD from (unet, vae, text_encoder, tokenizer, scheduler); SDXL when the second text encoder is given."""
+        if text_encoder_2 is None:
+            from diffusers import StableDiffusionPipeline
+
+            pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                           scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                           requires_safety_checker=False)
+            return cls(pipe, "sd", **kwargs)
+        from diffusers import StableDiffusionXLPipeline
+
+        pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                         tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler)
+        return cls(pipe, "sdxl", **kwargs)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def latent_channels(self) -> int:
+        return self.unet.config.in_channels
+
+    @property
+    def latent_scale(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def prediction_type(self) -> str:
+        return self.scheduler.config.prediction_type
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts: list[str], negative_prompt: str, view_prompt) -> Conditioning:
+        prompts = list(prompts)
+        if self.family == "sd":
+            positive, negative = self.pipe.encode_prompt(prompts, self.device, 1, True,
+                                                         negative_prompt=[negative_prompt] * len(prompts))
+            tensors = {"text": torch.stack([negative, positive], 1)}
+        else:
+            # SDXL's own rule: an empty negative prompt is zeros (force_zeros_for_empty_prompt)
+            positive, negative, pooled, negative_pooled = self.pipe.encode_prompt(
+                prompts, device=self.device, num_images_per_prompt=1, do_classifier_free_guidance=True,
+                negative_prompt=[negative_prompt] * len(prompts) if negative_prompt else None)
+            size = (self.unet.config.sample_size * self.latent_scale,) * 2
+            time_ids = self.pipe._get_add_time_ids(size, (0, 0), size, dtype=positive.dtype,
+                                                   text_encoder_projection_dim=int(pooled.shape[-1]))
+            tensors = {"text": torch.stack([negative, positive], 1), "pooled": torch.stack([negative_pooled, pooled], 1),
+                       "time_ids": time_ids.to(self.device).expand(len(prompts), 2, -1)}
+        return Conditioning({k: v.to(self.dtype) for k, v in tensors.items()}, torch.as_tensor(view_prompt))
+
+    def forward_model(self, x, step, states, control):
+        x = x.to(self.dtype)
+        extra = {}
+        if self.family == "sdxl":
+            extra["added_cond_kwargs"] = {"text_embeds": states["pooled"], "time_ids": states["time_ids"]}
+        if control is not None:
+            if self.controlnet is None:
+                raise ConfigError("this run has ControlNet images (e.g. depth=) but no ControlNet: set controlnet=")
+            down, mid = self.controlnet(x, step.t, encoder_hidden_states=states["text"],
+                                        controlnet_cond=control.to(self.dtype), conditioning_scale=self.controlnet_scale,
+                                        return_dict=False, **extra)
+            extra.update(down_block_additional_residuals=down, mid_block_additional_residual=mid)
+        return self.unet(x, step.t, encoder_hidden_states=states["text"], **extra).sample
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, C, h, w]`` -> images ``[B, 3, 8h, 8w]`` in [-1, 1] (not clamped)."""
+        z = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
+        return self.vae.decode(z).sample.to(latents.dtype)
+
+
+def nn_list(*modules) -> torch.nn.ModuleList:
+    return torch.nn.ModuleList([m for m in modules if m is not None])
+
+
+def load_unet_family(source: str, family: str, device: torch.device, dtype: torch.dtype, name: str,
+                     **kwargs) -> UNetDenoiser:
+    """Any diffusers SD 1.x/2.x or SDXL repository (already located) through the family's pipeline.
+
+    The repository's own scheduler config (betas, spacing, offset, prediction type) is kept: the
+    samplers take their schedules from it."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    cls = StableDiffusionPipeline if family == "sd" else StableDiffusionXLPipeline
+    extra = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False) if family == "sd" else {}
+    try:
+        pipe = cls.from_pretrained(source, torch_dtype=dtype, **extra)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"could not load model {name!r}: {str(exc).splitlines()[0]}. Fix: give a diffusers "
+                          f"{family.upper()} repository id or local folder, or use model=tiny offline") from None
+    return UNetDenoiser(pipe, family, name=name, **kwargs).to(device)
