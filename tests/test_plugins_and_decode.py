@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import syncframe
-from syncframe.decode import decode_tiled
+from syncframe.tiling import decode_tiled
 from syncframe.registry import APPS, ENTRY_POINT_GROUP, SPACES, SYNCS
 
 

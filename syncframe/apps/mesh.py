@@ -13,7 +13,7 @@ import torch
 from pydantic import model_validator
 
 from syncframe.apps.base import App, contact_sheet, to_pil
-from syncframe.decode import decode_batched
+from syncframe.tiling import decode_batched
 from syncframe.errors import ConfigError
 from syncframe.geometry.meshes import glb_bytes, load_mesh, y_up
 from syncframe.geometry.texels import texel_surface

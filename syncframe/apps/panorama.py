@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from syncframe.apps.base import App, to_pil
-from syncframe.decode import decode_tiled
+from syncframe.tiling import decode_tiled
 from syncframe.options import Options, option
 from syncframe.registry import register_app
 from syncframe.resources import starts, view_state_bytes

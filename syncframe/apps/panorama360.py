@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from syncframe.apps.base import App, contact_sheet, to_pil
-from syncframe.decode import decode_batched
+from syncframe.tiling import decode_batched
 from syncframe.errors import ConfigError
 from syncframe.metrics import equirect_seam, pole_spread, view_border_seam
 from syncframe.options import FilePath, Options, option

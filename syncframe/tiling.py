@@ -1,4 +1,4 @@
-"""Decode a latent canvas tile by tile, so decoder memory is bounded by the tile batch, not the canvas."""
+"""Tiled VAE decoding (and, below, encoding) of latent canvases: memory bounded by the tile batch, not the canvas."""
 from __future__ import annotations
 
 import torch
