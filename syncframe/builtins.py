@@ -4,5 +4,6 @@ from .syncs import averaging, syncdiffusion  # noqa: F401
 from .apps import panorama as panorama_app  # noqa: F401
 from .apps import panorama360 as panorama360_app  # noqa: F401
 from .apps import mesh as mesh_app  # noqa: F401
+from .apps import upscale as upscale_app  # noqa: F401
 from .models import presets  # noqa: F401
 from . import samplers  # noqa: F401

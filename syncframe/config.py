@@ -12,13 +12,13 @@ import difflib
 import itertools
 import re
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Annotated, Any, Iterable, Literal
 
 import yaml
 from pydantic import field_validator
 
 from .errors import ConfigError
-from .options import FolderPath, Options, Source, Text, option, parse_value, plain, validate
+from .options import FolderPath, Options, PathMark, Source, Text, option, parse_value, plain, validate
 from .registry import APPS, MODELS, SAMPLERS, SYNCS, Entry
 
 GROUPS = ("app", "model", "sync", "sampler")
@@ -43,6 +43,10 @@ class RunOptions(Options):
     guidance: float | None = option(None, "guidance scale: classifier-free guidance (1 disables it), or the distilled "
                                           "guidance of FLUX dev; null = the model family's (7.5 SD, 5 SDXL, 7 SD3, "
                                           "3.5 FLUX dev)", ge=0, le=100)
+    init: Annotated[str, PathMark("path to an image, or texture (app=mesh)")] | None = option(None, "content to start from: an image (panorama, panorama360: a 2:1 equirect), "
+                                       "or texture (app=mesh: the mesh's own texture, or an image file)")
+    strength: float | None = option(None, "how much of init= is regenerated: 1 = from noise (init unused), 0 = init "
+                                          "through the VAE; null = 0.8 with init= (upscale 0.35)", ge=0, le=1)
     width: int | None = option(None, "output width in pixels; null = the app's default", ge=8, le=2**20)
     height: int | None = option(None, "output height in pixels; null = the app's default", ge=8, le=2**20)
     out: FolderPath | None = option(None, "output folder (must not exist or be empty); null = outputs/<app>/<date-time>")

@@ -42,16 +42,29 @@ class SampleContext:
 
 
 def sample(space: CanonicalSpace, denoiser, sync: Synchronizer, cond: Conditioning, sampler: Sampler,
-           generator: torch.Generator, progress: bool = True, callback=None) -> torch.Tensor:
-    """Run the joint loop; returns the final views ``x_0: [N, C, h, w]`` (float32)."""
+           generator: torch.Generator, progress: bool = True, callback=None,
+           init: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
+    """Run the joint loop; returns the final views ``x_0: [N, C, h, w]`` (float32).
+
+    ``init``: a canonical latent to start from part-way (SDEdit): with the space's own
+    view-consistent noise ε, x = a x0 + s ε at the first of the steps ``strength`` leaves."""
     device = denoiser.device
     batch_size = denoiser.resolve_batch_size(space.num_views)
     if hasattr(sync, "bind"):
         sync.bind(SampleContext(denoiser, cond, space, batch_size))
-    z_T, x_T = (v.to(device) * sampler.initial_scale for v in space.sample_noise(generator))
+    steps = sampler.steps if init is None else sampler.steps_from(strength)
+    z_noise, x_noise = (v.to(device) for v in space.sample_noise(generator))
+    if init is None:
+        z_T, x_T = z_noise * sampler.initial_scale, x_noise * sampler.initial_scale
+    elif not steps:  # strength 0: the content itself
+        return space.project(init.to(device))
+    else:
+        a, s = steps[0].a, steps[0].s
+        init = init.to(device)
+        z_T, x_T = a * init + s * z_noise, a * space.project(init) + s * x_noise
     x = sync.start(space, z_T, x_T, sampler)
     memory: dict = {}  # a multistep sampler's history of the views
-    for step in tqdm(sampler.steps, desc="denoising", disable=not progress):
+    for step in tqdm(steps, desc="denoising", disable=not progress):
         x = sync.before_model(x, step)
         with torch.no_grad():
             x0, eps = denoiser.predict(x, step, cond, batch_size=batch_size)

@@ -64,7 +64,7 @@ COHERENCE_SYNCS = {
 def coherence_runs(overrides: list[str], seeds, denoiser, lpips=None):
     """Generate one panorama per seed with an analytic ``denoiser`` and measure it: yields
     ``(seed, result, panorama_coherence(...))``."""
-    from syncframe.apps.base import from_pil
+    from syncframe.images import from_pil
 
     from .config import resolve
     from .pipeline import generate_from_config

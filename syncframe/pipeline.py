@@ -199,9 +199,16 @@ def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = N
             cond.control = control.to(denoiser.device, denoiser.dtype)
         timings["encode"] = time.perf_counter() - clock
 
-        clock = time.perf_counter()
         generator = torch.Generator("cpu").manual_seed(cfg["seed"])
-        views = sample(app.space, denoiser, sync, cond, prepared.sampler, generator, progress=cfg["progress"])
+        init = None
+        if app.init is not None and cfg["strength"] < 1:  # strength 1: from noise, as a plain run
+            clock = time.perf_counter()
+            with torch.no_grad():
+                init = app.init_latents(denoiser, generator)
+            timings["encode_init"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        views = sample(app.space, denoiser, sync, cond, prepared.sampler, generator, progress=cfg["progress"],
+                       init=init, strength=1.0 if cfg["strength"] is None else cfg["strength"])
         timings["sample"] = time.perf_counter() - clock
 
         clock = time.perf_counter()

@@ -77,6 +77,12 @@ class Sampler:
         self.steps = steps
         self.initial_scale = initial_scale  # x_T = initial_scale · N(0, I) in the loop's state
 
+    def steps_from(self, strength: float) -> list[Step]:
+        """The steps left when starting part-way (SDEdit), as diffusers' img2img pipelines pick them:
+        the last ``int(n · strength)`` of the n steps; none for strength 0, all for 1."""
+        n = len(self.steps)
+        return self.steps[max(n - min(int(n * strength), n), 0):]
+
     def update(self, x_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, step: Step,
                noise: torch.Tensor | None = None, memory: dict | None = None) -> torch.Tensor:
         """Deterministic samplers: the point of the path at the next noise level through (x0, ε)."""

@@ -45,3 +45,33 @@ def decode_tiled(latent: torch.Tensor, decode, tile: int = 64, overlap: int = 16
             num[:, rows].index_add_(2, cols, weight * image)
             den[:, rows].index_add_(2, cols, weight[None])
     return num / den
+
+
+def encode_tiled(image: torch.Tensor, encode, tile: int = 64, overlap: int = 16, batch_size: int = 4,
+                 scale: int = 8, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``image: [3, H, W]`` in [-1, 1] (H, W multiples of ``scale``) -> latent ``[C, H/scale, W/scale]``.
+
+    The counterpart of :func:`decode_tiled`: pixel tiles of ``tile`` latents overlapping by
+    ``overlap`` are encoded ``batch_size`` at a time (``encode(images, generator)``) and blended
+    with linear ramps, so memory is bounded by the batch of tiles. A canvas of one tile is encoded
+    exactly as a whole-frame call would."""
+    _, height, width = image.shape
+    h, w = height // scale, width // scale
+    tile = min(tile, h, w)
+    overlap = min(overlap, tile - 1)
+    tiles = PanoramaSpace(h, w, window=tile, stride=tile - overlap, channels=1, vae_scale=1)
+    r = ramp(tile, overlap).to(image.device)
+    weight = r[:, None] * r[None, :]
+    num = den = None
+    for start in range(0, tiles.num_views, batch_size):
+        windows = tiles.windows[start:start + batch_size]
+        crops = torch.stack([image[:, top * scale:(top + tile) * scale, left * scale:(left + tile) * scale]
+                             for top, left in windows])
+        latents = encode(crops, generator).float()
+        if num is None:
+            num = torch.zeros(latents.shape[1], h, w, device=latents.device)
+            den = torch.zeros(1, h, w, device=latents.device)
+        for (top, left), latent in zip(windows, latents):
+            num[:, top:top + tile, left:left + tile] += weight.to(num.device) * latent
+            den[:, top:top + tile, left:left + tile] += weight.to(num.device)
+    return num / den

@@ -187,7 +187,7 @@ def test_synchronized_360_is_as_seamless_as_independent_views_at_every_view_bord
     """On the mixture prior every view wants its own scene; with uniform unproject weights each
     view's contribution stopped at its border, so synchronized runs showed every view border
     (and the equator, where the ±45° rings end) as a step. Fading weights make them invisible."""
-    from syncframe.apps.base import from_pil
+    from syncframe.images import from_pil
     from syncframe.metrics import view_border_seam
 
     common = ["app=panorama360", "model=gaussian-mixture", "steps=20", "width=1024", "height=512", "app.viewer=false"]

@@ -40,6 +40,7 @@ def make_inputs(folder: Path) -> None:
     (folder / "junk.png").write_bytes(b"\x89PNG not really")
     Image.fromarray(np.zeros((100, 100), np.uint8)).save(folder / "square.png")
     Image.fromarray(np.zeros((64, 128), np.uint8)).save(folder / "depth.png")
+    Image.new("RGB", (1000, 1000), (90, 120, 200)).save(folder / "big.png")
     (folder / "file.txt").write_text("a file, not a folder")
     (folder / "full").mkdir()
     (folder / "full" / "keep.txt").write_text("mine")
@@ -120,7 +121,7 @@ CASES = [
     (["depth=x.png"], "depth= is an input of app=panorama360, not of app=panorama"),
     (["app=nope"], "unknown app 'nope'; choose one of: mesh, panorama, panorama360"),
     (["sync=synctweedis"], "unknown sync 'synctweedis' (did you mean synctweedies?)"),
-    (["app=mesh", VASE, "app.stride=8"], "unknown config key 'app.stride' for app=mesh (it is an option of app=panorama)"),
+    (["app=mesh", VASE, "app.stride=8"], "unknown config key 'app.stride' for app=mesh (it is an option of app=panorama / upscale)"),
     (["prompt"], "argument 'prompt' is not key=value"),
     (["app.rings.pitch=3"], "unknown config key 'app.rings.pitch'"),
     # -- resources -------------------------------------------------------------------------------
@@ -152,6 +153,21 @@ CASES = [
     (["model=someone/not-cached-anywhere"], "is not in the local Hugging Face cache and cannot be downloaded"),
     (["sync=syncdiffusion", "sync.lpips_weights=/no/such/lpips.safetensors"], "LPIPS weights file"),
     (["sync=syncdiffusion", "sync.decoder=taesd", "sync.taesd=./no/taesd"], "sync.taesd=./no/taesd: no such folder"),
+    # -- starting from content, upscaling ----------------------------------------------------------
+    ([f"init={I}/junk.png"], "init='in/junk.png' is not a readable image"),
+    ([f"init={I}/missing.png"], "init='in/missing.png' does not exist"),
+    ([f"init={I}/depth.png", "strength=1.5"], "strength=1.5: expected a number in [0, 1]"),
+    (["strength=0.5"], "strength=0.5 needs a starting point: give init=<image>"),
+    ([*P360, f"init={I}/square.png"], "is 100x100; a 360° init is an equirect image, 2:1"),
+    (["app=mesh", VASE, "init=texture"], "init=texture: mesh="),
+    (["app=upscale"], "app=upscale needs image=<file>"),
+    (["app=upscale", f"image={I}/depth.png", "scale=0.5"], "scale=0.5: expected a number in [1, 64]"),
+    (["app=upscale", f"image={I}/big.png", "scale=20"],
+     "image='in/big.png' (1000x1000) at scale=20 would be 20000x20000, above 268435456 pixels; use a smaller scale"),
+    (["app=upscale", f"image={I}/junk.png"], "image='in/junk.png' is not a readable image"),
+    (["app=upscale", f"image={I}/depth.png", f"init={I}/depth.png"], "app=upscale starts from image=; drop init="),
+    (["app=upscale", f"image={I}/depth.png"], "is smaller than one window (512 px)"),
+    (["image=x.png"], "image= is an input of app=upscale, not of app=panorama"),
     # -- output folders --------------------------------------------------------------------------
     ([f"out={I}/file.txt"], "is a file, not a folder"),
     ([f"out={I}/file.txt/x"], "is a file, so no folder can be made under it"),

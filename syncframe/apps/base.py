@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from syncframe.errors import ConfigError
 from syncframe.resources import check_run_size
 from syncframe.spaces import CanonicalSpace
 
@@ -18,11 +19,14 @@ class App:
     ``plan()`` estimates the run's size from the config alone, and too big a run is refused.
     """
 
+    default_strength = 0.8  # diffusers' img2img default
+
     def __init__(self, cfg: dict, spec):
         self.cfg, self.spec = cfg, spec
         self.channels, self.window = spec.channels, spec.window  # latents per view, from the model
         self.report: dict = {}  # app-specific measurements, written to run.json
         self.settled: dict = {}  # sizes left to the app (null) and what they became
+        self.init = self.settle_init()
         for key, value in zip(("width", "height"), self.default_size()):
             if cfg[key] is None:
                 cfg[key] = self.settled[key] = value
@@ -37,6 +41,26 @@ class App:
     def default_size(self) -> tuple[int, int]:
         """(width, height) in pixels when the config leaves them null: one view by default."""
         return self.spec.window_px, self.spec.window_px
+
+    def settle_init(self):
+        """The content to start from (``init=``, read and checked), or None; settles ``strength``."""
+        cfg = self.cfg
+        if cfg["init"] is None:
+            if cfg["strength"] is not None:
+                raise ConfigError(f"strength={cfg['strength']} needs a starting point: give init=<image> (or drop "
+                                  "strength=)")
+            return None
+        if cfg["strength"] is None:
+            cfg["strength"] = self.settled["strength"] = self.default_strength
+        return self.load_init(cfg["init"])
+
+    def load_init(self, init: str):
+        """Read ``init=`` (an image for most apps) and check it fits; the app's own kind of content."""
+        raise ConfigError(f"app={self.cfg['app']['name']} does not take init=; drop it")
+
+    def init_latents(self, denoiser, generator: torch.Generator) -> torch.Tensor:
+        """The canonical latent of ``self.init`` (encoded with ``denoiser``), what the run starts from."""
+        raise NotImplementedError
 
     def settle(self) -> None:
         """Set the app's options left to the model (null) in ``cfg["app"]``, noting them in ``settled``."""
@@ -86,8 +110,3 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     """``[3, H, W]`` in [-1, 1] -> 8-bit RGB."""
     array = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return Image.fromarray(np.ascontiguousarray(array.permute(1, 2, 0).cpu().numpy()))
-
-
-def from_pil(image: Image.Image) -> torch.Tensor:
-    """8-bit RGB -> ``[3, H, W]`` in [-1, 1]; the inverse of :func:`to_pil` up to rounding."""
-    return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1

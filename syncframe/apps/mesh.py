@@ -19,6 +19,9 @@ from syncframe.geometry.meshes import glb_bytes, load_mesh, y_up
 from syncframe.geometry.texels import texel_surface
 from syncframe.geometry.raster import (OrbitCamera, control_depth, fit_frame, rasterize, rig_from_config, surface_area,
                               uv_area, uv_coverage)
+from PIL import Image
+
+from syncframe.images import from_pil, load_image
 from syncframe.options import FilePath, Options, option
 from syncframe.registry import register_app
 from syncframe.viewers import mesh_viewer_html
@@ -118,6 +121,12 @@ class MeshApp(App):
         cfg, o = self.cfg, self.cfg["app"]
         size = cfg["width"]
         self.mesh = load_mesh(cfg["mesh"], o["max_faces"], o["merge_parts"], unwrap_timeout=o["unwrap_timeout"])
+        if self.init is not None and self.mesh.notes and any("unwrapped" in n for n in self.mesh.notes):
+            raise ConfigError(f"init={cfg['init']}: mesh={cfg['mesh']!r} had to be given new UVs ({self.mesh.notes[-1]}), "
+                              "so no existing texture fits it; drop init= or give a mesh with UVs")
+        if self.init == "texture" and self.mesh.texture is None:
+            raise ConfigError(f"init=texture: mesh={cfg['mesh']!r} has no texture image; give init=<image file> as its "
+                              "texture, or drop init=")
         posed = y_up(self.mesh, o["up"])
         self.cameras = rig_from_config(o["views"])
         self.frame = fit_frame(posed.vertices, self.cameras, o["projection"], float(o["fov"]), float(o["margin"]))
@@ -132,6 +141,26 @@ class MeshApp(App):
         r = self.latent_raster
         return MeshUVSpace(r.uv, r.mask, r.cosine, latent_size, self.channels, cosine_power=o["cosine_power"],
                            surface=texel_surface(self.mesh, latent_size))
+
+    def load_init(self, init: str):
+        """``texture`` (the mesh's own) or an image file used as a texture over the mesh's UVs;
+        checked against the mesh once it is loaded (``build_space``)."""
+        return init if init == "texture" else load_image(init, "init")
+
+    def init_texture(self) -> torch.Tensor:
+        """The starting texture ``[3, T, T]`` in [-1, 1] at the RGB texture size."""
+        texture = self.mesh.texture if self.init == "texture" else self.init
+        return from_pil(texture.resize((self.texture_size, self.texture_size), Image.LANCZOS))
+
+    def init_latents(self, denoiser, generator):
+        """The views rendered from the starting texture (bilinear), encoded, and the latent views
+        unprojected into the latent texture (surface pixels only)."""
+        r, o = self.rgb_raster, self.cfg["app"]
+        space = MeshUVSpace(r.uv, r.mask, r.cosine, self.texture_size, channels=3, mode="bilinear")
+        views = space.project(self.init_texture())
+        latents = torch.cat([denoiser.encode(views[i:i + o["decode_batch_size"]], generator).float()
+                             for i in range(0, len(views), o["decode_batch_size"])])
+        return self.space.unproject(latents)
 
     def prompts(self) -> tuple[list[str], list[int]]:
         if not self.cfg["app"]["view_prompts"]:

@@ -1,10 +1,13 @@
 """``app=panorama``: a wide (optionally looping) panorama from 512x512 windows."""
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from syncframe.apps.base import App, to_pil
-from syncframe.tiling import decode_tiled
+from syncframe.images import from_pil, load_image, resized
+from syncframe.tiling import decode_tiled, encode_tiled
 from syncframe.options import Options, option
 from syncframe.registry import register_app
 from syncframe.resources import starts, view_state_bytes
@@ -19,7 +22,10 @@ class PanoramaOptions(Options):
                                       "window (8 for SD's 64: MultiDiffusion's; SyncDiffusion used 16)", ge=1)
     loop: bool = option(False, "add wrap-around windows so the left and right edges join")
     decode_overlap: int = option(16, "latents of overlap between VAE decoding tiles (of the model's window)", ge=0)
-    decode_batch_size: int = option(4, "tiles per VAE call", ge=1, le=256)
+    decode_batch_size: int = option(4, "tiles per VAE call (decoding, and encoding init=)", ge=1, le=256)
+    resize: Literal["fit", "crop", "stretch"] = option(
+        "crop", "an init= image of another aspect: crop (cover, keep the centre), fit (inside, edges extended), "
+                "stretch")
 
 
 @register_app("panorama", options=PanoramaOptions, common=dict(sync="multidiffusion"))
@@ -27,7 +33,23 @@ class PanoramaApp(App):
     """A wide (optionally looping) panorama from windows of the model's size (512x3072 for SD)."""
 
     def default_size(self):
+        if self.init is not None:  # the image's own size, in whole latents, at least one window
+            scale, least = self.spec.scale, self.spec.window_px
+            return (max(least, self.init.width // scale * scale), max(least, self.init.height // scale * scale))
         return 6 * self.spec.window_px, self.spec.window_px
+
+    def load_init(self, init: str):
+        return load_image(init, "init")
+
+    def init_image(self) -> torch.Tensor:
+        """``init=`` at the canvas size, ``[3, H, W]`` in [-1, 1]."""
+        cfg = self.cfg
+        return from_pil(resized(self.init, cfg["width"], cfg["height"], cfg["app"]["resize"]))
+
+    def init_latents(self, denoiser, generator):
+        o = self.cfg["app"]
+        return encode_tiled(self.init_image(), denoiser.encode, tile=self.window, overlap=o["decode_overlap"],
+                            batch_size=o["decode_batch_size"], scale=self.spec.scale, generator=generator)
 
     def settle(self):
         if self.cfg["app"]["stride"] is None:

@@ -17,6 +17,7 @@ from syncframe.apps.base import App, contact_sheet, to_pil
 from syncframe.tiling import decode_batched
 from syncframe.errors import ConfigError
 from syncframe.metrics import equirect_seam, pole_spread, view_border_seam
+from syncframe.images import from_pil, load_image, resized
 from syncframe.options import FilePath, Options, option
 from syncframe.registry import register_app
 from syncframe.resources import view_state_bytes
@@ -85,6 +86,24 @@ class Panorama360App(App):
         lw = o["latent_width"] or auto_latent_width(self.cameras, self.window)
         self.depth = load_equirect_depth(cfg["depth"]) if cfg.get("depth") else None
         return EquirectSpace(lw // 2, lw, self.cameras, view_size=self.window, channels=self.channels)
+
+    def load_init(self, init: str):
+        image = load_image(init, "init")
+        if abs(image.width - 2 * image.height) > 1:
+            raise ConfigError(f"init={init!r} is {image.width}x{image.height}; a 360° init is an equirect image, 2:1 "
+                              "(e.g. 4096x2048)")
+        return image
+
+    def init_latents(self, denoiser, generator):
+        """Every view rendered from the equirect ``init=`` (bilinear, at the model's view size),
+        encoded, and the latent views unprojected into the canonical map."""
+        cfg, o = self.cfg, self.cfg["app"]
+        image = from_pil(resized(self.init, cfg["width"], cfg["height"]))
+        views = EquirectSpace(cfg["height"], cfg["width"], self.cameras, view_size=self.spec.window_px, channels=3,
+                              mode="bilinear").project(image)
+        latents = torch.cat([denoiser.encode(views[i:i + o["decode_batch_size"]], generator).float()
+                             for i in range(0, len(views), o["decode_batch_size"])])
+        return self.space.unproject(latents)
 
     def control_given(self) -> bool:
         return self.depth is not None

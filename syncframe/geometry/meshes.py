@@ -4,7 +4,7 @@ UV convention (trimesh's and OBJ's): ``v`` points up, so texture row 0 is ``v = 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ class LoadedMesh:
     faces: np.ndarray  # [F, 3] int64
     uv: np.ndarray  # [V, 2] float64, v up
     notes: list[str]  # e.g. "merged 3 parts", "unwrapped with xatlas"
+    texture: Image.Image | None = field(default=None, repr=False)  # its base colour over these UVs, if any
 
     def trimesh(self, texture: Image.Image | None = None):
         """As a ``trimesh.Trimesh`` (with a PBR base-colour texture when given)."""
@@ -73,7 +74,17 @@ def load_mesh(path: str | Path, max_faces: int = 100_000, merge_parts: bool = Tr
     # Merged parts each had their own atlas: their UVs overlap, so the merged mesh needs a new one.
     if uv is None or parts > 1:
         return unwrap(vertices, faces, notes, atlas_resolution, unwrap_timeout)
-    return LoadedMesh(vertices, faces, uv, notes)
+    return LoadedMesh(vertices, faces, uv, notes, texture_of(mesh))
+
+
+def texture_of(mesh) -> Image.Image | None:
+    """The base-colour image of a trimesh mesh's material (PBR or simple), or None. trimesh gives
+    meshes without a material a 2x2 placeholder image: that is no texture."""
+    material = getattr(mesh.visual, "material", None)
+    image = getattr(material, "baseColorTexture", None) or getattr(material, "image", None)
+    if not isinstance(image, Image.Image) or min(image.size) <= 4:
+        return None
+    return image.convert("RGB")
 
 
 def checked_geometry(vertices: np.ndarray, faces: np.ndarray, name: str,

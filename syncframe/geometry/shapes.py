@@ -91,3 +91,17 @@ def room_depth(width: int = 512, size=(6.0, 3.0, 4.0)) -> np.ndarray:
     distance = (half / np.maximum(np.abs(directions), 1e-9)).min(-1)  # to the nearest wall along each ray
     near = (distance.max() - distance) / (distance.max() - distance.min())
     return np.round(near * 255).astype(np.uint8)
+
+
+def landscape(width: int = 1536, height: int = 512) -> np.ndarray:
+    """A drawn landscape ``[height, width, 3]`` uint8 (sky gradient, sun, three ranges of hills):
+    the demo image to start from (``init=``) and to upscale."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    u, v = x / width, y / height
+    sky = np.stack([70 + 120 * v, 110 + 90 * v, 200 + 30 * v], -1)
+    sun = np.exp(-(((u - 0.7) * width) ** 2 + ((v - 0.3) * height) ** 2) / (2 * (0.05 * height) ** 2))
+    image = sky + sun[..., None] * np.array([180, 120, 20])
+    for k, (base, colour) in enumerate([(0.55, (90, 110, 140)), (0.68, (60, 100, 70)), (0.8, (40, 70, 40))]):
+        ridge = base + 0.06 * np.sin(2 * np.pi * (u * (2 + k) + 0.3 * k)) + 0.03 * np.sin(2 * np.pi * u * (7 + 3 * k))
+        image = np.where((v > ridge)[..., None], np.array(colour) * (1 - 0.3 * (v - ridge)[..., None]), image)
+    return np.clip(image, 0, 255).astype(np.uint8)

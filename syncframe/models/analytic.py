@@ -189,6 +189,10 @@ class AnalyticDenoiser(ViewDenoiser):
         uncond = self.prior.mix(means, log_likelihoods, log_prior[:, 0])
         return uncond + self.guidance * (cond - uncond)
 
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``[B, 3, 8h, 8w]`` -> ``[B, 3, h, w]``: the mean of each 8x8 block (decoding upsamples)."""
+        return F.avg_pool2d(images.to(self.device), SCALE)
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """``[B, 3, h, w]`` -> ``[B, 3, 8h, 8w]``: the sample itself, upsampled."""
         return F.interpolate(latents, scale_factor=SCALE, mode="bilinear", align_corners=False)

@@ -11,7 +11,7 @@ import torch
 
 from ..errors import ConfigError
 from .denoiser import Conditioning, ViewDenoiser, freeze, text_device
-from .unet import nn_list
+from .unet import nn_list, vae_decode, vae_encode
 
 
 class FluxDenoiser(ViewDenoiser):
@@ -73,8 +73,10 @@ class FluxDenoiser(ViewDenoiser):
         return self.pipe._unpack_latents(out, h * self.latent_scale, w * self.latent_scale, self.latent_scale)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        z = latents.to(self.vae.dtype) / self.vae.config.scaling_factor + self.vae.config.shift_factor
-        return self.vae.decode(z).sample.to(latents.dtype)
+        return vae_decode(self.vae, latents)
+
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return vae_encode(self.vae, images, generator)
 
 
 def load_flux(source: str, device: torch.device, dtype: torch.dtype, name: str, t5: str = "same",

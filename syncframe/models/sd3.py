@@ -10,7 +10,7 @@ import torch
 
 from ..errors import ConfigError
 from .denoiser import Conditioning, ViewDenoiser, freeze, text_device
-from .unet import nn_list
+from .unet import nn_list, vae_decode, vae_encode
 
 
 class SD3Denoiser(ViewDenoiser):
@@ -63,8 +63,10 @@ class SD3Denoiser(ViewDenoiser):
                                 pooled_projections=states["pooled"], return_dict=False)[0]
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        z = latents.to(self.vae.dtype) / self.vae.config.scaling_factor + self.vae.config.shift_factor
-        return self.vae.decode(z).sample.to(latents.dtype)
+        return vae_decode(self.vae, latents)
+
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return vae_encode(self.vae, images, generator)
 
 
 def load_sd3(source: str, device: torch.device, dtype: torch.dtype, name: str, t5: str = "same",

@@ -100,8 +100,24 @@ class UNetDenoiser(ViewDenoiser):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents ``[B, C, h, w]`` -> images ``[B, 3, 8h, 8w]`` in [-1, 1] (not clamped)."""
-        z = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
-        return self.vae.decode(z).sample.to(latents.dtype)
+        return vae_decode(self.vae, latents)
+
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images ``[B, 3, H, W]`` in [-1, 1] -> latents, sampled from the VAE's posterior with
+        ``generator`` as diffusers' img2img pipelines do."""
+        return vae_encode(self.vae, images, generator)
+
+
+def vae_decode(vae, latents: torch.Tensor) -> torch.Tensor:
+    z = latents.to(vae.dtype) / vae.config.scaling_factor + (getattr(vae.config, "shift_factor", None) or 0.0)
+    return vae.decode(z).sample.to(latents.dtype)
+
+
+def vae_encode(vae, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    posterior = vae.encode(images.to(vae.device, vae.dtype)).latent_dist
+    sample = posterior.sample(generator) if generator is not None else posterior.mode()
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    return ((sample - shift) * vae.config.scaling_factor).to(images.dtype)
 
 
 def nn_list(*modules) -> torch.nn.ModuleList:

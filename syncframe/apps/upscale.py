@@ -1,0 +1,111 @@
+"""``app=upscale``: a bigger, sharper image from an existing one (tiled diffusion upscaling).
+
+The image is resized by ``scale`` (Lanczos), encoded tile by tile, pushed to the noise level
+``strength`` picks, denoised by synchronized overlapping windows over the whole canvas (the
+panorama space in two dimensions: windows tile both axes) and decoded tile by tile. Memory is set
+by the window and the batch, not by the canvas, apart from the canvas itself (its latent and
+its image). An optional tile ControlNet (``controlnet=``) sees each window's crop of the resized
+input, as upscaling tools do.
+"""
+from __future__ import annotations
+
+import torch
+
+from syncframe.apps.base import App, to_pil
+from syncframe.errors import ConfigError
+from syncframe.images import from_pil, load_image, resized
+from syncframe.options import FilePath, Options, option
+from syncframe.registry import register_app
+from syncframe.resources import starts, view_state_bytes
+from syncframe.spaces.base import gather_views
+from syncframe.spaces.panorama import PanoramaSpace
+from syncframe.tiling import decode_tiled, encode_tiled
+
+MAX_OUTPUT_PIXELS = 2**28  # 16384²: beyond this an output is refused before anything is allocated
+CANVAS_BYTES_PER_PIXEL = 60  # the resized input, the tiled encode and decode sums, the output
+
+
+class UpscaleOptions(Options):
+    stride: int | None = option(None, "latents between windows (both axes); null = 3/4 of the window (a quarter "
+                                      "overlap)", ge=1)
+    decode_overlap: int = option(16, "latents of overlap between VAE encoding and decoding tiles", ge=0)
+    decode_batch_size: int = option(4, "tiles per VAE call", ge=1, le=256)
+
+
+class UpscaleInputs(Options):
+    image: FilePath | None = option(None, "the image to upscale (PNG, JPEG, ...)")
+    scale: float = option(2.0, "how many times bigger, per side (the output is rounded to whole latents)", ge=1,
+                          le=64)
+
+
+@register_app("upscale", options=UpscaleOptions, inputs=UpscaleInputs, common=dict(sync="multidiffusion"))
+class UpscaleApp(App):
+    """A bigger, sharper image: resize, encode, renoise to strength, denoise in synchronized tiles."""
+
+    default_strength = 0.35
+
+    def settle_init(self):
+        cfg = self.cfg
+        if not cfg.get("image"):
+            raise ConfigError("app=upscale needs image=<file>: the image to upscale (e.g. image=photo.png scale=2)")
+        if cfg["init"] is not None:
+            raise ConfigError("app=upscale starts from image=; drop init=")
+        if cfg["strength"] is None:
+            cfg["strength"] = self.settled["strength"] = self.default_strength
+        return load_image(cfg["image"], "image")
+
+    def default_size(self):
+        unit, scale = self.spec.scale, self.cfg["scale"]
+        width, height = (round(side * scale / unit) * unit for side in self.init.size)
+        if width * height > MAX_OUTPUT_PIXELS:
+            raise ConfigError(f"image={self.cfg['image']!r} ({self.init.width}x{self.init.height}) at scale={scale:g} "
+                              f"would be {width}x{height}, above {MAX_OUTPUT_PIXELS} pixels; use a smaller scale")
+        return width, height
+
+    def settle(self):
+        o = self.cfg["app"]
+        if o["stride"] is None:
+            o["stride"] = self.settled["app.stride"] = max(1, self.window * 3 // 4)
+
+    def plan(self):
+        cfg, stride, window = self.cfg, self.cfg["app"]["stride"], self.window
+        if cfg["width"] * cfg["height"] > MAX_OUTPUT_PIXELS:
+            raise ConfigError(f"width={cfg['width']} height={cfg['height']} is above {MAX_OUTPUT_PIXELS} pixels; "
+                              "use a smaller size")
+        h, w = cfg["height"] // self.spec.scale, cfg["width"] // self.spec.scale
+        n = starts(h, window, stride) * starts(w, window, stride)
+        parts = {"the windows": n * (view_state_bytes(self.channels, window) + window**2 * 8),
+                 "the canvas": cfg["width"] * cfg["height"] * CANVAS_BYTES_PER_PIXEL}
+        return n, parts, f"{cfg['width']}x{cfg['height']} at app.stride={stride}"
+
+    def build_space(self) -> PanoramaSpace:
+        cfg = self.cfg
+        return PanoramaSpace(cfg["height"], cfg["width"], window=self.window, stride=cfg["app"]["stride"],
+                             channels=self.channels, vae_scale=self.spec.scale)
+
+    def resized_input(self) -> torch.Tensor:
+        return from_pil(resized(self.init, self.cfg["width"], self.cfg["height"]))
+
+    def init_latents(self, denoiser, generator):
+        o = self.cfg["app"]
+        return encode_tiled(self.resized_input(), denoiser.encode, tile=self.window, overlap=o["decode_overlap"],
+                            batch_size=o["decode_batch_size"], scale=self.spec.scale, generator=generator)
+
+    def can_control(self) -> bool:
+        return True  # a tile ControlNet sees each window's crop of the resized input
+
+    def control_images(self) -> torch.Tensor:
+        """Each window's crop of the resized input, ``[N, 3, 8w, 8w]`` in [0, 1]."""
+        pixels = PanoramaSpace(self.cfg["height"], self.cfg["width"], window=self.spec.window_px,
+                               stride=self.cfg["app"]["stride"] * self.spec.scale, channels=3, vae_scale=1)
+        return (gather_views(self.resized_input(), pixels.index) + 1) / 2
+
+    def finalize(self, views, denoiser):
+        o = self.cfg["app"]
+        canvas = self.space.unproject(views)
+        with torch.no_grad():
+            image = decode_tiled(canvas, denoiser.decode, tile=self.window, overlap=o["decode_overlap"],
+                                 batch_size=o["decode_batch_size"], scale=self.spec.scale)
+        self.report = {"input_size": list(self.init.size), "output_size": [self.cfg["width"], self.cfg["height"]],
+                       "windows": self.space.num_views}
+        return {"upscaled.png": to_pil(image), "input.png": to_pil(self.resized_input())}, canvas
