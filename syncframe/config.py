@@ -19,12 +19,17 @@ from pydantic import field_validator
 
 from .errors import ConfigError
 from .options import FolderPath, Options, PathMark, Source, Text, option, parse_value, plain, validate
-from .registry import APPS, MODELS, SAMPLERS, SYNCS, Entry
+from .registry import APPS, MODELS, REGIONS, SAMPLERS, SYNCS, Entry
 
-GROUPS = ("app", "model", "sync", "sampler")
-REGISTRIES = {"app": APPS, "model": MODELS, "sync": SYNCS, "sampler": SAMPLERS}
+GROUPS = ("app", "model", "sync", "sampler", "regions")
+REGISTRIES = {"app": APPS, "model": MODELS, "sync": SYNCS, "sampler": SAMPLERS, "regions": REGIONS}
 DEFAULT_SYNC = "synctweedies"  # for plugin apps that name no default synchronizer
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 64-bit seeds
+
+
+class MetricsOptions(Options):
+    clip: Source | None = option(None, "a CLIP model (repository id or folder) for the CLIP scores of apps that report "
+                                       "them (anagram: alignment and concealment); null = skipped")
 
 
 class RunOptions(Options):
@@ -35,6 +40,8 @@ class RunOptions(Options):
     sync: str | None = option(None, "the synchronizer; null = the app's default")
     sampler: str = option("auto", "the sampler; auto = the model family's (ddim for SD 1/2 and SDXL, flow-euler for "
                                   "SD3 and FLUX)")
+    regions: str = option("none", "prompts per region: a label image or a YAML layout (regions.KEY options); none = one "
+                                  "prompt")
     prompt: Text = option("a photo of a mountain range at twilight", "the text prompt")
     negative_prompt: Text = option("", "the negative prompt (the unconditional half of classifier-free guidance)")
     seed: int = option(0, "seed of every random number of the run", ge=0, le=MAX_SEED)
@@ -65,6 +72,7 @@ class RunOptions(Options):
     max_views: int = option(1024, "runs with more views per step are refused (raise it if you mean it)", ge=1)
     max_memory_gb: float | None = option(None, "runs estimated to need more memory are refused; "
                                                "null = the memory available now", gt=0)
+    metrics: MetricsOptions = option(MetricsOptions(), "optional measurements (metrics.KEY=VALUE)")
 
     @field_validator("device")
     @classmethod
@@ -72,6 +80,10 @@ class RunOptions(Options):
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
             raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
         return value
+
+
+def plain_default(value):
+    return value.model_dump() if hasattr(value, "model_dump") else value
 
 
 def group_names(group: str) -> list[str]:
@@ -82,6 +94,8 @@ def group_entry(group: str, name: str) -> Entry:
     """The registered entry; a model name that is no preset is a diffusers repository id or folder."""
     if group == "model" and name not in MODELS:
         return MODELS.entry("pretrained")
+    if group == "regions" and name not in REGIONS:
+        return REGIONS.entry("layout")
     return REGISTRIES[group].entry(name)
 
 
@@ -94,6 +108,8 @@ def section(group: str, name: str) -> tuple[Entry, dict]:
     values.update(copy.deepcopy(entry.preset))
     if group == "model" and name not in MODELS:
         values["repo"] = name
+    if group == "regions" and name not in REGIONS:
+        values["file"] = name
     return entry, {"name": name, **values}
 
 
@@ -117,7 +133,7 @@ def resolve(overrides: Iterable[tuple[str, Any]] | Iterable[str] = ()) -> dict:
     app_name = _choice("app", choices.get("app", top_fields["app"].default))
     app_entry, app_section = section("app", app_name)
     inputs = app_entry.inputs.model_fields if app_entry.inputs else {}
-    top = {key: copy.deepcopy(f.default) for key, f in top_fields.items()}
+    top = {key: copy.deepcopy(plain_default(f.default)) for key, f in top_fields.items()}
     top.update({key: copy.deepcopy(f.default) for key, f in inputs.items()})
     sync_name = choices.get("sync")
     if sync_name in (None, "null"):  # the app's default
@@ -125,8 +141,9 @@ def resolve(overrides: Iterable[tuple[str, Any]] | Iterable[str] = ()) -> dict:
     sync_name = _choice("sync", sync_name)
     model_name = _choice("model", choices.get("model", top["model"]))
     sampler_name = _choice("sampler", choices.get("sampler", top["sampler"]))
+    regions_name = _choice("regions", choices.get("regions", top["regions"]))
     sections = {"app": app_section, "sync": section("sync", sync_name)[1], "model": section("model", model_name)[1],
-                "sampler": section("sampler", sampler_name)[1]}
+                "sampler": section("sampler", sampler_name)[1], "regions": section("regions", regions_name)[1]}
     entries = {g: group_entry(g, sections[g]["name"]) for g in GROUPS}
     for key, value in pairs:
         if key in GROUPS:
@@ -134,6 +151,11 @@ def resolve(overrides: Iterable[tuple[str, Any]] | Iterable[str] = ()) -> dict:
         head, _, rest = key.partition(".")
         if head in GROUPS and rest:
             _set_option(sections[head], entries[head].options, head, rest, value)
+        elif rest and isinstance(top.get(head), dict):  # a nested section of the common keys (metrics.clip)
+            fields = top_fields[head].annotation.model_fields
+            if rest not in fields:
+                raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(f'{head}.{k}' for k in fields)}")
+            top[head][rest] = _value(fields[rest], value)
         elif rest:
             raise ConfigError(f"unknown config key {key!r}: {head} has no sub-keys")
         else:
@@ -141,7 +163,7 @@ def resolve(overrides: Iterable[tuple[str, Any]] | Iterable[str] = ()) -> dict:
     for key, value in app_entry.common.items():  # null means "the app's default"
         if top.get(key) is None:
             top[key] = copy.deepcopy(value)
-    top.update(app=app_name, sync=sync_name, model=model_name, sampler=sampler_name)
+    top.update(app=app_name, sync=sync_name, model=model_name, sampler=sampler_name, regions=regions_name)
     cfg = validate(RunOptions, {k: v for k, v in top.items() if k in top_fields})
     if app_entry.inputs:
         cfg.update(validate(app_entry.inputs, {k: v for k, v in top.items() if k in inputs}))

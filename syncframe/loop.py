@@ -43,11 +43,13 @@ class SampleContext:
 
 def sample(space: CanonicalSpace, denoiser, sync: Synchronizer, cond: Conditioning, sampler: Sampler,
            generator: torch.Generator, progress: bool = True, callback=None,
-           init: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
+           init: torch.Tensor | None = None, strength: float = 1.0, before_step=None) -> torch.Tensor:
     """Run the joint loop; returns the final views ``x_0: [N, C, h, w]`` (float32).
 
     ``init``: a canonical latent to start from part-way (SDEdit): with the space's own
-    view-consistent noise ε, x = a x0 + s ε at the first of the steps ``strength`` leaves."""
+    view-consistent noise ε, x = a x0 + s ε at the first of the steps ``strength`` leaves.
+    ``before_step(x, step) -> x``: changes the views at the start of each step (region
+    bootstrapping)."""
     device = denoiser.device
     batch_size = denoiser.resolve_batch_size(space.num_views)
     if hasattr(sync, "bind"):
@@ -65,6 +67,8 @@ def sample(space: CanonicalSpace, denoiser, sync: Synchronizer, cond: Conditioni
     x = sync.start(space, z_T, x_T, sampler)
     memory: dict = {}  # a multistep sampler's history of the views
     for step in tqdm(steps, desc="denoising", disable=not progress):
+        if before_step is not None:
+            x = before_step(x, step)
         x = sync.before_model(x, step)
         with torch.no_grad():
             x0, eps = denoiser.predict(x, step, cond, batch_size=batch_size)

@@ -66,7 +66,11 @@ def overrides_from_kwargs(args: tuple, kwargs: dict) -> list:
     """``generate("steps=5", sync={"name": "syncdiffusion", "weight": 10}, seed=1)`` -> override pairs."""
     pairs: list = list(args)
     for key, value in kwargs.items():
-        if isinstance(value, dict):
+        if key == "regions" and isinstance(value, list):  # generate(regions=[{"prompt": ..., "mask": ...}])
+            from .regions import api_regions
+
+            pairs += [("regions", "layout"), ("regions.regions", api_regions(value))]
+        elif isinstance(value, dict):
             options = dict(value)
             if "name" in options:
                 pairs.append((key, options.pop("name")))
@@ -192,9 +196,9 @@ def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = N
         timings["load"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        prompts, view_prompt = app.prompts()
+        prompts, view_prompt = app.view_conditioning()
         cond = denoiser.encode_prompts(prompts, cfg["negative_prompt"], view_prompt)
-        control = app.control_images() if denoiser.controlnet is not None else None
+        control = app.view_control() if denoiser.controlnet is not None else None
         if control is not None:
             cond.control = control.to(denoiser.device, denoiser.dtype)
         timings["encode"] = time.perf_counter() - clock
@@ -208,17 +212,19 @@ def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = N
             timings["encode_init"] = time.perf_counter() - clock
         clock = time.perf_counter()
         views = sample(app.space, denoiser, sync, cond, prepared.sampler, generator, progress=cfg["progress"],
-                       init=init, strength=1.0 if cfg["strength"] is None else cfg["strength"])
+                       init=init, strength=1.0 if cfg["strength"] is None else cfg["strength"],
+                       before_step=app.bootstrap_hook(denoiser))
         timings["sample"] = time.perf_counter() - clock
+        num_views = app.space.num_views  # the views the loop ran (finish collapses regions' views)
 
         clock = time.perf_counter()
-        images, canonical = app.finalize(views, denoiser)
+        images, canonical = app.finish(views, denoiser)
         timings["finalize"] = time.perf_counter() - clock
 
     metadata = {
         "app": cfg["app"]["name"], "sync": cfg["sync"]["name"], "model": cfg["model"]["name"],
-        "seed": cfg["seed"], "steps": cfg["steps"], "num_views": app.space.num_views,
-        "view_batch_size": denoiser.resolve_batch_size(app.space.num_views),
+        "seed": cfg["seed"], "steps": cfg["steps"], "num_views": num_views,
+        "view_batch_size": denoiser.resolve_batch_size(num_views),
         "device": str(denoiser.device), "dtype": str(denoiser.dtype).replace("torch.", ""),
         "gpu": torch.cuda.get_device_name(denoiser.device) if denoiser.device.type == "cuda" else None,
         "family": spec.family, "sampler": cfg["sampler"]["name"], "window_px": spec.window_px,

@@ -81,11 +81,13 @@ SYNCS = Registry("sync")
 APPS = Registry("app")
 MODELS = Registry("model")
 SAMPLERS = Registry("sampler")
+REGIONS = Registry("regions")
 register_space = SPACES.register
 register_sync = SYNCS.register
 register_app = APPS.register
 register_model = MODELS.register
 register_sampler = SAMPLERS.register
+register_regions = REGIONS.register
 
 _loaded = False
 

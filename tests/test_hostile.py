@@ -119,7 +119,7 @@ CASES = [
     (["sync.weight=3"], "unknown config key 'sync.weight' for sync=multidiffusion (it is an option of sync=syncdiffusion)"),
     (["mesh=x.obj"], "mesh= is an input of app=mesh, not of app=panorama; add app=mesh"),
     (["depth=x.png"], "depth= is an input of app=panorama360, not of app=panorama"),
-    (["app=nope"], "unknown app 'nope'; choose one of: mesh, panorama, panorama360"),
+    (["app=nope"], "unknown app 'nope'; choose one of: anagram, mesh, panorama, panorama360, upscale"),
     (["sync=synctweedis"], "unknown sync 'synctweedis' (did you mean synctweedies?)"),
     (["app=mesh", VASE, "app.stride=8"], "unknown config key 'app.stride' for app=mesh (it is an option of app=panorama / upscale)"),
     (["prompt"], "argument 'prompt' is not key=value"),

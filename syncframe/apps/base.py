@@ -36,6 +36,9 @@ class App:
         if plan is not None:
             check_run_size(*plan, cfg)
         self.space = self.build_space()
+        self.base_space, self.layout = self.space, None
+        if cfg["regions"]["name"] != "none":
+            self.apply_regions()
         self.build_s = time.perf_counter() - started  # input checks, geometry, rasterization
 
     def default_size(self) -> tuple[int, int]:
@@ -74,8 +77,57 @@ class App:
         raise NotImplementedError
 
     def prompts(self) -> tuple[list[str], list[int]]:
-        """The distinct prompts and, per view, the index of its prompt; one prompt by default."""
-        return [self.cfg["prompt"]], [0] * self.space.num_views
+        """The distinct prompts and, per (base) view, the index of its prompt; one prompt by default."""
+        return [self.cfg["prompt"]], [0] * self.base_space.num_views
+
+    # -- regions (regions=): views per (base view, region) -------------------------------------
+    layout_image_name = None  # the output file layout.png draws the regions on
+    part_mask = None  # (name, height, width) -> the mask of a part of the input (meshes have parts)
+
+    def apply_regions(self) -> None:
+        from syncframe.regions import RegionSpace, load_layout, region_masks
+
+        options = self.cfg["regions"]
+        self.layout = load_layout(options)
+        _, height, width = self.base_space.canonical_shape
+        self.masks = region_masks(self.layout, height, width, blur=options["blur"] / self.spec.scale,
+                                  label=f"the {self.cfg['app']['name']} canvas", part_mask=self.part_mask)
+        self.space = RegionSpace(self.base_space, self.masks)
+
+    def view_conditioning(self) -> tuple[list[str], list[int]]:
+        """The prompts of the views the loop runs (the regions' when a layout is given)."""
+        prompts, index = self.prompts()
+        if self.layout is None:
+            return prompts, index
+        from syncframe.regions import view_prompts
+
+        return view_prompts(prompts, index, self.cfg["prompt"], self.layout, self.space.region,
+                            self.space.base_index.tolist())
+
+    def bootstrap_hook(self, denoiser):
+        """MultiDiffusion's region bootstrapping for the loop (``regions.bootstrap``), or None."""
+        options = self.cfg["regions"]
+        if self.layout is None or options["bootstrap"] == 0:
+            return None
+        from syncframe.regions import Bootstrap
+
+        return Bootstrap(self.space, denoiser, self.cfg["seed"], options["bootstrap"], self.spec.window_px)
+
+    def view_control(self) -> torch.Tensor | None:
+        control = self.control_images()
+        return control if control is None or self.layout is None else control[self.space.base_index]
+
+    def finish(self, views: torch.Tensor, denoiser) -> tuple[dict, torch.Tensor]:
+        """The final views (of the regions, when a layout is given, mixed by their masks) -> files."""
+        if self.layout is None:
+            return self.finalize(views, denoiser)
+        from syncframe.regions import layout_image
+
+        base_views = self.space.to_base(views)
+        self.space = self.base_space
+        images, canonical = self.finalize(base_views, denoiser)
+        images["layout.png"] = layout_image(images[self.layout_image_name], self.masks, self.layout.colours)
+        return images, canonical
 
     def finalize(self, views: torch.Tensor, denoiser) -> tuple[dict[str, Image.Image], torch.Tensor]:
         """Final views -> ({file name: image, text or bytes}, canonical tensor); may set ``self.report``."""

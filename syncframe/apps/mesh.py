@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import model_validator
 
@@ -16,7 +17,7 @@ from syncframe.apps.base import App, contact_sheet, to_pil
 from syncframe.tiling import decode_batched
 from syncframe.errors import ConfigError
 from syncframe.geometry.meshes import glb_bytes, load_mesh, y_up
-from syncframe.geometry.texels import texel_surface
+from syncframe.geometry.texels import texel_faces, texel_surface
 from syncframe.geometry.raster import (OrbitCamera, control_depth, fit_frame, rasterize, rig_from_config, surface_area,
                               uv_area, uv_coverage)
 from PIL import Image
@@ -99,6 +100,8 @@ class MeshInputs(Options):
 class MeshApp(App):
     """A UV texture for a 3D mesh, painted by views around it (of the model's size), written as a GLB."""
 
+    layout_image_name = "texture.png"
+
     def plan(self):
         cfg, o = self.cfg, self.cfg["app"]
         size = cfg["width"]
@@ -142,6 +145,16 @@ class MeshApp(App):
         return MeshUVSpace(r.uv, r.mask, r.cosine, latent_size, self.channels, cosine_power=o["cosine_power"],
                            surface=texel_surface(self.mesh, latent_size))
 
+    def part_mask(self, name: str, height: int, width: int) -> torch.Tensor:
+        """The texels ``[height, width]`` of the faces of part ``name`` (regions' ``part:``)."""
+        names = self.mesh.part_names
+        if name not in names:
+            raise ConfigError(f"part: {name} is not a part of mesh={self.cfg['mesh']!r}; its parts are "
+                              f"{', '.join(names)} (an OBJ's materials, a glTF's meshes)")
+        faces = texel_faces(self.mesh, height)
+        part = np.zeros_like(faces) if self.mesh.face_part is None else self.mesh.face_part[faces]
+        return torch.from_numpy(((faces >= 0) & (part == names.index(name))).astype(np.float32))
+
     def load_init(self, init: str):
         """``texture`` (the mesh's own) or an image file used as a texture over the mesh's UVs;
         checked against the mesh once it is loaded (``build_space``)."""
@@ -160,7 +173,7 @@ class MeshApp(App):
         views = space.project(self.init_texture())
         latents = torch.cat([denoiser.encode(views[i:i + o["decode_batch_size"]], generator).float()
                              for i in range(0, len(views), o["decode_batch_size"])])
-        return self.space.unproject(latents)
+        return self.base_space.unproject(latents)
 
     def prompts(self) -> tuple[list[str], list[int]]:
         if not self.cfg["app"]["view_prompts"]:

@@ -32,6 +32,8 @@ class PanoramaOptions(Options):
 class PanoramaApp(App):
     """A wide (optionally looping) panorama from windows of the model's size (512x3072 for SD)."""
 
+    layout_image_name = "panorama.png"
+
     def default_size(self):
         if self.init is not None:  # the image's own size, in whole latents, at least one window
             scale, least = self.spec.scale, self.spec.window_px

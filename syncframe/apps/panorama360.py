@@ -65,6 +65,8 @@ class Panorama360Inputs(Options):
 class Panorama360App(App):
     """A 360°x180° equirectangular panorama from perspective views (2048x1024 for SD)."""
 
+    layout_image_name = "equirect.png"
+
     def default_size(self):
         return 4 * self.spec.window_px, 2 * self.spec.window_px
 
@@ -103,7 +105,7 @@ class Panorama360App(App):
                               mode="bilinear").project(image)
         latents = torch.cat([denoiser.encode(views[i:i + o["decode_batch_size"]], generator).float()
                              for i in range(0, len(views), o["decode_batch_size"])])
-        return self.space.unproject(latents)
+        return self.base_space.unproject(latents)
 
     def control_given(self) -> bool:
         return self.depth is not None

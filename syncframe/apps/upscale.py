@@ -42,6 +42,8 @@ class UpscaleInputs(Options):
 class UpscaleApp(App):
     """A bigger, sharper image: resize, encode, renoise to strength, denoise in synchronized tiles."""
 
+    layout_image_name = "upscaled.png"
+
     default_strength = 0.35
 
     def settle_init(self):

@@ -4,7 +4,8 @@ UV convention (trimesh's and OBJ's): ``v`` points up, so texture row 0 is ``v = 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,10 @@ class LoadedMesh:
     uv: np.ndarray  # [V, 2] float64, v up
     notes: list[str]  # e.g. "merged 3 parts", "unwrapped with xatlas"
     texture: Image.Image | None = field(default=None, repr=False)  # its base colour over these UVs, if any
+    # The parts it was loaded from (an OBJ's materials, a glTF's meshes), for per-part regions:
+    # their names, and the part of every face ``[F]`` (None for a mesh of one part).
+    part_names: tuple[str, ...] = ()
+    face_part: np.ndarray | None = field(default=None, repr=False)
 
     def trimesh(self, texture: Image.Image | None = None):
         """As a ``trimesh.Trimesh`` (with a PBR base-colour texture when given)."""
@@ -53,7 +58,8 @@ def load_mesh(path: str | Path, max_faces: int = 100_000, merge_parts: bool = Tr
     except Exception as exc:  # trimesh raises many types for unreadable files
         raise ConfigError(f"mesh={str(path)!r} could not be read as {path.suffix[1:].upper()} ({exc}); "
                           "check the file is a valid mesh") from exc
-    mesh, parts = _single_mesh(loaded, path, merge_parts)
+    mesh, part_names, face_part = _single_mesh(loaded, path, merge_parts)
+    parts = len(part_names)
     notes = []
     if parts > 1:
         notes.append(f"merged {parts} parts into one mesh")
@@ -64,8 +70,9 @@ def load_mesh(path: str | Path, max_faces: int = 100_000, merge_parts: bool = Tr
     if len(mesh.faces) > max_faces:
         raise ConfigError(f"mesh={str(path)!r} has {len(mesh.faces)} faces, above app.max_faces={max_faces}; "
                           "decimate it (e.g. Blender's Decimate modifier) or raise app.max_faces")
-    vertices, faces = checked_geometry(np.asarray(mesh.vertices, dtype=np.float64),
-                                       np.asarray(mesh.faces, dtype=np.int64), str(path), notes)
+    vertices, faces, kept = checked_geometry(np.asarray(mesh.vertices, dtype=np.float64),
+                                             np.asarray(mesh.faces, dtype=np.int64), str(path), notes)
+    face_part = None if face_part is None else face_part[kept]
     uv = getattr(mesh.visual, "uv", None)
     uv = None if uv is None or len(uv) != len(mesh.vertices) else np.asarray(uv, dtype=np.float64)
     if uv is not None and not np.isfinite(uv).all():
@@ -73,8 +80,9 @@ def load_mesh(path: str | Path, max_faces: int = 100_000, merge_parts: bool = Tr
         uv = None
     # Merged parts each had their own atlas: their UVs overlap, so the merged mesh needs a new one.
     if uv is None or parts > 1:
-        return unwrap(vertices, faces, notes, atlas_resolution, unwrap_timeout)
-    return LoadedMesh(vertices, faces, uv, notes, texture_of(mesh))
+        unwrapped = unwrap(vertices, faces, notes, atlas_resolution, unwrap_timeout)
+        return replace(unwrapped, part_names=part_names, face_part=face_part)  # unwrapping keeps face order
+    return LoadedMesh(vertices, faces, uv, notes, texture_of(mesh), part_names, face_part)
 
 
 def texture_of(mesh) -> Image.Image | None:
@@ -88,9 +96,10 @@ def texture_of(mesh) -> Image.Image | None:
 
 
 def checked_geometry(vertices: np.ndarray, faces: np.ndarray, name: str,
-                     notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+                     notes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Refuse what native code (the unwrapper, the ray caster) must never see — non-finite
-    coordinates, faces naming missing vertices, no face with area — and drop degenerate faces."""
+    coordinates, faces naming missing vertices, no face with area — and drop degenerate faces;
+    -> (vertices, kept faces, which input faces were kept ``[F]``)."""
     bad = ~np.isfinite(vertices).all(axis=1)
     if bad.any():
         raise ConfigError(f"mesh={name!r} has {int(bad.sum())} vertices with NaN or infinite coordinates; "
@@ -105,17 +114,18 @@ def checked_geometry(vertices: np.ndarray, faces: np.ndarray, name: str,
                           "repeated vertices); give a mesh with a surface")
     if flat.any():
         notes.append(f"dropped {int(flat.sum())} faces of zero area")
-        faces = faces[~flat]
-    return vertices, faces
+    return vertices, faces[~flat], ~flat
 
 
 def _single_mesh(loaded, path: Path, merge_parts: bool):
-    """A trimesh load result -> (one ``Trimesh``, how many parts it was made of)."""
+    """A trimesh load result -> (one ``Trimesh``, the names of the parts it was made of, the part
+    of every face or None for one part)."""
     import trimesh
 
     if isinstance(loaded, trimesh.Scene):
-        parts = list(loaded.dump()) if loaded.geometry else []
+        parts, names = scene_parts(loaded)
         meshes = [p for p in parts if isinstance(p, trimesh.Trimesh)]
+        names = [n for n, p in zip(names, parts) if isinstance(p, trimesh.Trimesh)]
         if not meshes:
             if any(isinstance(p, trimesh.PointCloud) for p in parts):
                 loaded = next(p for p in parts if isinstance(p, trimesh.PointCloud))
@@ -123,19 +133,37 @@ def _single_mesh(loaded, path: Path, merge_parts: bool):
                 raise ConfigError(f"mesh={str(path)!r} holds no triangles: it is empty or not a valid "
                                   f"{path.suffix[1:].upper()} file; give a mesh file with faces")
         elif len(meshes) == 1:
-            return meshes[0], 1
+            return meshes[0], (names[0],), None
         elif not merge_parts:
             raise ConfigError(f"mesh={str(path)!r} is a scene of {len(meshes)} parts and app.merge_parts=false "
                               "rejects it; set app.merge_parts=true to merge them into one mesh (re-unwrapped), "
                               "or export a single mesh")
         else:
-            return trimesh.util.concatenate(meshes), len(meshes)
+            face_part = np.repeat(np.arange(len(meshes)), [len(m.faces) for m in meshes])
+            return trimesh.util.concatenate(meshes), tuple(names), face_part
     if isinstance(loaded, trimesh.PointCloud):
         raise ConfigError(f"mesh={str(path)!r} is a point cloud ({len(loaded.vertices)} points, no faces); "
                           "texturing needs a triangle mesh (reconstruct a surface first)")
     if not isinstance(loaded, trimesh.Trimesh):
         raise ConfigError(f"mesh={str(path)!r} is a {type(loaded).__name__}, not a triangle mesh")
-    return loaded, 1
+    return loaded, ("mesh",), None
+
+
+def scene_parts(scene) -> tuple[list, list[str]]:
+    """Every placed geometry of a trimesh ``Scene`` (transformed into the scene's frame) and its
+    name: its material's (an OBJ's usemtl with an MTL file, a glTF material) or else the
+    geometry's (a glTF mesh, an OBJ object); a name met twice becomes ``name#2``."""
+    parts, names, placed = [], [], Counter()
+    for node in scene.graph.nodes_geometry:
+        transform, geometry = scene.graph[node]
+        part = scene.geometry[geometry].copy()
+        part.apply_transform(transform)
+        parts.append(part)
+        material = getattr(getattr(part, "visual", None), "material", None)
+        name = getattr(material, "name", None) or geometry  # an OBJ part's key is its object's name
+        placed[name] += 1
+        names.append(name if placed[name] == 1 else f"{name}#{placed[name]}")
+    return parts, names
 
 
 def triangle_edges(points: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +189,7 @@ def y_up(mesh: LoadedMesh, up: str) -> LoadedMesh:
     if up == "y":
         return mesh
     x, y, z = mesh.vertices.T
-    return LoadedMesh(np.stack([x, z, -y], 1), mesh.faces, mesh.uv, mesh.notes)
+    return replace(mesh, vertices=np.stack([x, z, -y], 1))
 
 
 def glb_bytes(mesh: LoadedMesh, texture: Image.Image) -> bytes:

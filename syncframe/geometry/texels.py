@@ -16,19 +16,18 @@ from .meshes import LoadedMesh
 CANDIDATES_PER_CHUNK = 4_000_000  # texel-in-triangle tests held in memory at once
 
 
-def texel_surface(mesh: LoadedMesh, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """3-D points ``[size, size, 3]`` of the texels whose centre lies inside a UV triangle, and
-    that mask ``[size, size]``. Texture row 0 is ``v = 1``; UVs outside [0, 1] are not drawn."""
+def texel_hits(mesh: LoadedMesh, size: int):
+    """The texels whose centre lies inside a UV triangle, in chunks of about
+    ``CANDIDATES_PER_CHUNK`` candidates: yields (face ``[n]``, x ``[n]``, y ``[n]``, barycentric
+    ``[n, 3]``). Texture row 0 is ``v = 1``; UVs outside [0, 1] are not drawn."""
     corners = mesh.uv[mesh.faces] * [size, -size] + [0, size]  # [F, 3, 2] texel units, x right, y down
     low = np.clip(np.floor(corners.min(1) - 0.5), 0, size - 1).astype(np.int64)
     high = np.clip(np.ceil(corners.max(1) - 0.5), 0, size - 1).astype(np.int64)
     extent = high - low + 1
     counts = extent[:, 0] * extent[:, 1]
-    points = np.zeros((size, size, 3))
-    covered = np.zeros((size, size), bool)
     done = np.concatenate([[0], np.cumsum(counts)])  # candidates before each face
     start = 0
-    while start < len(counts):  # faces in chunks of about CANDIDATES_PER_CHUNK candidate texels
+    while start < len(counts):
         stop = max(start + 1, int(np.searchsorted(done, done[start] + CANDIDATES_PER_CHUNK, side="right")) - 1)
         ids = np.arange(start, min(stop, len(counts)))
         start = ids[-1] + 1
@@ -38,10 +37,25 @@ def texel_surface(mesh: LoadedMesh, size: int) -> tuple[np.ndarray, np.ndarray]:
         y = low[face, 1] + local // extent[face, 0]
         bary = barycentric(corners[face], np.stack([x + 0.5, y + 0.5], -1))
         inside = (bary >= -1e-9).all(1)
-        face, x, y, bary = face[inside], x[inside], y[inside], bary[inside]
+        yield face[inside], x[inside], y[inside], bary[inside]
+
+
+def texel_surface(mesh: LoadedMesh, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """3-D points ``[size, size, 3]`` of the texels inside a UV triangle, and that mask ``[size, size]``."""
+    points = np.zeros((size, size, 3))
+    covered = np.zeros((size, size), bool)
+    for face, x, y, bary in texel_hits(mesh, size):
         points[y, x] = np.einsum("nk,nkc->nc", bary, mesh.vertices[mesh.faces[face]])
         covered[y, x] = True
     return points, covered
+
+
+def texel_faces(mesh: LoadedMesh, size: int) -> np.ndarray:
+    """The face under every texel ``[size, size]`` (int64, −1 where no UV triangle is)."""
+    faces = np.full((size, size), -1, np.int64)
+    for face, x, y, _ in texel_hits(mesh, size):
+        faces[y, x] = face
+    return faces
 
 
 def barycentric(triangles: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -34,15 +34,26 @@ class CanonicalSpace:
         return torch.ones(n, 1, h, w, dtype=like.dtype, device=like.device)
 
     def unproject(self, x: torch.Tensor) -> torch.Tensor:
-        """``z = Σ P_iᵀ(w_i x_i) / Σ P_iᵀ(w_i)``; canonical entries no view sees stay 0."""
+        """``z = Σ P_iᵀ(w_i x_i) / Σ P_iᵀ(w_i)``, then :meth:`fill` (entries no view sees stay 0 by default)."""
         w = self.view_weights(x)
         num = self.project_adjoint(w * x)
         den = self.project_adjoint(w.expand_as(x))
-        return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), num)
+        return self.fill(torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), num))
+
+    def fill(self, z: torch.Tensor) -> torch.Tensor:
+        """Give canonical entries no view sees a value (identity by default)."""
+        return z
+
+    def owned(self) -> torch.Tensor | None:
+        """``[N, h, w]`` bool: view pixels that read the canonical space (None: all of them). Others
+        (a mesh view's background) keep their own value under :meth:`sync`."""
+        return None
 
     def sync(self, x: torch.Tensor) -> torch.Tensor:
         """``P(U(x))``: the views made consistent through the canonical space."""
-        return self.project(self.unproject(x))
+        synced = self.project(self.unproject(x))
+        owned = self.owned()
+        return synced if owned is None else torch.where(owned.to(x.device)[:, None], synced, x)
 
     def sample_noise(self, generator: torch.Generator, dtype=torch.float32, device="cpu"):
         """Canonical noise ``z`` and unit-variance per-view noise ``x`` derived from it."""

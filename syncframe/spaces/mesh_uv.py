@@ -91,14 +91,13 @@ class MeshUVSpace(CanonicalSpace):
     def view_weights(self, like: torch.Tensor) -> torch.Tensor:
         return self.weights.to(like.device, like.dtype)[:, None]
 
-    def unproject(self, x: torch.Tensor) -> torch.Tensor:
-        z = super().unproject(x)
+    def fill(self, z: torch.Tensor) -> torch.Tensor:
         if self.surface_fill is not None:
             z = apply_fill(z, self.surface_fill)
         return gather_texels(z, self.fill_source)
 
-    def sync(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.where(self.mask.to(x.device)[:, None], self.project(self.unproject(x)), x)
+    def owned(self) -> torch.Tensor:
+        return self.mask
 
     def noise_keys(self) -> torch.Tensor:
         """The texel index of surface pixels, a distinct negative key elsewhere (so a background

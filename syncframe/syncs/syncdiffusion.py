@@ -69,6 +69,9 @@ class GuidedSync(AveragingSync):
     def bind(self, ctx: SampleContext) -> None:
         self.ctx = ctx
         self.anchor = anchor_index(self.anchor_option, ctx.space.num_views)
+        # Region layouts: each region's views are pulled to that region's own anchor (its centre view).
+        groups = getattr(ctx.space, "anchor_groups", None)
+        self.groups = groups() if groups else [(self.anchor, list(range(ctx.space.num_views)))]
         self.loss.to(ctx.denoiser.device)
         if self.decoder is not None:
             self.decoder.to(ctx.denoiser.device)
@@ -97,21 +100,21 @@ class GuidedSync(AveragingSync):
         return x0 + ctx.denoiser.x0_slope(step) * (x_t - x_t.detach())
 
     def loss_gradient(self, x_t: torch.Tensor, step: Step) -> torch.Tensor:
-        """∇_{x_t^(i)} L(D(x0^(i)), D(x0^(anchor))) for every view; zero for the anchor."""
-        n = x_t.shape[0]
-        with torch.no_grad():
-            target = self.decode(self.predict_x0(x_t[self.anchor:self.anchor + 1], step,
-                                                 torch.tensor([self.anchor])))
+        """∇_{x_t^(i)} L(D(x0^(i)), D(x0^(anchor))) for every view, towards its group's anchor
+        (one group of all views, or one per region); zero for the anchors."""
         grad = torch.zeros_like(x_t)
-        others = [i for i in range(n) if i != self.anchor]
         size = self.grad_batch_size or max(1, self.ctx.batch_size // 2)
-        for start in range(0, len(others), size):
-            ids = torch.tensor(others[start:start + size])
-            with torch.enable_grad():
-                view = x_t[ids].detach().requires_grad_(True)
-                images = self.decode(self.predict_x0(view, step, ids))
-                loss = self.loss(images, target.expand_as(images)).sum()
-                grad[ids] = torch.autograd.grad(loss, view)[0].to(grad.dtype)
+        for anchor, members in self.groups:
+            with torch.no_grad():
+                target = self.decode(self.predict_x0(x_t[anchor:anchor + 1], step, torch.tensor([anchor])))
+            others = [i for i in members if i != anchor]
+            for start in range(0, len(others), size):
+                ids = torch.tensor(others[start:start + size])
+                with torch.enable_grad():
+                    view = x_t[ids].detach().requires_grad_(True)
+                    images = self.decode(self.predict_x0(view, step, ids))
+                    loss = self.loss(images, target.expand_as(images)).sum()
+                    grad[ids] = torch.autograd.grad(loss, view)[0].to(grad.dtype)
         return grad
 
     def before_model(self, x_t, step):
@@ -163,6 +166,9 @@ def make_syncdiffusion(cfg, space) -> GuidedSync:
 
     o = cfg["sync"]
     anchor_index(o["anchor"], space.num_views)  # before anything is loaded
+    if hasattr(space, "anchor_groups") and o["anchor"] != "center":
+        raise ConfigError(f"sync.anchor={o['anchor']}: with regions= every region is pulled to its own centre view; "
+                          "use sync.anchor=center")
     auto = resolve_auto(o, pick_device(cfg["device"]).type)
     offline_model = cfg["model"].get("kind") in ("offline", "analytic")  # offline models may use random LPIPS
     sync = GuidedSync(

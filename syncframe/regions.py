@@ -1,0 +1,354 @@
+"""Prompts per region (MultiDiffusion's region-based generation, SyncDiffusion's layout application).
+
+A view is a (window or transform, prompt, per-pixel weight) triple. Given region masks on the
+canonical grid (region 0 is the background: the main ``prompt=``, weight 1 − Σ other masks),
+:class:`RegionSpace` makes one view of every (base view, region) pair whose mask is non-empty in
+that view, with the region's prompt, weighted per pixel by its mask; the canonical average then
+mixes the regions by their masks. It wraps any space whose canonical tensor is a pixel grid
+``[C, H, W]`` (the panorama canvas, the equirect map, the UV texture).
+
+Layouts: a label image (black or index 0 = background, every other colour or index a region, in
+increasing order; prompts from ``regions.prompts``) or a YAML file::
+
+    background: a sunny meadow          # optional; default prompt=
+    regions:
+      - {prompt: a red barn, box: [0.1, 0.3, 0.4, 1.0]}     # x0, y0, x1, y1 in canvas fractions
+      - {prompt: a lake, mask: lake.png}                     # grey levels are soft weights
+      - {prompt: polished brass, part: metal}                # app=mesh: a part (an OBJ material, a glTF mesh)
+
+Masks must have the canvas's aspect ratio (within 1%); any size is resized to the canonical grid
+(nearest for labels, area-averaged for masks). Another aspect is refused rather than stretched:
+a stretched layout would put regions where the user did not draw them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from PIL import Image
+from pydantic import model_validator
+
+from .errors import ConfigError
+from .options import FilePath, Options, Text, option
+from .registry import register_regions
+from .spaces.base import CanonicalSpace
+
+LABEL_SUFFIXES = (".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class RegionItem(Options):
+    prompt: str = option(..., "the region's prompt")
+    box: list[float] | None = option(None, "[x0, y0, x1, y1] in canvas fractions", min_length=4, max_length=4)
+    mask: FilePath | None = option(None, "a mask image (grey levels: soft weights) at the canvas's aspect")
+    part: str | None = option(None, "app=mesh: the faces of one part of the mesh file (an OBJ material, a glTF mesh)")
+
+
+class LayoutOptions(Options):
+    file: FilePath | None = option(None, "the layout: a label image or a YAML file (set by regions=<file>)")
+    regions: list[RegionItem] | None = option(None, "the regions, in place of a file (Python API, or a YAML list)")
+    prompts: list[str] | None = option(None, "a label image's prompts, one per colour in increasing order (black is "
+                                             "the background)")
+    background: Text | None = option(None, "the background's prompt; null = prompt=")
+    blur: float = option(0.0, "soften the masks: Gaussian sigma in output pixels", ge=0, le=512)
+    bootstrap: float = option(0.4, "MultiDiffusion's bootstrapping: for this fraction of the steps each region's "
+                                   "views see a random constant colour around the region (0 = off; 0.4 = its 20 of "
+                                   "50 steps)", ge=0, le=1)
+
+
+    @model_validator(mode="after")
+    def _something_to_draw(self):
+        if (self.file is None) == (self.regions is None):
+            raise ValueError("a layout is a file (regions=<label image | layout.yaml>) or a list of regions "
+                             "(regions.regions / the Python API's regions=[...]), one of the two")
+        return self
+
+
+class NoRegions(Options):
+    pass
+
+
+register_regions("none", options=NoRegions, summary="one prompt for the whole canvas")(None)
+register_regions("layout", options=LayoutOptions, summary="prompts per region: regions=<label image | layout.yaml>")(
+    None)
+
+
+@dataclass(frozen=True)
+class PartRef:
+    """A region drawn by a part of a mesh (its faces), resolved on the UV grid by the mesh app."""
+
+    name: str
+
+
+@dataclass
+class Layout:
+    prompts: list[str]  # region 1.. (region 0 is the background)
+    background: str | None
+    masks: list[np.ndarray | PartRef]  # [H, W] float in [0, 1] (or a box, or a part), one per region
+    colours: list[tuple[int, int, int]]  # for layout.png
+
+
+def load_layout(options: dict, key: str = "regions") -> Layout:
+    """A layout from ``regions=<file>`` (label image or YAML) or the Python API's list of regions."""
+    file, listed = options.get("file"), options.get("regions")
+    if listed is not None:
+        return layout_from_list(listed, Path("."), options.get("background"))
+    path = Path(file)
+    if not path.is_file():
+        raise ConfigError(f"{key}={file!r} does not exist; give a label image or a YAML layout (see docs/design.md)")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{key}={file!r} is not valid YAML ({exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("regions"), list):
+            raise ConfigError(f"{key}={file!r}: a YAML layout is a mapping with a list under regions: "
+                              "(each region a prompt and a box or a mask)")
+        return layout_from_list(data["regions"], path.parent, data.get("background", options.get("background")))
+    if path.suffix.lower() in LABEL_SUFFIXES:
+        return layout_from_labels(path, options.get("prompts") or [], options.get("background"))
+    raise ConfigError(f"{key}={file!r}: {path.suffix or 'no suffix'} is neither a label image nor a YAML layout")
+
+
+def layout_from_labels(path: Path, prompts: list[str], background) -> Layout:
+    try:
+        with Image.open(path) as image:
+            labels = np.asarray(image if image.mode in ("L", "P", "I") else image.convert("RGB"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"regions={str(path)!r} is not a readable image ({exc})") from None
+    flat = labels.reshape(-1, labels.shape[-1]) if labels.ndim == 3 else labels.reshape(-1, 1)
+    values, inverse = np.unique(flat, axis=0, return_inverse=True)  # sorted: black / index 0 first
+    inverse = inverse.reshape(labels.shape[:2])
+    region_values = [i for i in range(len(values)) if values[i].any()]  # every colour but black
+    if len(region_values) > len(prompts):
+        raise ConfigError(f"regions={str(path)!r} has {len(region_values)} region colours but regions.prompts gives "
+                          f"{len(prompts)} prompts; give one prompt per colour (black is the background)")
+    if not region_values:
+        raise ConfigError(f"regions={str(path)!r} has no region (every pixel is the background colour, black)")
+    masks = [(inverse == i).astype(np.float32) for i in region_values]
+    colours = [tuple(int(c) for c in np.resize(values[i], 3)) for i in region_values]
+    return Layout(list(prompts[:len(region_values)]), background, masks, colours)
+
+
+def layout_from_list(regions: list, folder: Path, background) -> Layout:
+    if not regions:
+        raise ConfigError("the layout has no regions; give at least one {prompt, box or mask}")
+    prompts, masks = [], []
+    for i, region in enumerate(regions):
+        if not isinstance(region, dict) or not isinstance(region.get("prompt"), str):
+            raise ConfigError(f"region {i} of the layout needs a prompt (and a box or a mask): got {region!r}")
+        given = [key for key in ("box", "mask", "part") if region.get(key) is not None]
+        if len(given) != 1:
+            raise ConfigError(f"region {i} ({region['prompt']!r}) needs exactly one of box: [x0, y0, x1, y1] (canvas "
+                              "fractions), mask: <image> or part: <mesh part name>")
+        prompts.append(region["prompt"])
+        if given == ["part"]:
+            masks.append(PartRef(str(region["part"])))
+        else:
+            masks.append(box_mask(region["box"], i) if given == ["box"] else mask_of(region["mask"], folder, i))
+    palette = [(230, 80, 60), (60, 160, 230), (240, 200, 40), (120, 200, 90), (200, 90, 220), (250, 140, 30)]
+    return Layout(prompts, background, masks, [palette[i % len(palette)] for i in range(len(prompts))])
+
+
+def box_mask(box, i: int) -> np.ndarray:
+    """A box in canvas fractions, as a mask at a resolution fine enough for any canvas (1024 per side)."""
+    if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+        raise ConfigError(f"region {i}: box={box!r} must be [x0, y0, x1, y1] in canvas fractions")
+    x0, y0, x1, y1 = box
+    if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+        raise ConfigError(f"region {i}: box={list(box)} must satisfy 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1")
+    return np.array([[x0, y0, x1, y1]], dtype=np.float32)  # resolved on the canonical grid (rasterize_box)
+
+
+def mask_of(mask, folder: Path, i: int) -> np.ndarray:
+    if isinstance(mask, np.ndarray):
+        array = mask.astype(np.float32)
+        return array / 255.0 if array.max() > 1 else array
+    path = Path(mask) if Path(mask).is_absolute() else folder / mask
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"region {i}: mask={str(mask)!r} is not a readable image ({exc})") from None
+
+
+def region_masks(layout: Layout, height: int, width: int, blur: float = 0.0, label: str = "the canvas",
+                 part_mask=None) -> torch.Tensor:
+    """``[R + 1, height, width]`` weights on the canonical grid: the background first (1 − the
+    others, clamped), then each region's mask resized (and blurred by ``blur`` grid cells).
+    ``part_mask(name, height, width)`` draws a mesh part's region (None: the space has no parts)."""
+    out = []
+    for i, mask in enumerate(layout.masks):
+        if isinstance(mask, PartRef):
+            if part_mask is None:
+                raise ConfigError(f"region {i} ({layout.prompts[i]!r}) names part: {mask.name}, but only app=mesh has "
+                                  "parts; draw it with a box or a mask")
+            out.append(part_mask(mask.name, height, width))
+            continue
+        if mask.shape == (1, 4):  # a box
+            x0, y0, x1, y1 = mask[0]
+            ys, xs = (np.arange(height) + 0.5) / height, (np.arange(width) + 0.5) / width
+            grid = ((ys >= y0) & (ys < y1))[:, None] & ((xs >= x0) & (xs < x1))[None, :]
+            out.append(torch.from_numpy(grid.astype(np.float32)))
+            continue
+        h, w = mask.shape
+        if abs(w / h - width / height) > 0.01 * width / height:
+            raise ConfigError(f"the mask of region {i} ({layout.prompts[i]!r}) is {w}x{h}, not the aspect of {label} "
+                              f"({width}:{height} on its grid); draw it at that aspect (it is not stretched)")
+        tensor = torch.from_numpy(np.ascontiguousarray(mask))[None, None]
+        hard = set(np.unique(mask).tolist()) <= {0.0, 1.0}
+        out.append(F.interpolate(tensor, size=(height, width), mode="nearest" if hard else "area")[0, 0])
+    masks = torch.stack(out)
+    if blur > 0:
+        masks = gaussian_blur(masks, blur)
+    for i, m in enumerate(masks):
+        if m.max() <= 1e-3:
+            raise ConfigError(f"region {i} ({layout.prompts[i]!r}) is empty on {label}; draw it bigger or drop it")
+    background = (1 - masks.sum(0)).clamp_min(0)
+    return torch.cat([background[None], masks])
+
+
+def gaussian_blur(masks: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-t**2 / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    x = masks[:, None]
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+    return x[:, 0].clamp(0, 1)
+
+
+class RegionSpace(CanonicalSpace):
+    """The views of ``base`` times the regions: view v is base view ``base_index[v]`` with the
+    prompt of region ``region[v]``, weighted by that region's mask (``masks: [R+1, H, W]`` on
+    ``base``'s canonical grid, region 0 the background)."""
+
+    def __init__(self, base: CanonicalSpace, masks: torch.Tensor):
+        self.base, self.masks = base, masks
+        projected = base.project(masks)  # the regions as channels: [N_base, R+1, h, w]
+        owned = base.owned()
+        if owned is not None:
+            projected = projected * owned[:, None]
+        present = projected.flatten(2).amax(-1) > 1e-3  # [N_base, R+1]
+        pairs = present.nonzero().tolist()
+        pairs.sort(key=lambda p: (p[1], p[0]))  # region by region, base views in order
+        self.base_index = torch.tensor([j for j, _ in pairs], dtype=torch.long)
+        self.region = torch.tensor([r for _, r in pairs], dtype=torch.long)
+        self.mask_views = projected[self.base_index, self.region][:, None]  # [N, 1, h, w]
+        self.num_views, self.view_shape, self.canonical_shape = len(pairs), base.view_shape, base.canonical_shape
+
+    def project(self, z):
+        return self.base.project(z)[self.base_index.to(z.device)]
+
+    def project_adjoint(self, x):
+        per_base = torch.zeros(self.base.num_views, *x.shape[1:], dtype=x.dtype, device=x.device)
+        per_base.index_add_(0, self.base_index.to(x.device), x)
+        return self.base.project_adjoint(per_base)
+
+    def view_weights(self, like):
+        base_like = like.new_zeros(self.base.num_views, *like.shape[1:])
+        weights = self.base.view_weights(base_like)[self.base_index.to(like.device)]
+        return weights * self.mask_views.to(like.device, like.dtype)
+
+    def fill(self, z):
+        return self.base.fill(z)
+
+    def owned(self):
+        owned = self.base.owned()
+        return None if owned is None else owned[self.base_index]
+
+    def sample_noise(self, generator, dtype=torch.float32, device="cpu"):
+        z, x = self.base.sample_noise(generator, dtype, device)
+        return z, x[self.base_index.to(x.device)]  # a window's duplicates share its noise
+
+    def to_base(self, views: torch.Tensor) -> torch.Tensor:
+        """The base views of the synchronized result (the regions mixed by their masks)."""
+        return self.base.project(self.unproject(views))
+
+    def anchor_groups(self) -> list[tuple[int, list[int]]]:
+        """SyncDiffusion per region: (anchor view, the views pulled to it), one group per region."""
+        groups = []
+        for r in self.region.unique().tolist():
+            members = (self.region == r).nonzero().flatten().tolist()
+            groups.append((members[len(members) // 2], members))
+        return groups
+
+
+def view_prompts(base_prompts: list[str], base_index: list[int], main_prompt: str, layout: Layout,
+                 region: torch.Tensor, region_of_base) -> tuple[list[str], list[int]]:
+    """Prompts of the region views: a region's prompt in place of the main prompt in its base view's
+    text (so view-dependent suffixes like ", side view" are kept); the background keeps the text."""
+    texts = []
+    for j, r in zip(region_of_base, region.tolist()):
+        text = base_prompts[base_index[j]]
+        if r > 0:
+            text = layout.prompts[r - 1] + text[len(main_prompt):] if text.startswith(main_prompt) else layout.prompts[r - 1]
+        elif layout.background is not None:
+            text = layout.background + text[len(main_prompt):] if text.startswith(main_prompt) else layout.background
+        texts.append(text)
+    distinct = sorted(set(texts), key=texts.index)
+    return distinct, [distinct.index(t) for t in texts]
+
+
+def layout_image(image: Image.Image, masks: torch.Tensor, colours: list[tuple[int, int, int]]) -> Image.Image:
+    """``image`` with each region tinted in its colour (40%) and outlined: ``layout.png``."""
+    w, h = image.size
+    grid = F.interpolate(masks[None], size=(h, w), mode="bilinear", align_corners=False)[0][1:]  # regions only
+    base = np.asarray(image.convert("RGB"), dtype=np.float32)
+    out = base.copy()
+    for mask, colour in zip(grid.numpy(), colours):
+        alpha = 0.4 * np.clip(mask, 0, 1)[..., None]
+        out = out * (1 - alpha) + np.array(colour, dtype=np.float32) * alpha
+        edge = (mask > 0.5) != np.roll(mask > 0.5, 1, axis=0)
+        edge |= (mask > 0.5) != np.roll(mask > 0.5, 1, axis=1)
+        out[edge] = colour
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+def api_regions(items: list) -> list[dict]:
+    """The Python API's ``regions=[{"prompt": ..., "mask": array_or_path}, ...]``: array masks are
+    written as PNG files (in a temporary folder) so the run's config.yaml can name them."""
+    import tempfile
+
+    folder, out = None, []
+    for i, item in enumerate(items):
+        item = dict(item)
+        if isinstance(item.get("mask"), np.ndarray):
+            folder = folder or Path(tempfile.mkdtemp(prefix="syncframe-regions-"))
+            array = item["mask"].astype(np.float32)
+            array = array / 255.0 if array.max() > 1 else array
+            path = folder / f"region_{i}.png"
+            Image.fromarray(np.round(np.clip(array, 0, 1) * 255).astype(np.uint8)).save(path)
+            item["mask"] = str(path)
+        out.append(item)
+    return out
+
+
+class Bootstrap:
+    """MultiDiffusion's bootstrapping (Bar-Tal et al. 2023, Sec. 4.2): for the first ``fraction``
+    of the steps, every view of a region (not the background) sees, outside its mask, a random
+    constant colour noised to the step's level instead of its surroundings, so the region's
+    content forms inside its mask first. The colours come from a palette encoded once; the random
+    numbers from their own generator, so the run's noise is the same with bootstrapping on or off."""
+
+    def __init__(self, space: RegionSpace, denoiser, seed: int, fraction: float, window_px: int, colours: int = 8):
+        generator = torch.Generator().manual_seed(seed + 1)
+        rgb = torch.rand(colours, 3, generator=generator) * 2 - 1
+        with torch.no_grad():
+            self.palette = denoiser.encode(rgb[:, :, None, None].expand(-1, -1, window_px, window_px).contiguous()).float()
+        self.noise = torch.randn((space.num_views, *space.view_shape), generator=generator)
+        self.keep = torch.where((space.region > 0)[:, None, None, None], space.mask_views, torch.ones_like(space.mask_views))
+        self.fraction, self.generator = fraction, generator
+
+    def __call__(self, x: torch.Tensor, step) -> torch.Tensor:
+        if step.fraction() >= self.fraction:
+            return x
+        pick = torch.randint(len(self.palette), (x.shape[0],), generator=self.generator)
+        background = step.a * self.palette[pick].to(x) + step.s * self.noise.to(x)
+        keep = self.keep.to(x)
+        return x * keep + background * (1 - keep)
