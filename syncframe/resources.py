@@ -7,7 +7,6 @@ to the megabyte.
 """
 from __future__ import annotations
 
-import math
 import os
 
 from .errors import ConfigError
@@ -66,7 +65,3 @@ def check_run_size(num_views: int, parts: dict[str, int], what: str, cfg: dict) 
                           f"{gigabytes(parts[biggest])}) but the limit is {source}; make it smaller, or set "
                           "max_memory_gb=<GB> to run anyway")
 
-
-def starts(size: int, window: int, stride: int) -> int:
-    """How many windows of ``window`` at ``stride`` cover ``size`` (the last flush with the border)."""
-    return 0 if size < window else math.ceil((size - window) / stride) + 1

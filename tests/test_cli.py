@@ -1,7 +1,6 @@
 import csv
 import json
 
-import pytest
 import yaml
 from PIL import Image
 

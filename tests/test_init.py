@@ -11,7 +11,7 @@ from PIL import Image
 from syncframe.config import resolve
 from syncframe.images import from_pil
 from syncframe.models.offline import FLOW_SCHEDULE, SD_SCHEDULE
-from syncframe.pipeline import generate_from_config, prepare
+from syncframe.pipeline import generate_from_config
 from syncframe.samplers import DDIM, DDPM, DPMSolverPP2M, Euler, FlowEuler
 from syncframe.tiling import encode_tiled
 

@@ -1,5 +1,4 @@
 """The joint loop and its samplers against diffusers and against closed-form equivalences."""
-import copy
 
 import pytest
 import torch

@@ -10,8 +10,8 @@ from syncframe.images import from_pil, load_image, resized
 from syncframe.tiling import decode_tiled, encode_tiled
 from syncframe.options import Options, option
 from syncframe.registry import register_app
-from syncframe.resources import starts, view_state_bytes
-from syncframe.spaces.panorama import PanoramaSpace
+from syncframe.resources import view_state_bytes
+from syncframe.spaces.panorama import PanoramaSpace, window_count
 
 
 DECODE_BYTES_PER_PIXEL = 40  # tiled decode: blended sum, weights and the image, in float32
@@ -60,7 +60,7 @@ class PanoramaApp(App):
     def plan(self):
         cfg, o, window, stride = self.cfg, self.cfg["app"], self.window, self.cfg["app"]["stride"]
         h, w = cfg["height"] // self.spec.scale, cfg["width"] // self.spec.scale
-        n = starts(h, window, stride) * (-(-w // stride) if o["loop"] else starts(w, window, stride))
+        n = window_count(h, w, window, stride, o["loop"])
         parts = {"the views": n * (view_state_bytes(self.channels, window) + window**2 * 8),
                  "the decoded canvas": cfg["width"] * cfg["height"] * DECODE_BYTES_PER_PIXEL}
         return n, parts, f"{cfg['width']}x{cfg['height']} at app.stride={stride}"

@@ -16,9 +16,9 @@ from syncframe.errors import ConfigError
 from syncframe.images import from_pil, load_image, resized
 from syncframe.options import FilePath, Options, option
 from syncframe.registry import register_app
-from syncframe.resources import starts, view_state_bytes
+from syncframe.resources import view_state_bytes
 from syncframe.spaces.base import gather_views
-from syncframe.spaces.panorama import PanoramaSpace
+from syncframe.spaces.panorama import PanoramaSpace, window_count
 from syncframe.tiling import decode_tiled, encode_tiled
 
 MAX_OUTPUT_PIXELS = 2**28  # 16384²: beyond this an output is refused before anything is allocated
@@ -75,7 +75,7 @@ class UpscaleApp(App):
             raise ConfigError(f"width={cfg['width']} height={cfg['height']} is above {MAX_OUTPUT_PIXELS} pixels; "
                               "use a smaller size")
         h, w = cfg["height"] // self.spec.scale, cfg["width"] // self.spec.scale
-        n = starts(h, window, stride) * starts(w, window, stride)
+        n = window_count(h, w, window, stride)
         parts = {"the windows": n * (view_state_bytes(self.channels, window) + window**2 * 8),
                  "the canvas": cfg["width"] * cfg["height"] * CANVAS_BYTES_PER_PIXEL}
         return n, parts, f"{cfg['width']}x{cfg['height']} at app.stride={stride}"

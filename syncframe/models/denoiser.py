@@ -115,6 +115,27 @@ class ViewDenoiser(nn.Module):
     area_factor = 1.0  # a family's activations per view relative to SD 2 base at 64² latents
 
 
+class DiffusersDenoiser(ViewDenoiser):
+    """A diffusers family: its denoising network (``backbone``: the UNet or the transformer) sets
+    the device and dtype; its ``vae`` the latent scale."""
+
+    @property
+    def backbone(self) -> nn.Module:
+        raise NotImplementedError
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.backbone.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.device
+
+    @property
+    def latent_scale(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+
 @contextmanager
 def text_device(encoders: nn.Module, device: torch.device, t5: str):
     """Where prompts are encoded: on ``device``, or with ``model.t5=cpu`` (T5 kept on the CPU to

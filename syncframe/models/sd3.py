@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
-from .denoiser import Conditioning, ViewDenoiser, freeze, text_device
+from .denoiser import Conditioning, DiffusersDenoiser, freeze, text_device
 from .unet import nn_list, vae_decode, vae_encode
 
 
-class SD3Denoiser(ViewDenoiser):
+class SD3Denoiser(DiffusersDenoiser):
     prediction_type = "flow"
 
     def __init__(self, pipe, guidance: float = 7.0, view_batch_size: int | None = None, name: str = "custom",
@@ -29,20 +29,12 @@ class SD3Denoiser(ViewDenoiser):
         self.area_factor = 4 * (self.transformer.config.sample_size / 128) ** 2
 
     @property
-    def dtype(self) -> torch.dtype:
-        return self.transformer.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.transformer.device
+    def backbone(self) -> torch.nn.Module:
+        return self.transformer
 
     @property
     def latent_channels(self) -> int:
         return self.transformer.config.in_channels
-
-    @property
-    def latent_scale(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str], negative_prompt: str, view_prompt) -> Conditioning:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
-from .denoiser import Conditioning, ViewDenoiser, freeze
+from .denoiser import Conditioning, DiffusersDenoiser, freeze
 
 
-class UNetDenoiser(ViewDenoiser):
+class UNetDenoiser(DiffusersDenoiser):
     """``family``: sd | sdxl; ``pipe``: the family's diffusers pipeline over the components."""
 
     def __init__(self, pipe, family: str, guidance: float = 7.5, view_batch_size: int | None = None,
@@ -46,20 +46,12 @@ class UNetDenoiser(ViewDenoiser):
         return cls(pipe, "sdxl", **kwargs)
 
     @property
-    def dtype(self) -> torch.dtype:
-        return self.unet.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.unet.device
+    def backbone(self) -> torch.nn.Module:
+        return self.unet
 
     @property
     def latent_channels(self) -> int:
         return self.unet.config.in_channels
-
-    @property
-    def latent_scale(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
     def prediction_type(self) -> str:

@@ -1,6 +1,8 @@
 """Wide panorama: a latent canvas seen through square windows (MultiDiffusion's setting)."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..errors import ConfigError
@@ -14,6 +16,15 @@ def window_starts(size: int, window: int, stride: int) -> list[int]:
     if starts[-1] != size - window:
         starts.append(size - window)
     return starts
+
+
+def window_count(height: int, width: int, window: int, stride: int, loop: bool = False) -> int:
+    """How many views :class:`PanoramaSpace` makes of a ``height``×``width`` latent canvas, counted
+    without building it (the size check before a run); a loop starts a column every ``stride``."""
+    def along(size: int) -> int:
+        return 0 if size < window else math.ceil((size - window) / stride) + 1
+
+    return along(height) * (-(-width // stride) if loop else along(width))
 
 
 @register_space("panorama")

@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from ..errors import ConfigError
 from ..messages import note
 from ..models.perceptual import StyleLoss, load_lpips
-from ..options import FilePath, Options, Source, option
+from ..options import FilePath, Source, option
 from ..registry import register_sync
 from ..loop import SampleContext
 from ..samplers import Step
