@@ -4,8 +4,10 @@ from pathlib import Path
 from PIL import Image
 
 from syncframe.geometry.shapes import figure, landscape, obj_text, room_depth, vase
+from syncframe.geometry.splats import ply_bytes, splats_on_surface
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
+VASE_SPLATS = 4000
 
 if __name__ == "__main__":
     ASSETS.mkdir(exist_ok=True)
@@ -19,3 +21,8 @@ if __name__ == "__main__":
         path = ASSETS / name
         Image.fromarray(image).save(path, optimize=True)
         print(path, path.stat().st_size // 1024, "KiB")
+    # Gaussian splats on the vase's surface (app=splats splats=assets/vase_splats.ply)
+    mesh = vase()
+    path = ASSETS / "vase_splats.ply"
+    path.write_bytes(ply_bytes(splats_on_surface(mesh.vertices, mesh.faces, VASE_SPLATS)))
+    print(path, path.stat().st_size // 1024, "KiB")

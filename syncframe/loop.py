@@ -54,6 +54,8 @@ def sample(space: CanonicalSpace, denoiser, sync: Synchronizer, cond: Conditioni
     batch_size = denoiser.resolve_batch_size(space.num_views)
     if hasattr(sync, "bind"):
         sync.bind(SampleContext(denoiser, cond, space, batch_size))
+    if hasattr(space, "bind"):  # a space that decodes and encodes views (app.domain=rgb)
+        space.bind(denoiser)
     steps = sampler.steps if init is None else sampler.steps_from(strength)
     z_noise, x_noise = (v.to(device) for v in space.sample_noise(generator))
     if init is None:

@@ -48,8 +48,23 @@ def make_inputs(folder: Path) -> None:
 
 
 I = "in"  # the inputs folder, relative to the test's working folder
+SPLATS = ["app=splats", f"splats={ASSETS / 'vase_splats.ply'}"]
 P360 = ["app=panorama360", "width=256", "height=128"]
 CASES = [
+    # -- Gaussian splats ---------------------------------------------------------------------------
+    (["app=splats"], "app=splats needs splats=<file>"),
+    (["app=splats", f"splats={I}/cloud.ply"], "is a point cloud PLY, not 3D Gaussian splats"),
+    (["app=splats", f"splats={I}/junk.obj"], "is not a PLY file"),
+    (["app=splats", f"splats={I}/missing.ply"], "does not exist"),
+    ([*SPLATS, "app.max_splats=10"], "above app.max_splats=10"),
+    ([*SPLATS, "width=100", "height=100"], "splat views are square"),
+    ([*SPLATS, f"app.cameras={I}/junk.png"], "is not readable JSON"),
+    ([*SPLATS, "app.renderer=gsplat"], "app.renderer=gsplat needs"),
+    ([*SPLATS, "app.domain=rgb", "sync=multidiffusion"], "sync=multidiffusion with app.domain=rgb"),
+    ([*SPLATS, "app.domain=rgb", "app.rgb_size=256"], "app.rgb_size=256 with app.domain=rgb"),
+    ([*SPLATS, "app.unproject=svd"], "app.unproject='svd': expected one of adjoint, lsq"),
+    (["app=mesh", VASE, "app.domain=rgb", "sync=syncdiffusion"], "sync=syncdiffusion with app.domain=rgb"),
+    ([*P360, "app.domain=rgb", f"init={I}/depth.png"], "init= works in the latent domain"),
     # -- types -----------------------------------------------------------------------------------
     (["out=123"], "out=123: expected a folder path"),
     (["out=true"], "out=true: expected a folder path"),
@@ -119,7 +134,7 @@ CASES = [
     (["sync.weight=3"], "unknown config key 'sync.weight' for sync=multidiffusion (it is an option of sync=syncdiffusion)"),
     (["mesh=x.obj"], "mesh= is an input of app=mesh, not of app=panorama; add app=mesh"),
     (["depth=x.png"], "depth= is an input of app=panorama360, not of app=panorama"),
-    (["app=nope"], "unknown app 'nope'; choose one of: anagram, mesh, panorama, panorama360, upscale"),
+    (["app=nope"], "unknown app 'nope'; choose one of: anagram, mesh, panorama, panorama360, splats, upscale"),
     (["sync=synctweedis"], "unknown sync 'synctweedis' (did you mean synctweedies?)"),
     (["app=mesh", VASE, "app.stride=8"], "unknown config key 'app.stride' for app=mesh (it is an option of app=panorama / upscale)"),
     (["prompt"], "argument 'prompt' is not key=value"),

@@ -208,7 +208,7 @@ def test_depth_control_is_brightest_nearest_and_black_off_the_object():
     mesh = LoadedMesh(sphere.vertices, sphere.faces, np.zeros((len(sphere.vertices), 2)), [])
     cam = OrbitCamera(0, 0)
     r = rasterize(mesh, [cam], fit_frame(mesh.vertices, [cam]), 64)
-    depth = control_depth(r)
+    depth = control_depth(r.depth, r.mask)
     assert depth.shape == (1, 3, 64, 64) and (depth[:, 0] == depth[:, 2]).all()
     row = depth[0, 0, 32]
     centre = row[32]

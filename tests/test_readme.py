@@ -43,7 +43,7 @@ RUNS = usage_runs()
 
 def test_usage_names_every_app():
     apps = {a.split("=", 1)[1] for run in RUNS for a in run if a.startswith("app=")}
-    assert apps == {"panorama", "panorama360", "mesh", "upscale", "anagram"}
+    assert apps == {"panorama", "panorama360", "mesh", "upscale", "anagram", "splats"}
 
 
 def twin(args: list[str]) -> str:

@@ -9,7 +9,7 @@ import trimesh
 from PIL import Image
 
 from syncframe.geometry.meshes import LoadedMesh, glb_bytes
-from syncframe.viewers import mesh_viewer_html, script, viewer_html
+from syncframe.viewers import mesh_viewer_html, script, splat_viewer_html, viewer_html
 from syncframe.viewers.screenshot import find_chromium, screenshot
 
 REQUIRED = os.environ.get("SYNCFRAME_REQUIRE_BROWSER") == "1"
@@ -29,11 +29,12 @@ def npm_built(kind: str) -> bool:
 BUILDS = ["built-in", "npm"]
 
 
-def capture(page, tmp_path, probe):
+def capture(page, tmp_path, probe, budgets=(8000, 16000, 30000)):
     """Screenshot ``page`` until ``probe(shot)`` holds: Chromium's virtual time sometimes captures
-    before the texture upload finishes, so up to three captures with a growing time budget."""
+    before the texture upload finishes (or a worker's answer arrives), so several captures with a
+    growing time budget."""
     need(find_chromium() is not None, "Chromium is not installed (Debian: apt install chromium)")
-    for budget in (8000, 16000, 30000):
+    for budget in budgets:
         shot = np.asarray(Image.open(screenshot(page, tmp_path / "shot.png", budget_ms=budget)).convert("RGB"))
         if probe(shot):
             return shot
@@ -83,3 +84,32 @@ def test_mesh_viewer_renders_the_textured_glb(tmp_path, build):
     assert hit.mean() > 0.05, hit.mean()  # the box is drawn with its texture
     assert hit[h // 2 - 10:h // 2 + 10, w // 2 - 10:w // 2 + 10].mean() > 0.9  # in the middle of the view
     assert not hit[:5].any() and not hit[-5:].any()  # with background around it
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_splat_viewer_renders_the_ply(tmp_path, build):
+    if build == "npm":
+        need(npm_built("splats"), "the npm viewers are not built (npm --prefix viewer ci && npm --prefix viewer run build)")
+    from syncframe.geometry.splats import ply_bytes, splats_on_surface
+
+    # an orange ball of splats in front of the starting camera
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
+    ball = splats_on_surface(np.asarray(sphere.vertices), np.asarray(sphere.faces), 3000)
+    ball = ball.with_rgb(np.tile([230 / 255, 120 / 255, 30 / 255], (len(ball), 1)))
+    page = tmp_path / "viewer.html"
+    page.write_text(splat_viewer_html(ply_bytes(ball), title="test splats", build=build,
+                                      camera={"eye": [0.0, 0.3, 2.5], "target": [0.0, 0.0, 0.0]}), encoding="utf-8")
+    html = page.read_text()
+    assert "<script src" not in html and "<link" not in html
+
+    def orange(shot):
+        r, g, b = (shot[..., k].astype(int) for k in range(3))
+        return (r > 120) & (r > g + 40) & (g > b + 30)
+
+    # gaussian-splats-3d sorts in a web worker, in real time, which a busy machine slows down
+    shot = capture(page, tmp_path, lambda s: orange(s).mean() > 0.03, budgets=(8000, 16000, 30000, 60000, 120000))
+    hit = orange(shot)
+    h, w = hit.shape
+    assert hit.mean() > 0.03, hit.mean()
+    assert hit[h // 2 - 10:h // 2 + 10, w // 2 - 10:w // 2 + 10].mean() > 0.9  # the ball is in the middle
+    assert not hit[:5].any() and not hit[:, :5].any()  # with background around it

@@ -31,6 +31,10 @@ class App:
             if cfg[key] is None:
                 cfg[key] = self.settled[key] = value
         self.settle()
+        if cfg["app"].get("domain") == "rgb":  # before anything is built
+            from syncframe.spaces.rgb_domain import check_rgb_sync
+
+            check_rgb_sync(cfg["sync"])
         started = time.perf_counter()
         plan = self.plan()
         if plan is not None:
@@ -39,6 +43,8 @@ class App:
         self.base_space, self.layout = self.space, None
         if cfg["regions"]["name"] != "none":
             self.apply_regions()
+        if cfg["app"].get("domain") == "rgb":
+            self.apply_rgb_domain()
         self.build_s = time.perf_counter() - started  # input checks, geometry, rasterization
 
     def default_size(self) -> tuple[int, int]:
@@ -79,6 +85,21 @@ class App:
     def prompts(self) -> tuple[list[str], list[int]]:
         """The distinct prompts and, per (base) view, the index of its prompt; one prompt by default."""
         return [self.cfg["prompt"]], [0] * self.base_space.num_views
+
+    def rgb_space(self) -> CanonicalSpace:
+        """The base space's cameras at pixel resolution with 3 channels (``app.domain=rgb``)."""
+        raise NotImplementedError
+
+    def apply_rgb_domain(self) -> None:
+        """``app.domain=rgb``: the loop's views are synchronized through :meth:`rgb_space`."""
+        from syncframe.spaces.rgb_domain import RGBDomain
+
+        name = self.cfg["app"]["name"]
+        if self.layout is not None:
+            raise ConfigError(f"regions= works in the latent domain: drop regions= or set app.domain=latent (app={name})")
+        if self.init is not None:
+            raise ConfigError(f"init= works in the latent domain: drop init= or set app.domain=latent (app={name})")
+        self.space = RGBDomain(self.base_space, self.rgb_space(), int(self.cfg["app"]["decode_batch_size"]))
 
     # -- regions (regions=): views per (base view, region) -------------------------------------
     layout_image_name = None  # the output file layout.png draws the regions on

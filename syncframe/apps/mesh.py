@@ -87,6 +87,8 @@ class MeshOptions(Options):
     merge_parts: bool = option(True, "merge a multi-part scene into one mesh (re-unwrapped); false rejects it")
     unwrap_timeout: float = option(300.0, "seconds the UV unwrapper (xatlas, in a child process) may take", gt=0)
     rasterizer: Literal["embree", "nvdiffrast"] = option("embree", "embree (CPU ray casting) | nvdiffrast (CUDA)")
+    domain: Literal["latent", "rgb"] = option("latent", "where views are synchronized: latent (the model's latents) or "
+                                                  "rgb (decoded, synced at pixel resolution, encoded back; x0 / ε syncs only)")
     decode_batch_size: int = option(4, "views per VAE decode", ge=1, le=256)
     sheet_columns: int = option(5, "columns of the contact sheets of the views", ge=1, le=64)
     viewer: bool = option(True, "write viewer.html, an interactive 3-D viewer of mesh.glb that opens from disk")
@@ -145,6 +147,17 @@ class MeshApp(App):
         return MeshUVSpace(r.uv, r.mask, r.cosine, latent_size, self.channels, cosine_power=o["cosine_power"],
                            surface=texel_surface(self.mesh, latent_size))
 
+    def rgb_space(self) -> MeshUVSpace:
+        """The RGB texture seen by the full-size views (bilinear splatting: at one texel per pixel,
+        nearest splatting would leave speckle holes); built once, shared by app.domain=rgb and the
+        final texture."""
+        if getattr(self, "_rgb_space", None) is None:
+            r, o = self.rgb_raster, self.cfg["app"]
+            self._rgb_space = MeshUVSpace(r.uv, r.mask, r.cosine, self.texture_size, channels=3, background=1.0,
+                                          cosine_power=o["cosine_power"], mode="bilinear",
+                                          surface=texel_surface(self.mesh, self.texture_size))
+        return self._rgb_space
+
     def part_mask(self, name: str, height: int, width: int) -> torch.Tensor:
         """The texels ``[height, width]`` of the faces of part ``name`` (regions' ``part:``)."""
         names = self.mesh.part_names
@@ -186,24 +199,20 @@ class MeshApp(App):
         return True  # the rendered depth of every view
 
     def control_images(self) -> torch.Tensor | None:
-        return control_depth(self.rgb_raster) if self.cfg["controlnet"] else None
+        return control_depth(self.rgb_raster.depth, self.rgb_raster.mask) if self.cfg["controlnet"] else None
 
     def finalize(self, views, denoiser):
         o = self.cfg["app"]
         with torch.no_grad():
             rgb = decode_batched(views, denoiser.decode, int(o["decode_batch_size"])).clamp(-1, 1)
-        r = self.rgb_raster
-        # Bilinear splatting: at one texel per pixel, nearest splatting would leave speckle holes.
-        space = MeshUVSpace(r.uv, r.mask, r.cosine, self.texture_size, channels=3, background=1.0,
-                            cosine_power=o["cosine_power"], mode="bilinear",
-                            surface=texel_surface(self.mesh, self.texture_size))
+        r, space = self.rgb_raster, self.rgb_space()
         islands = uv_coverage(self.mesh, self.texture_size)
         texture = fill_nearest(space.unproject(rgb), islands)  # dilate the islands into their gutters
         renders = space.project(texture)
         mask = r.mask[:, None].expand_as(rgb)
         self.report = {
-            "latent_texture_size": self.space.canonical_shape[-1], "texture_size": self.texture_size,
-            "latent_disagreement": round(latent_disagreement(self.space, views), 4),
+            "latent_texture_size": self.base_space.canonical_shape[-1], "texture_size": self.texture_size,
+            "latent_disagreement": round(latent_disagreement(self.base_space, views), 4),
             "island_texels_seen": round(float((space.seen & islands).sum() / islands.sum()), 4),
             "reprojection_error": round(float((rgb - renders).abs()[mask].mean() / 2), 4),  # in [0, 1] colour units
             "mesh": {"vertices": len(self.mesh.vertices), "faces": len(self.mesh.faces), "notes": self.mesh.notes},
@@ -218,7 +227,7 @@ class MeshApp(App):
         }
         if o["viewer"]:
             images["viewer.html"] = mesh_viewer_html(glb, title=self.cfg["prompt"])
-        return images, self.space.unproject(views)
+        return images, self.base_space.unproject(views)
 
 
 def shaded(renders: torch.Tensor, raster) -> torch.Tensor:

@@ -8,6 +8,7 @@ borders), since a VAE decode of the distorted equirect latent itself would not b
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 import torch
@@ -52,6 +53,8 @@ class Panorama360Options(Options):
                                "the camera rig: rings of {pitch, count, fov[, yaw_offset]}", min_length=1)
     latent_width: int | None = option(None, "canonical latent map width (even); null = 360 * 64 / smallest fov",
                                       ge=16, le=16384, multiple_of=2)
+    domain: Literal["latent", "rgb"] = option("latent", "where views are synchronized: latent (the model's latents) or "
+                                                  "rgb (decoded, synced at pixel resolution, encoded back; x0 / ε syncs only)")
     decode_batch_size: int = option(4, "views per VAE decode", ge=1, le=256)
     sheet_columns: int = option(6, "columns of the contact sheet of the decoded views", ge=1, le=64)
     viewer: bool = option(True, "write viewer.html, an interactive 360° viewer that opens from disk")
@@ -88,6 +91,11 @@ class Panorama360App(App):
         lw = o["latent_width"] or auto_latent_width(self.cameras, self.window)
         self.depth = load_equirect_depth(cfg["depth"]) if cfg.get("depth") else None
         return EquirectSpace(lw // 2, lw, self.cameras, view_size=self.window, channels=self.channels)
+
+    def rgb_space(self) -> EquirectSpace:
+        """The equirect image at the output size seen by the same cameras at the model's view size."""
+        return EquirectSpace(self.cfg["height"], self.cfg["width"], self.cameras, view_size=self.spec.window_px,
+                             channels=3, mode="bilinear")
 
     def load_init(self, init: str):
         image = load_image(init, "init")
@@ -129,7 +137,7 @@ class Panorama360App(App):
         images = {"equirect.png": to_pil(equirect), "views.png": contact_sheet(rgb, int(o["sheet_columns"]))}
         if o["viewer"]:
             images["viewer.html"] = viewer_html(images["equirect.png"], title=self.cfg["prompt"])
-        return images, self.space.unproject_filled(views)
+        return images, self.base_space.unproject_filled(views)
 
 
 def load_equirect_depth(path: str) -> torch.Tensor:

@@ -205,12 +205,11 @@ def _face_normals(mesh: LoadedMesh) -> np.ndarray:
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
 
 
-def control_depth(raster: Raster) -> torch.Tensor:
-    """Depth-ControlNet images ``[N, 3, s, s]`` in [0, 1]: inverse depth normalised per view over
-    the object to [0.2, 1] (near = bright, like the MiDaS maps those ControlNets were trained on),
-    background 0."""
-    mask = raster.mask
-    inverse = torch.where(mask, 1 / raster.depth.clamp_min(1e-6), torch.zeros_like(raster.depth))
+def control_depth(depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Depth-ControlNet images ``[N, 3, s, s]`` in [0, 1] from camera depth ``[N, s, s]`` where
+    ``mask``: inverse depth normalised per view over the object to [0.2, 1] (near = bright, like the
+    MiDaS maps those ControlNets were trained on), background 0."""
+    inverse = torch.where(mask, 1 / depth.clamp_min(1e-6), torch.zeros_like(depth))
     flat = inverse.flatten(1)
     big = torch.finfo(flat.dtype).max
     lo = torch.where(mask.flatten(1), flat, torch.full_like(flat, big)).min(1).values[:, None, None]

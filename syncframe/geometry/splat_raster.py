@@ -17,6 +17,7 @@ Pure torch: the same code runs on CUDA tensors. Row sums of W are the pixel's al
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -65,8 +66,9 @@ class Projected:
 def project(means, quats, scales, opacities, camera: PinholeCamera, eps2d: float = EPS2D) -> Projected:
     """EWA projection of splats ``means [N, 3]``, ``quats [N, 4]``, ``scales [N, 3]``,
     ``opacities [N]`` (all float64 here for a stable reference) into ``camera``."""
-    R, t = camera.viewmat[:3, :3], camera.viewmat[:3, 3]
-    fx, fy, cx, cy = camera.K[0, 0], camera.K[1, 1], camera.K[0, 2], camera.K[1, 2]
+    viewmat, K = camera.viewmat.to(means), camera.K.to(means)
+    R, t = viewmat[:3, :3], viewmat[:3, 3]
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     p = means @ R.T + t
     x, y, z = p.unbind(-1)
     rot = R @ quat_to_rotmat(quats)
@@ -168,3 +170,46 @@ def look_at_camera(eye, target, up, fov_degrees: float, size: int, dtype=torch.f
     f = 0.5 * size / math.tan(math.radians(fov_degrees) / 2)
     K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1]], dtype=dtype)
     return PinholeCamera(viewmat, K, size, size)
+
+
+class SparseRenderer:
+    """Colours of fixed splats rendered in V views of ``height x width`` pixels through their
+    stacked weights ``W: [V·h·w, N]`` (CSR, float32, with ``Wᵀ`` kept for the adjoint).
+
+    ``render`` is the premultiplied ``W c`` (no background), ``alpha [V, h, w]`` the row sums A,
+    ``depth [V, h, w]`` the expected camera depth ``W d / A`` (0 where A = 0)."""
+
+    def __init__(self, means, quats, scales, opacities, cameras: list[PinholeCamera], progress: bool = False):
+        from tqdm.auto import tqdm
+
+        self.num_views, self.height, self.width = len(cameras), cameras[0].height, cameras[0].width
+        self.num_splats = len(means)
+        blocks, alphas, depths = [], [], []
+        for camera in tqdm(cameras, desc="splat weights", disable=not progress):
+            W = compositing_weights(means, quats, scales, opacities, camera)
+            camera_depth = means @ camera.viewmat[2, :3].to(means) + camera.viewmat[2, 3].to(means)
+            alpha = render(W, torch.ones_like(means[:, :1]), means.new_zeros(1), self.height, self.width)[0]
+            depth = render(W, camera_depth[:, None], means.new_zeros(1), self.height, self.width)[0]
+            blocks.append(W.float())
+            alphas.append(alpha.float())
+            depths.append(torch.where(alpha > 0, depth / alpha.clamp_min(1e-12), torch.zeros_like(depth)).float())
+        stacked = torch.cat(blocks).coalesce()
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": matrix products are all we use
+            warnings.simplefilter("ignore", UserWarning)
+            self.W = stacked.to_sparse_csr()
+            self.Wt = stacked.t().coalesce().to_sparse_csr()
+        self.alpha, self.depth = torch.stack(alphas), torch.stack(depths)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.W.values().numel())
+
+    def render(self, colours: torch.Tensor) -> torch.Tensor:
+        """``colours [N, C]`` -> ``[V, C, h, w]`` = W c."""
+        flat = (self.W.to(colours.device) @ colours.float()).to(colours.dtype)
+        return flat.reshape(self.num_views, self.height, self.width, -1).permute(0, 3, 1, 2)
+
+    def adjoint(self, views: torch.Tensor) -> torch.Tensor:
+        """``views [V, C, h, w]`` -> ``[N, C]`` = Wᵀ x."""
+        flat = views.permute(0, 2, 3, 1).reshape(-1, views.shape[1])
+        return (self.Wt.to(views.device) @ flat.float()).to(views.dtype)

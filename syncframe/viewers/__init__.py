@@ -3,9 +3,10 @@
 Each page inlines its script and its data (the panorama as a JPEG data URL, the mesh as its GLB in
 base64), so it needs no server and no network. Two builds of each viewer:
 
-- the **built-in** one (``panorama.js``, ``mesh.js`` beside this file), written here with plain
-  WebGL and no dependencies, so every app writes a working viewer right after ``pip install``;
-- the **richer** one from npm packages (Photo Sphere Viewer for 360°, three.js for meshes), bundled
+- the **built-in** one (``panorama.js``, ``mesh.js``, ``splats.js`` beside this file, after the
+  shared ``common.js``), written here with plain WebGL and no dependencies, so every app writes a working viewer right after ``pip install``;
+- the **richer** one from npm packages (Photo Sphere Viewer for 360°, three.js for meshes,
+  @mkkellogg/gaussian-splats-3d for splats), bundled
   by ``npm --prefix viewer ci && npm --prefix viewer run build`` into ``syncframe/viewer_assets``
   and used whenever that bundle is present.
 """
@@ -21,7 +22,7 @@ from PIL import Image
 
 BUILD = "npm --prefix viewer ci && npm --prefix viewer run build"
 # kind -> (the global function the page calls, what the built-in viewer is)
-KINDS = {"panorama": "syncframeViewer", "mesh": "syncframeMeshViewer"}
+KINDS = {"panorama": "syncframeViewer", "mesh": "syncframeMeshViewer", "splats": "syncframeSplatViewer"}
 
 
 def script(kind: str, build: str = "auto") -> tuple[str, str, str]:
@@ -33,12 +34,14 @@ def script(kind: str, build: str = "auto") -> tuple[str, str, str]:
         raise FileNotFoundError(f"the npm {kind} viewer is not built; run `{BUILD}`")
     if js.is_file() and build != "built-in":
         return js.read_text(encoding="utf-8"), css.read_text(encoding="utf-8") if css.is_file() else "", "npm"
-    own = resources.files("syncframe.viewers") / f"{kind}.js"
-    return own.read_text(encoding="utf-8"), "", "built-in"
+    own = resources.files("syncframe.viewers")
+    common = (own / "common.js").read_text(encoding="utf-8")  # the stage and input every built-in viewer uses
+    return common + "\n" + (own / f"{kind}.js").read_text(encoding="utf-8"), "", "built-in"
 
 
-def page(kind: str, payload: str, title: str, build: str = "auto") -> str:
-    """A whole HTML page that runs the ``kind`` viewer on ``payload`` (a string the viewer reads)."""
+def page(kind: str, payload: str, title: str, build: str = "auto", options: dict | None = None) -> str:
+    """A whole HTML page that runs the ``kind`` viewer on ``payload`` (a string the viewer reads)
+    with ``options`` (a JSON object: the initial camera, the up axis)."""
     js, css, build = script(kind, build)
     js = js.replace("</script", "<\\/script")  # would end the inline script early
     return f"""<!doctype html>
@@ -54,7 +57,7 @@ def page(kind: str, payload: str, title: str, build: str = "auto") -> str:
 <body>
 <div id="viewer"></div>
 <script>{js}</script>
-<script>window.{KINDS[kind]}(document.getElementById("viewer"), {json.dumps(payload)}, {json.dumps(title)});</script>
+<script>window.{KINDS[kind]}(document.getElementById("viewer"), {json.dumps(payload)}, {json.dumps(title)}, {json.dumps(options or {})});</script>
 </body>
 </html>
 """
@@ -72,3 +75,10 @@ def viewer_html(panorama: Image.Image, title: str = "syncframe panorama", qualit
 def mesh_viewer_html(glb: bytes, title: str = "syncframe mesh", build: str = "auto") -> str:
     """The 3-D viewer page for a textured GLB."""
     return page("mesh", base64.b64encode(glb).decode("ascii"), title, build)
+
+
+def splat_viewer_html(ply: bytes, title: str = "syncframe splats", build: str = "auto", camera: dict | None = None,
+                      up: str = "y") -> str:
+    """The 3-D viewer page for a 3DGS PLY; ``camera``: ``{"eye": [x, y, z], "target": [x, y, z]}``
+    where it starts (the viewer frames the splats itself when not given)."""
+    return page("splats", base64.b64encode(ply).decode("ascii"), title, build, {"up": up, **(camera or {})})

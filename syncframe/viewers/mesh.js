@@ -3,18 +3,8 @@
 // shaded by face normals, orbiting on drag. No dependencies, so viewer.html works without the npm
 // build; the three.js page replaces it when `npm --prefix viewer run build` has been run.
 window.syncframeMeshViewer = (container, glbBase64, caption) => {
-  const canvas = document.createElement('canvas');
-  canvas.style.cssText = 'width:100%;height:100%;display:block;cursor:grab;touch-action:none';
-  container.appendChild(canvas);
-  const label = document.createElement('div');
-  label.textContent = caption;
-  label.style.cssText = 'position:absolute;left:12px;bottom:10px;color:#222;font:14px sans-serif';
-  container.appendChild(label);
-  const gl = canvas.getContext('webgl2', { preserveDrawingBuffer: true, antialias: true });
-  if (!gl) {
-    label.textContent = 'This browser has no WebGL 2; open mesh.glb in a 3D viewer instead.';
-    return;
-  }
+  const { canvas, gl } = window.syncframeStage(container, caption, 'webgl2', 'open mesh.glb in a 3D viewer instead.');
+  if (!gl) return;
 
   // -- the GLB: a JSON chunk and a binary chunk -------------------------------------------------
   const bytes = Uint8Array.from(atob(glbBase64), (c) => c.charCodeAt(0));
@@ -148,20 +138,8 @@ window.syncframeMeshViewer = (container, glbBase64, caption) => {
   };
   image.src = URL.createObjectURL(new Blob([viewBytes(picture.bufferView)], { type: picture.mimeType }));
 
-  let drag = null;
-  canvas.addEventListener('pointerdown', (e) => { drag = { x: e.clientX, y: e.clientY }; canvas.setPointerCapture(e.pointerId); });
-  canvas.addEventListener('pointerup', () => { drag = null; });
-  canvas.addEventListener('pointermove', (e) => {
-    if (!drag) return;
-    orbit.azimuth -= (e.clientX - drag.x) * 0.01;
-    orbit.elevation = Math.max(-1.5, Math.min(1.5, orbit.elevation + (e.clientY - drag.y) * 0.01));
-    drag = { x: e.clientX, y: e.clientY };
-    redraw();
-  });
-  canvas.addEventListener('wheel', (e) => {
-    e.preventDefault();
-    orbit.distance = Math.max(radius * 1.2, Math.min(radius * 20, orbit.distance * Math.exp(e.deltaY * 0.001)));
-    redraw();
-  }, { passive: false });
-  window.addEventListener('resize', redraw);
+  window.syncframeInput(canvas, (dx, dy) => {
+    orbit.azimuth -= dx * 0.01;
+    orbit.elevation = Math.max(-1.5, Math.min(1.5, orbit.elevation + dy * 0.01));
+  }, (factor) => { orbit.distance = Math.max(radius * 1.2, Math.min(radius * 20, orbit.distance * factor)); }, redraw);
 };

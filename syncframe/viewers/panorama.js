@@ -4,18 +4,8 @@
 // Conventions (as the equirect space): column 0 is longitude -180°, row 0 latitude +90°;
 // yaw turns right, pitch looks up.
 window.syncframeViewer = (container, panorama, caption) => {
-  const canvas = document.createElement('canvas');
-  canvas.style.cssText = 'width:100%;height:100%;display:block;cursor:grab;touch-action:none';
-  container.appendChild(canvas);
-  const label = document.createElement('div');
-  label.textContent = caption;
-  label.style.cssText = 'position:absolute;left:12px;bottom:10px;color:#fff;font:14px sans-serif;text-shadow:0 0 3px #000';
-  container.appendChild(label);
-  const gl = canvas.getContext('webgl', { preserveDrawingBuffer: true });
-  if (!gl) {
-    label.textContent = 'This browser has no WebGL; open equirect.png instead.';
-    return;
-  }
+  const { canvas, gl } = window.syncframeStage(container, caption, 'webgl', 'open equirect.png instead.', '#fff');
+  if (!gl) return;
   const compile = (type, source) => {
     const shader = gl.createShader(type);
     gl.shaderSource(shader, source);
@@ -78,21 +68,9 @@ window.syncframeViewer = (container, panorama, caption) => {
   };
   image.src = panorama;
 
-  let drag = null;
-  canvas.addEventListener('pointerdown', (e) => { drag = { x: e.clientX, y: e.clientY }; canvas.setPointerCapture(e.pointerId); });
-  canvas.addEventListener('pointerup', () => { drag = null; });
-  canvas.addEventListener('pointermove', (e) => {
-    if (!drag) return;
+  window.syncframeInput(canvas, (dx, dy) => {
     const perPixel = (view.fov * Math.PI) / 180 / canvas.clientHeight;
-    view.yaw -= (e.clientX - drag.x) * perPixel;
-    view.pitch = Math.max(-Math.PI / 2, Math.min(Math.PI / 2, view.pitch + (e.clientY - drag.y) * perPixel));
-    drag = { x: e.clientX, y: e.clientY };
-    redraw();
-  });
-  canvas.addEventListener('wheel', (e) => {
-    e.preventDefault();
-    view.fov = Math.max(20, Math.min(120, view.fov * Math.exp(e.deltaY * 0.001)));
-    redraw();
-  }, { passive: false });
-  window.addEventListener('resize', redraw);
+    view.yaw -= dx * perPixel;
+    view.pitch = Math.max(-Math.PI / 2, Math.min(Math.PI / 2, view.pitch + dy * perPixel));
+  }, (factor) => { view.fov = Math.max(20, Math.min(120, view.fov * factor)); }, redraw);
 };

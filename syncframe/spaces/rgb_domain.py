@@ -1,0 +1,70 @@
+"""``app.domain=rgb``: latent views synchronized through a canonical space of RGB pixels.
+
+The synchronized quantity is decoded to RGB views, made consistent there by the RGB space (its
+unproject / project: fitted to the splats, the texture or the equirect map, and rendered back),
+and encoded again. Decoding and encoding are not linear, so this only makes sense for a clean
+quantity: the Tweedie x0 (``sync=synctweedies``) or the noise estimate ε (``sync=eps-averaging``)
+of each view on its own (``sync.state=instance``). Averaging noisy x_{t-1} in RGB
+(``multidiffusion``, ``syncdiffusion``) or denoising one canonical state is refused
+(:func:`check_rgb_sync`).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+from .base import CanonicalSpace
+
+
+class RGBDomain(CanonicalSpace):
+    """Wraps ``latent`` (the views the model denoises; their noise) and ``rgb`` (the same cameras
+    at pixel resolution with 3 channels). The denoiser's VAE is bound by the loop (:meth:`bind`)."""
+
+    def __init__(self, latent: CanonicalSpace, rgb: CanonicalSpace, batch_size: int = 4):
+        if latent.num_views != rgb.num_views:
+            raise ValueError(f"latent and RGB spaces differ in views: {latent.num_views} vs {rgb.num_views}")
+        self.latent, self.rgb, self.batch_size = latent, rgb, batch_size
+        self.num_views, self.view_shape = latent.num_views, latent.view_shape
+        self.canonical_shape = rgb.canonical_shape
+        self.denoiser = None
+
+    def bind(self, denoiser) -> None:
+        self.denoiser = denoiser
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent views -> RGB views in [-1, 1], ``batch_size`` per decoder call."""
+        with torch.no_grad():
+            return torch.cat([self.denoiser.decode(x[i:i + self.batch_size]).float().clamp(-1, 1)
+                              for i in range(0, len(x), self.batch_size)])
+
+    def encode(self, rgb: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """RGB views -> latent views (the VAE posterior's mode), as ``like``'s dtype and device."""
+        with torch.no_grad():
+            latents = [self.denoiser.encode(rgb[i:i + self.batch_size].to(self.denoiser.dtype))
+                       for i in range(0, len(rgb), self.batch_size)]
+        return torch.cat(latents).to(like.device, like.dtype)
+
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        return self.encode(self.rgb.project(z.to(torch.float32)), z)
+
+    def unproject(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rgb.unproject(self.decode(x))
+
+    def sync(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(self.rgb.sync(self.decode(x)), x)
+
+    def sample_noise(self, generator: torch.Generator, dtype=torch.float32, device="cpu"):
+        """The latent space's view-consistent noise (its canonical half is the latent one: only
+        canonical-state synchronizers read it, and they are refused here)."""
+        return self.latent.sample_noise(generator, dtype, device)
+
+
+def check_rgb_sync(options: dict) -> None:
+    """Refuse synchronizers (their config section, ``options``) that average noisy states or
+    denoise a canonical state, which an RGB domain cannot carry (see the module docstring)."""
+    name, aggregate, state = options["name"], options.get("aggregate"), options.get("state", "instance")
+    if name == "none" or (aggregate in ("x0", "eps") and state == "instance"):
+        return
+    raise ConfigError(f"sync={name} with app.domain=rgb: the RGB domain decodes what is synchronized, and averaging "
+                      "noisy x_t/x_{t-1} (or denoising one canonical state) through a decoder is meaningless; use "
+                      "sync=synctweedies (x0) or sync=eps-averaging (ε), or app.domain=latent")
