@@ -32,9 +32,7 @@ class App:
                 cfg[key] = self.settled[key] = value
         self.settle()
         if cfg["app"].get("domain") == "rgb":  # before anything is built
-            from syncframe.spaces.rgb_domain import check_rgb_sync
-
-            check_rgb_sync(cfg["sync"])
+            self.check_rgb_domain()
         started = time.perf_counter()
         plan = self.plan()
         if plan is not None:
@@ -90,15 +88,21 @@ class App:
         """The base space's cameras at pixel resolution with 3 channels (``app.domain=rgb``)."""
         raise NotImplementedError
 
+    def check_rgb_domain(self) -> None:
+        """``app.domain=rgb`` takes neither latent-domain features nor syncs that average noisy states."""
+        from syncframe.spaces.rgb_domain import check_rgb_sync
+
+        name = self.cfg["app"]["name"]
+        if self.cfg["regions"]["name"] != "none":
+            raise ConfigError(f"regions= works in the latent domain: drop regions= or set app.domain=latent (app={name})")
+        if self.init is not None:
+            raise ConfigError(f"init= works in the latent domain: drop init= or set app.domain=latent (app={name})")
+        check_rgb_sync(self.cfg["sync"])
+
     def apply_rgb_domain(self) -> None:
         """``app.domain=rgb``: the loop's views are synchronized through :meth:`rgb_space`."""
         from syncframe.spaces.rgb_domain import RGBDomain
 
-        name = self.cfg["app"]["name"]
-        if self.layout is not None:
-            raise ConfigError(f"regions= works in the latent domain: drop regions= or set app.domain=latent (app={name})")
-        if self.init is not None:
-            raise ConfigError(f"init= works in the latent domain: drop init= or set app.domain=latent (app={name})")
         self.space = RGBDomain(self.base_space, self.rgb_space(), int(self.cfg["app"]["decode_batch_size"]))
 
     # -- regions (regions=): views per (base view, region) -------------------------------------

@@ -54,6 +54,13 @@ def view_label(camera: OrbitCamera) -> str:
     return "front" if azimuth <= 45 else "back" if azimuth >= 135 else "side"
 
 
+def side_prompts(prompt: str, cameras: list[OrbitCamera]) -> tuple[list[str], list[int]]:
+    """``"<prompt>, front view"`` etc.: the distinct prompts of an orbit rig and each camera's index."""
+    labels = [view_label(c) for c in cameras]
+    distinct = sorted(set(labels))
+    return [f"{prompt}, {label} view" for label in distinct], [distinct.index(x) for x in labels]
+
+
 class ViewRing(Options):
     """Cameras at one elevation: ``count`` evenly spaced azimuths, or the listed ``azimuths``."""
 
@@ -191,9 +198,7 @@ class MeshApp(App):
     def prompts(self) -> tuple[list[str], list[int]]:
         if not self.cfg["app"]["view_prompts"]:
             return super().prompts()
-        labels = [view_label(c) for c in self.cameras]
-        distinct = sorted(set(labels))
-        return [f"{self.cfg['prompt']}, {label} view" for label in distinct], [distinct.index(x) for x in labels]
+        return side_prompts(self.cfg["prompt"], self.cameras)
 
     def can_control(self) -> bool:
         return True  # the rendered depth of every view

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from syncframe.apps.base import App, contact_sheet
-from syncframe.apps.mesh import ViewRing, view_label
+from syncframe.apps.mesh import ViewRing, side_prompts
 from syncframe.errors import ConfigError
-from syncframe.geometry.cameras import load_transforms, orbit_pinhole
+from syncframe.geometry.cameras import orbit_pinhole, pinhole, read_transforms
 from syncframe.geometry.raster import OrbitCamera, control_depth, fit_frame, rig_from_config
 from syncframe.geometry.splat_raster import SparseRenderer
 from syncframe.geometry.splats import Splats, ply_bytes, read_ply
@@ -102,11 +102,14 @@ class SplatsApp(App):
     def count_views(self) -> int:
         o = self.cfg["app"]
         if o["cameras"]:
-            return len(self.transforms(1))
+            return len(self.transforms()[1])
         return sum(len(ring["azimuths"]) if ring["azimuths"] else ring["count"] for ring in o["views"])
 
-    def transforms(self, size: int):
-        return load_transforms(self.cfg["app"]["cameras"], size, self.cfg["max_views"])
+    def transforms(self) -> tuple[float, list]:
+        """The transforms.json cameras (field of view, camera-to-world matrices), read once."""
+        if getattr(self, "_transforms", None) is None:
+            self._transforms = read_transforms(self.cfg["app"]["cameras"], self.cfg["max_views"])
+        return self._transforms
 
     def build_space(self) -> SplatSpace:
         cfg, o = self.cfg, self.cfg["app"]
@@ -128,11 +131,12 @@ class SplatsApp(App):
         """Pinhole cameras of ``size``² pixels in the scene's own frame: the orbit rig (or ``rig``),
         or the transforms.json frames."""
         if self.orbit is None and rig is None:
-            return self.transforms(size)
+            fov, frames = self.transforms()
+            return [pinhole(frame, fov, size) for frame in frames]
         turn = torch.eye(4, dtype=torch.float64)
         turn[:3, :3] = torch.from_numpy(self.turn())  # scene -> rig frame, before the rig's view matrix
-        return [replace(pinhole, viewmat=pinhole.viewmat @ turn)
-                for pinhole in (orbit_pinhole(camera, self.frame, size) for camera in rig or self.orbit)]
+        return [replace(view, viewmat=view.viewmat @ turn)
+                for view in (orbit_pinhole(camera, self.frame, size) for camera in rig or self.orbit)]
 
     def make_renderer(self, cameras):
         o = self.cfg["app"]
@@ -160,9 +164,7 @@ class SplatsApp(App):
     def prompts(self):
         if not self.cfg["app"]["view_prompts"] or self.orbit is None:
             return super().prompts()
-        labels = [view_label(c) for c in self.orbit]
-        distinct = sorted(set(labels))
-        return [f"{self.cfg['prompt']}, {label} view" for label in distinct], [distinct.index(x) for x in labels]
+        return side_prompts(self.cfg["prompt"], self.orbit)
 
     def can_control(self) -> bool:
         return True  # the rendered depth of every view

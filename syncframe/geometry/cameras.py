@@ -39,9 +39,16 @@ def orbit_pinhole(camera: OrbitCamera, frame: Frame, size: int) -> PinholeCamera
 
 
 def load_transforms(path: str | Path, size: int, max_views: int) -> list[PinholeCamera]:
-    """Cameras of a NeRF-synthetic ``transforms.json`` (``camera_angle_x`` and ``frames[].
-    transform_matrix``, OpenGL camera-to-world) rendered as square ``size``² views with the
+    """Cameras of a NeRF-synthetic ``transforms.json`` rendered as square ``size``² views with the
     file's horizontal field of view."""
+    fov, frames = read_transforms(path, max_views)
+    return [pinhole(frame, fov, size) for frame in frames]
+
+
+def read_transforms(path: str | Path, max_views: int) -> tuple[float, list[np.ndarray]]:
+    """(horizontal field of view in degrees, OpenCV camera-to-world matrices ``[4, 4]``) of a
+    NeRF-synthetic ``transforms.json`` (``camera_angle_x`` and ``frames[].transform_matrix``,
+    OpenGL camera-to-world), checked."""
     label = f"app.cameras={str(path)!r}"
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -57,7 +64,7 @@ def load_transforms(path: str | Path, size: int, max_views: int) -> list[Pinhole
     if len(frames) > max_views:
         raise ConfigError(f"{label} has {len(frames)} frames, above max_views={max_views}; keep fewer frames or "
                           "raise max_views")
-    cameras = []
+    matrices = []
     for i, frame in enumerate(frames):
         matrix = np.asarray(frame.get("transform_matrix") if isinstance(frame, dict) else None, dtype=object)
         try:
@@ -67,5 +74,5 @@ def load_transforms(path: str | Path, size: int, max_views: int) -> list[Pinhole
         if matrix.shape != (4, 4) or not np.isfinite(matrix).all() or abs(np.linalg.det(matrix[:3, :3])) < 1e-9:
             raise ConfigError(f"{label}: frames[{i}].transform_matrix is not a finite invertible 4x4 camera-to-world "
                               "matrix")
-        cameras.append(pinhole(matrix @ OPENGL_TO_OPENCV, math.degrees(angle), size))
-    return cameras
+        matrices.append(matrix @ OPENGL_TO_OPENCV)
+    return math.degrees(angle), matrices

@@ -151,9 +151,14 @@ def compositing_weights(means, quats, scales, opacities, camera: PinholeCamera,
     return torch.sparse_coo_tensor(index, weights, (camera.height * camera.width, n), check_invariants=True).coalesce()
 
 
+def pixel_alpha(W: torch.Tensor) -> torch.Tensor:
+    """The row sums of ``W [H·W, N]``: each pixel's alpha A = 1 − T, ``[H·W]``."""
+    return torch.sparse.sum(W, dim=1).to_dense() if W._nnz() else W.new_zeros(W.shape[0])
+
+
 def render(W: torch.Tensor, colours: torch.Tensor, background: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """``colours [N, C]`` -> image ``[C, height, width]``: ``W c + (1 − A) bg``."""
-    alpha = torch.sparse.sum(W, dim=1).to_dense() if W._nnz() else W.new_zeros(W.shape[0])
+    alpha = pixel_alpha(W)
     image = torch.sparse.mm(W, colours) + (1 - alpha)[:, None] * background[None]
     return image.T.reshape(-1, height, width)
 
@@ -188,11 +193,12 @@ class SparseRenderer:
         for camera in tqdm(cameras, desc="splat weights", disable=not progress):
             W = compositing_weights(means, quats, scales, opacities, camera)
             camera_depth = means @ camera.viewmat[2, :3].to(means) + camera.viewmat[2, 3].to(means)
-            alpha = render(W, torch.ones_like(means[:, :1]), means.new_zeros(1), self.height, self.width)[0]
-            depth = render(W, camera_depth[:, None], means.new_zeros(1), self.height, self.width)[0]
+            alpha = pixel_alpha(W)
+            depth = torch.sparse.mm(W, camera_depth[:, None])[:, 0]
             blocks.append(W.float())
-            alphas.append(alpha.float())
-            depths.append(torch.where(alpha > 0, depth / alpha.clamp_min(1e-12), torch.zeros_like(depth)).float())
+            alphas.append(alpha.reshape(self.height, self.width).float())
+            depths.append(torch.where(alpha > 0, depth / alpha.clamp_min(1e-12), torch.zeros_like(depth))
+                          .reshape(self.height, self.width).float())
         stacked = torch.cat(blocks).coalesce()
         with warnings.catch_warnings():  # "sparse CSR support is in beta": matrix products are all we use
             warnings.simplefilter("ignore", UserWarning)

@@ -45,6 +45,9 @@ class SplatSpace(CanonicalSpace):
             raise ConfigError("no view sees any splat; check the cameras (app.views, app.margin or app.cameras)")
         self.fill_source = nearest_seen(means, self.seen)
         self.norm = self.row_norms()
+        # least squares' damping unit: the mean row sum of Wᵀ A W over seen splats (geometry only)
+        ones = torch.ones(1, renderer.num_splats)
+        self.lsq_scale = float(self.project_adjoint(self.alpha[:, None] * self.project(ones))[0, self.seen].mean())
 
     # -- projection -----------------------------------------------------------------------------
     def project(self, z: torch.Tensor) -> torch.Tensor:
@@ -63,11 +66,10 @@ class SplatSpace(CanonicalSpace):
 
     def least_squares(self, x: torch.Tensor, start: torch.Tensor, iterations: int | None = None) -> torch.Tensor:
         """CG on ``(Wᵀ Ω W + μ I) z = Wᵀ Ω (A x) + μ z₀`` with Ω = A and z₀ = ``start``, every
-        channel at once from z₀; μ = λ times the mean row sum of Wᵀ Ω W over seen splats. The damping
-        pulls towards z₀, so splats no view sees keep their fill."""
+        channel at once from z₀; μ = λ times the mean row sum of Wᵀ Ω W over seen splats. Rows of
+        splats no view sees are μ z = μ z₀, so they keep z₀'s fill exactly."""
         a = self.view_weights(x)
-        seen = self.seen.to(x.device)
-        damping = self.lsq_damping * float((self.project_adjoint(a * self.project(torch.ones_like(start)))[:, seen]).mean())
+        damping = self.lsq_damping * self.lsq_scale
         apply = lambda z: self.project_adjoint(a * self.project(z)) + damping * z  # noqa: E731
         rhs = self.project_adjoint(a * a * x) + damping * start
         z = start.clone()
@@ -82,7 +84,7 @@ class SplatSpace(CanonicalSpace):
             if bool((new_rho <= 1e-12 * (rhs * rhs).sum(1)).all()):
                 break
             direction, rho = residual + (new_rho / rho.clamp_min(1e-30))[:, None] * direction, new_rho
-        return self.fill(z)
+        return z
 
     def fill(self, z: torch.Tensor) -> torch.Tensor:
         return z[:, self.fill_source.to(z.device)]
@@ -92,9 +94,6 @@ class SplatSpace(CanonicalSpace):
         the background share the view's own."""
         a = self.view_weights(x)
         return self.project(self.unproject(x)) + (1 - a) * x
-
-    def owned(self) -> torch.Tensor:
-        return self.alpha > 0.5
 
     def solid(self) -> torch.Tensor:
         """``[V, 1, h, w]`` bool: pixels the splats cover all but fully (A > 0.99), where a view's

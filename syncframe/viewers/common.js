@@ -1,5 +1,5 @@
 // Shared by syncframe's built-in viewers (the page inlines this before the viewer's own script):
-// the canvas with its caption, the GL context, and drag / wheel input.
+// the canvas with its caption, the GL context, shader programs, and drag / wheel input.
 window.syncframeStage = (container, caption, contextType, fallback, captionColour = '#222') => {
   const canvas = document.createElement('canvas');
   canvas.style.cssText = 'width:100%;height:100%;display:block;cursor:grab;touch-action:none';
@@ -12,6 +12,20 @@ window.syncframeStage = (container, caption, contextType, fallback, captionColou
   const gl = canvas.getContext(contextType, { preserveDrawingBuffer: true, antialias: true });
   if (!gl) label.textContent = `This browser has no ${contextType === 'webgl2' ? 'WebGL 2' : 'WebGL'}; ${fallback}`;
   return { canvas, label, gl };
+};
+
+// A linked shader program from vertex and fragment sources, in use.
+window.syncframeProgram = (gl, vertexSource, fragmentSource) => {
+  const program = gl.createProgram();
+  for (const [type, source] of [[gl.VERTEX_SHADER, vertexSource], [gl.FRAGMENT_SHADER, fragmentSource]]) {
+    const shader = gl.createShader(type);
+    gl.shaderSource(shader, source);
+    gl.compileShader(shader);
+    gl.attachShader(program, shader);
+  }
+  gl.linkProgram(program);
+  gl.useProgram(program);
+  return program;
 };
 
 // drag(dx, dy) in CSS pixels while a pointer is down, zoom(factor) on the wheel, then redraw().

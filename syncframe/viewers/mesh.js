@@ -38,26 +38,17 @@ window.syncframeMeshViewer = (container, glbBase64, caption) => {
   const picture = json.images[json.textures[material.index].source];
 
   // -- shaders: texture colour times a two-sided diffuse term of the face normal ----------------
-  const compile = (type, source) => {
-    const shader = gl.createShader(type);
-    gl.shaderSource(shader, source);
-    gl.compileShader(shader);
-    return shader;
-  };
-  const program = gl.createProgram();
-  gl.attachShader(program, compile(gl.VERTEX_SHADER, `#version 300 es
+  const program = window.syncframeProgram(gl, `#version 300 es
     in vec3 position; in vec2 uv; uniform mat4 transform; out vec2 vUv; out vec3 vWorld;
-    void main() { vUv = uv; vWorld = position; gl_Position = transform * vec4(position, 1.0); }`));
-  gl.attachShader(program, compile(gl.FRAGMENT_SHADER, `#version 300 es
+    void main() { vUv = uv; vWorld = position; gl_Position = transform * vec4(position, 1.0); }`,
+    `#version 300 es
     precision highp float;
     in vec2 vUv; in vec3 vWorld; uniform sampler2D image; uniform vec3 light; out vec4 color;
     void main() {
       vec3 normal = normalize(cross(dFdx(vWorld), dFdy(vWorld)));
       float shade = 0.35 + 0.65 * abs(dot(normal, light));
       color = vec4(texture(image, vUv).rgb * shade, 1.0);
-    }`));
-  gl.linkProgram(program);
-  gl.useProgram(program);
+    }`);
   const attribute = (name, values, size) => {
     gl.bindBuffer(gl.ARRAY_BUFFER, gl.createBuffer());
     gl.bufferData(gl.ARRAY_BUFFER, values, gl.STATIC_DRAW);

@@ -6,16 +6,9 @@
 window.syncframeViewer = (container, panorama, caption) => {
   const { canvas, gl } = window.syncframeStage(container, caption, 'webgl', 'open equirect.png instead.', '#fff');
   if (!gl) return;
-  const compile = (type, source) => {
-    const shader = gl.createShader(type);
-    gl.shaderSource(shader, source);
-    gl.compileShader(shader);
-    return shader;
-  };
-  const program = gl.createProgram();
-  gl.attachShader(program, compile(gl.VERTEX_SHADER,
-    'attribute vec2 p; varying vec2 q; void main() { q = p; gl_Position = vec4(p, 0.0, 1.0); }'));
-  gl.attachShader(program, compile(gl.FRAGMENT_SHADER, `
+  const program = window.syncframeProgram(gl,
+    'attribute vec2 p; varying vec2 q; void main() { q = p; gl_Position = vec4(p, 0.0, 1.0); }',
+    `
     precision highp float;
     varying vec2 q;
     uniform sampler2D image;
@@ -28,9 +21,7 @@ window.syncframeViewer = (container, panorama, caption) => {
       d = vec3(d.x * cy + d.z * sy, d.y, -d.x * sy + d.z * cy);
       vec2 uv = vec2(atan(d.x, d.z) / (2.0 * PI) + 0.5, 0.5 - asin(clamp(d.y, -1.0, 1.0)) / PI);
       gl_FragColor = texture2D(image, uv);
-    }`));
-  gl.linkProgram(program);
-  gl.useProgram(program);
+    }`);
   gl.bindBuffer(gl.ARRAY_BUFFER, gl.createBuffer());
   gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([-1, -1, 3, -1, -1, 3]), gl.STATIC_DRAW);
   const where = gl.getAttribLocation(program, 'p');

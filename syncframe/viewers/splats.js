@@ -48,14 +48,7 @@ window.syncframeSplatViewer = (container, plyBase64, caption, options = {}) => {
   }
 
   // -- shaders: each instance a quad spanning 3σ of its 2-D Gaussian --------------------------------
-  const compile = (type, source) => {
-    const shader = gl.createShader(type);
-    gl.shaderSource(shader, source);
-    gl.compileShader(shader);
-    return shader;
-  };
-  const program = gl.createProgram();
-  gl.attachShader(program, compile(gl.VERTEX_SHADER, `#version 300 es
+  const program = window.syncframeProgram(gl, `#version 300 es
     in vec2 corner; in vec3 centre; in vec4 look; in vec3 covA; in vec3 covB;
     uniform mat4 view; uniform vec2 focal; uniform vec2 viewport;
     out vec4 vLook; out vec2 vOffset;
@@ -76,17 +69,15 @@ window.syncframeSplatViewer = (container, plyBase64, caption, options = {}) => {
       vec2 ndc = vec2(focal.x * p.x / z, focal.y * p.y / z) / (0.5 * viewport);
       gl_Position = vec4(ndc + pixels / (0.5 * viewport), 0.0, 1.0);
       vLook = look; vOffset = 3.0 * corner;
-    }`));
-  gl.attachShader(program, compile(gl.FRAGMENT_SHADER, `#version 300 es
+    }`,
+    `#version 300 es
     precision highp float;
     in vec4 vLook; in vec2 vOffset; out vec4 color;
     void main() {
       float alpha = min(0.999, vLook.a * exp(-0.5 * dot(vOffset, vOffset)));
       if (alpha < 1.0 / 255.0) discard;
       color = vec4(vLook.rgb * alpha, alpha);
-    }`));
-  gl.linkProgram(program);
-  gl.useProgram(program);
+    }`);
   gl.bindVertexArray(gl.createVertexArray());
   const attribute = (name, values, size, divisor) => {
     const buffer = gl.createBuffer();
