@@ -117,7 +117,8 @@ class ViewDenoiser(nn.Module):
 
 class DiffusersDenoiser(ViewDenoiser):
     """A diffusers family: its denoising network (``backbone``: the UNet or the transformer) sets
-    the device and dtype; its ``vae`` the latent scale."""
+    the device, dtype and latent channels (its input channels; FLUX packs 2x2 latents into them);
+    its ``vae`` the latent scale."""
 
     @property
     def backbone(self) -> nn.Module:
@@ -130,6 +131,10 @@ class DiffusersDenoiser(ViewDenoiser):
     @property
     def device(self) -> torch.device:
         return self.backbone.device
+
+    @property
+    def latent_channels(self) -> int:
+        return self.backbone.config.in_channels
 
     @property
     def latent_scale(self) -> int:

@@ -32,10 +32,6 @@ class SD3Denoiser(DiffusersDenoiser):
     def backbone(self) -> torch.nn.Module:
         return self.transformer
 
-    @property
-    def latent_channels(self) -> int:
-        return self.transformer.config.in_channels
-
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str], negative_prompt: str, view_prompt) -> Conditioning:
         prompts, negatives = list(prompts), [negative_prompt] * len(prompts)

@@ -50,10 +50,6 @@ class UNetDenoiser(DiffusersDenoiser):
         return self.unet
 
     @property
-    def latent_channels(self) -> int:
-        return self.unet.config.in_channels
-
-    @property
     def prediction_type(self) -> str:
         return self.scheduler.config.prediction_type
 
