@@ -29,12 +29,11 @@ def npm_built(kind: str) -> bool:
 BUILDS = ["built-in", "npm"]
 
 
-def capture(page, tmp_path, probe, budgets=(8000, 16000, 30000)):
+def capture(page, tmp_path, probe):
     """Screenshot ``page`` until ``probe(shot)`` holds: Chromium's virtual time sometimes captures
-    before the texture upload finishes (or a worker's answer arrives), so several captures with a
-    growing time budget."""
+    before the texture upload finishes, so up to three captures with a growing time budget."""
     need(find_chromium() is not None, "Chromium is not installed (Debian: apt install chromium)")
-    for budget in budgets:
+    for budget in (8000, 16000, 30000):
         shot = np.asarray(Image.open(screenshot(page, tmp_path / "shot.png", budget_ms=budget)).convert("RGB"))
         if probe(shot):
             return shot
@@ -86,10 +85,8 @@ def test_mesh_viewer_renders_the_textured_glb(tmp_path, build):
     assert not hit[:5].any() and not hit[-5:].any()  # with background around it
 
 
-@pytest.mark.parametrize("build", BUILDS)
-def test_splat_viewer_renders_the_ply(tmp_path, build):
-    if build == "npm":
-        need(npm_built("splats"), "the npm viewers are not built (npm --prefix viewer ci && npm --prefix viewer run build)")
+def test_splat_viewer_renders_the_ply(tmp_path, build="built-in"):
+    """The splat page is syncframe's own viewer in every build (see syncframe/viewers/__init__.py)."""
     from syncframe.geometry.splats import ply_bytes, splats_on_surface
 
     # an orange ball of splats in front of the starting camera
@@ -106,8 +103,7 @@ def test_splat_viewer_renders_the_ply(tmp_path, build):
         r, g, b = (shot[..., k].astype(int) for k in range(3))
         return (r > 120) & (r > g + 40) & (g > b + 30)
 
-    # gaussian-splats-3d sorts in a web worker, in real time, which a busy machine slows down
-    shot = capture(page, tmp_path, lambda s: orange(s).mean() > 0.03, budgets=(8000, 16000, 30000, 60000, 120000))
+    shot = capture(page, tmp_path, lambda s: orange(s).mean() > 0.03)
     hit = orange(shot)
     h, w = hit.shape
     assert hit.mean() > 0.03, hit.mean()

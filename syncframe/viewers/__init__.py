@@ -5,10 +5,12 @@ base64), so it needs no server and no network. Two builds of each viewer:
 
 - the **built-in** one (``panorama.js``, ``mesh.js``, ``splats.js`` beside this file, after the
   shared ``common.js``), written here with plain WebGL and no dependencies, so every app writes a working viewer right after ``pip install``;
-- the **richer** one from npm packages (Photo Sphere Viewer for 360°, three.js for meshes,
-  @mkkellogg/gaussian-splats-3d for splats), bundled
+- the **richer** one from npm packages (Photo Sphere Viewer for 360°, three.js for meshes), bundled
   by ``npm --prefix viewer ci && npm --prefix viewer run build`` into ``syncframe/viewer_assets``
-  and used whenever that bundle is present.
+  and used whenever that bundle is present. Splats have the built-in viewer only: a page built on
+  @mkkellogg/gaussian-splats-3d drew nothing in headless Chromium in 2 of 3 full test runs (its
+  depth sort runs in a web worker; the cause was not pinned down in the time there was), and
+  a viewer the tests cannot check is not shipped.
 """
 from __future__ import annotations
 

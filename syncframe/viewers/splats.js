@@ -1,7 +1,6 @@
 // syncframe's built-in splat viewer: reads the binary 3DGS PLY syncframe writes and draws every
-// Gaussian as an instanced quad shaped by its projected 2-D covariance (EWA splatting), blended
-// back to front with WebGL 2, orbiting on drag. No dependencies, so viewer.html works without the
-// npm build; the gaussian-splats-3d page replaces it when `npm --prefix viewer run build` has run.
+// Gaussian as an instanced quad shaped by its projected 2-D covariance (EWA splatting), composited
+// front to back with WebGL 2, orbiting on drag. No dependencies; it is the splat page in every build.
 window.syncframeSplatViewer = (container, plyBase64, caption, options = {}) => {
   const { canvas, gl } = window.syncframeStage(container, caption, 'webgl2', 'open splats.ply in a splat viewer instead.',
     '#ddd');
