@@ -109,3 +109,92 @@ def test_splat_viewer_renders_the_ply(tmp_path, build="built-in"):
     assert hit.mean() > 0.03, hit.mean()
     assert hit[h // 2 - 10:h // 2 + 10, w // 2 - 10:w // 2 + 10].mean() > 0.9  # the ball is in the middle
     assert not hit[:5].any() and not hit[:, :5].any()  # with background around it
+
+
+# -- hostile text in the pages ---------------------------------------------------------------------
+# Each part tries another way out of where the title lands: out of the inline script, into an HTML
+# comment, an element with an event handler (Photo Sphere Viewer shows captions as HTML), a line
+# terminator, a JSON string, the <title> element. Any that ran would set data-pwned on <body>.
+HOSTILE_TITLE = ("</script><script>document.body.dataset.pwned='script'</script>"
+                 "<!--<script>document.body.dataset.pwned='comment'</script>"
+                 "<img src=x onerror=\"document.body.dataset.pwned='img'\">"
+                 "\u2028\u2029'\"};document.body.dataset.pwned='json';//"
+                 "</title><script>document.body.dataset.pwned='title'</script> & done")
+
+
+class TextOf(__import__("html.parser").parser.HTMLParser):
+    """The text of a serialized DOM, and the text of its <title>."""
+
+    def __init__(self, dom: str):
+        super().__init__(convert_charrefs=True)
+        self.parts, self.title, self.in_title = [], "", False
+        self.feed(dom)
+
+    def handle_starttag(self, tag, attrs):
+        self.in_title = tag == "title"
+
+    def handle_endtag(self, tag):
+        self.in_title = False
+
+    def handle_data(self, data):
+        self.parts.append(data)
+        if self.in_title:
+            self.title += data
+
+
+def hostile_pages(build: str) -> dict:
+    """Every viewer of ``build`` with the hostile title."""
+    from syncframe.geometry.splats import ply_bytes, splats_on_surface
+
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.5)
+    box = trimesh.creation.box(extents=(1, 1, 1))
+    glb = glb_bytes(LoadedMesh(np.asarray(box.vertices), np.asarray(box.faces),
+                               np.random.default_rng(0).random((len(box.vertices), 2)), []), Image.new("RGB", (8, 8)))
+    pages = {"panorama": viewer_html(Image.new("RGB", (256, 128), (20, 40, 200)), title=HOSTILE_TITLE, build=build),
+             "mesh": mesh_viewer_html(glb, title=HOSTILE_TITLE, build=build)}
+    if build == "built-in":
+        ply = ply_bytes(splats_on_surface(np.asarray(sphere.vertices), np.asarray(sphere.faces), 500))
+        pages["splats"] = splat_viewer_html(ply, title=HOSTILE_TITLE, build=build)
+    return pages
+
+
+def dom_after(page: str, tmp_path) -> str:
+    from syncframe.viewers.screenshot import dump_dom
+
+    need(find_chromium() is not None, "Chromium is not installed (Debian: apt install chromium)")
+    path = tmp_path / "viewer.html"
+    path.write_text(page, encoding="utf-8")
+    for budget in (8000, 16000, 30000):
+        dom = dump_dom(path, budget_ms=budget)
+        if 'data-rendered="true"' in dom:
+            break
+    return dom
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_a_hostile_prompt_is_text_in_every_viewer_and_runs_nothing(tmp_path, build):
+    if build == "npm":
+        need(npm_built("panorama"), "the npm viewers are not built (npm --prefix viewer ci && npm --prefix viewer run build)")
+    for kind, page in hostile_pages(build).items():
+        assert "</script><script>document" not in page, kind  # escaped in the file itself
+        dom = dom_after(page, tmp_path)
+        assert "data-pwned" not in dom, (kind, build)
+        assert 'data-rendered="true"' in dom, (kind, build)  # the viewer's own scripts did run
+        text = TextOf(dom)
+        assert text.title == HOSTILE_TITLE, (kind, text.title)
+        shown = [part for part in text.parts if "document.body.dataset.pwned='img'" in part]
+        assert any(HOSTILE_TITLE.replace("\u2028", "").replace("\u2029", "") in p.replace("\u2028", "").replace(
+            "\u2029", "") for p in shown), (kind, build)  # the caption shows the prompt as typed
+
+
+def test_the_pages_policy_blocks_script_that_escaping_missed(tmp_path):
+    """Defence in depth: a script or event handler smuggled into a page (as a bug in escaping
+    would) does not run under the page's Content-Security-Policy; the viewer's own scripts do."""
+    page = viewer_html(Image.new("RGB", (256, 128), (20, 40, 200)), title="policy", build="built-in")
+    smuggled = ("<script>document.body.dataset.pwned='inline'</script>"
+                "<img src=x onerror=\"document.body.dataset.pwned='handler'\">"
+                "<script src=\"data:text/javascript,document.body.dataset.pwned='src'\"></script></body>")
+    dom = dom_after(page.replace("</body>", smuggled), tmp_path)
+    assert 'data-rendered="true"' in dom and "data-pwned" not in dom, dom[-600:]
+    policy = page.split('http-equiv="Content-Security-Policy" content="')[1].split('"')[0]
+    assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]

@@ -15,6 +15,7 @@ base64), so it needs no server and no network. Two builds of each viewer:
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
@@ -41,15 +42,54 @@ def script(kind: str, build: str = "auto") -> tuple[str, str, str]:
     return common + "\n" + (own / f"{kind}.js").read_text(encoding="utf-8"), "", "built-in"
 
 
+# Everything a page runs is one of these fixed texts, never built from user data: the payload,
+# the title and the options travel in a JSON data block (which is not run), so the page's
+# Content-Security-Policy can allow exactly these scripts by their hashes and nothing else.
+BOOT = ("(() => {{ const data = JSON.parse(document.getElementById('syncframe-data').textContent); "
+        "window.{function}(document.getElementById('viewer'), data.payload, data.title, data.options); }})();")
+# JSON inside an HTML <script> element: these end the element or change how HTML parses it
+# (`</script>`, `<!--`), or end a JavaScript line (U+2028/2029, for engines older than ES2019).
+SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_json(value) -> str:
+    """``value`` as JSON that is safe inside an HTML ``<script>`` element: ``<``, ``>``, ``&`` and
+    U+2028/2029 written as ``\\uXXXX`` escapes (``json.dumps`` leaves ``</script>`` intact)."""
+    text = json.dumps(value, ensure_ascii=False)
+    for raw, escaped in SCRIPT_ESCAPES.items():
+        text = text.replace(raw, escaped)
+    return text
+
+
+def csp_hash(source: str) -> str:
+    """A Content-Security-Policy source that allows exactly the inline script ``source``."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def content_security_policy(scripts: list[str]) -> str:
+    """The page's policy: its own inline scripts only (by hash: no other inline script, no event-handler
+    attribute, no eval, no script file), images and data from the page itself (data: and blob: URLs),
+    no network at all."""
+    return "; ".join([
+        "default-src 'none'", f"script-src {' '.join(csp_hash(s) for s in scripts)}",
+        "style-src 'unsafe-inline'", "img-src data: blob:", "connect-src data: blob:", "font-src data:",
+        "worker-src blob:", "base-uri 'none'", "form-action 'none'"])
+
+
 def page(kind: str, payload: str, title: str, build: str = "auto", options: dict | None = None) -> str:
     """A whole HTML page that runs the ``kind`` viewer on ``payload`` (a string the viewer reads)
-    with ``options`` (a JSON object: the initial camera, the up axis)."""
+    with ``options`` (a JSON object: the initial camera, the up axis). ``title`` (a user's prompt)
+    is HTML-escaped in ``<title>`` and reaches the viewer as JSON data, shown as text."""
     js, css, build = script(kind, build)
     js = js.replace("</script", "<\\/script")  # would end the inline script early
+    boot = BOOT.format(function=KINDS[kind])
+    data = script_json({"payload": payload, "title": title, "options": options or {}})
+    css = css.replace("</style", "<\\/style")  # would end the style element early
     return f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{html.escape(content_security_policy([js, boot]))}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="syncframe {build} {kind} viewer">
 <title>{html.escape(title)}</title>
@@ -58,8 +98,9 @@ def page(kind: str, payload: str, title: str, build: str = "auto", options: dict
 </head>
 <body>
 <div id="viewer"></div>
+<script type="application/json" id="syncframe-data">{data}</script>
 <script>{js}</script>
-<script>window.{KINDS[kind]}(document.getElementById("viewer"), {json.dumps(payload)}, {json.dumps(title)}, {json.dumps(options or {})});</script>
+<script>{boot}</script>
 </body>
 </html>
 """

@@ -24,15 +24,27 @@ def find_chromium() -> str | None:
     return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 
 
-def screenshot(page: Path, out: Path, size=(1024, 512), budget_ms: int = 8000, timeout_s: int = 120) -> Path:
+def chromium_run(page: Path, action: list[str], size=(1024, 512), budget_ms: int = 8000,
+                 timeout_s: int = 120) -> subprocess.CompletedProcess:
+    """Load ``page`` in headless Chromium for ``budget_ms`` of virtual time, then ``action``
+    (``--screenshot=...`` or ``--dump-dom``)."""
     chromium = find_chromium()
     if chromium is None:
         raise RuntimeError("Chromium not found: install it (Debian: apt install chromium)")
     with tempfile.TemporaryDirectory() as profile:
         cmd = [chromium, *FLAGS, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
-               f"--virtual-time-budget={budget_ms}", f"--screenshot={out.resolve()}", page.resolve().as_uri()]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=timeout_s)
+               f"--virtual-time-budget={budget_ms}", *action, page.resolve().as_uri()]
+        return subprocess.run(cmd, check=True, capture_output=True, timeout=timeout_s)
+
+
+def screenshot(page: Path, out: Path, size=(1024, 512), budget_ms: int = 8000, timeout_s: int = 120) -> Path:
+    chromium_run(page, [f"--screenshot={out.resolve()}"], size, budget_ms, timeout_s)
     return out
+
+
+def dump_dom(page: Path, size=(1024, 512), budget_ms: int = 8000, timeout_s: int = 120) -> str:
+    """The page's DOM, serialized after it has run for ``budget_ms`` (what its scripts made of it)."""
+    return chromium_run(page, ["--dump-dom"], size, budget_ms, timeout_s).stdout.decode("utf-8")
 
 
 def main(argv=None):

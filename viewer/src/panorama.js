@@ -3,11 +3,14 @@
 import { Viewer } from '@photo-sphere-viewer/core';
 import '@photo-sphere-viewer/core/index.css';
 
+// Photo Sphere Viewer shows its caption as HTML; ours is the user's prompt, which is text.
+const asText = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
 window.syncframeViewer = (container, panorama, caption) => {
   const viewer = new Viewer({
     container,
     panorama,
-    caption,
+    caption: asText(caption),
     defaultZoomLvl: 30,
     navbar: ['zoom', 'move', 'caption', 'fullscreen'],
   });
