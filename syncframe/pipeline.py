@@ -46,8 +46,11 @@ class Result:
             self.metadata["timings_s"]["write"] = round(time.perf_counter() - clock, 4)
             return {"run.json": json.dumps(self.metadata, indent=2)}
 
+        from .regions import mask_files
+
+        config, masks = mask_files(self.config, folder.target)  # array masks of the Python API
         try:
-            return folder.commit({**self.images, "config.yaml": dump(self.config)}, last=run_json)
+            return folder.commit({**self.images, **masks, "config.yaml": dump(config)}, last=run_json)
         except OSError as exc:
             raise ConfigError(f"could not write the outputs to {folder.target} ({exc.strerror or exc}); "
                               "free some disk space or choose another out=") from None

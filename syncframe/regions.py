@@ -25,13 +25,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
 from PIL import Image
-from pydantic import model_validator
+from pydantic import PlainValidator, model_validator
 
 from .errors import ConfigError
 from .options import FilePath, Options, Text, option
@@ -41,10 +42,21 @@ from .spaces.base import CanonicalSpace
 LABEL_SUFFIXES = (".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
+def _mask_array(value):
+    if not isinstance(value, np.ndarray) or value.ndim != 2:
+        raise ValueError("expected a path to a mask image (or, from Python, a 2-D array)")
+    return value
+
+
+# The Python API's array masks (validated by api_regions); a file path everywhere else.
+MaskArray = Annotated[Any, PlainValidator(_mask_array)]
+
+
 class RegionItem(Options):
     prompt: str = option(..., "the region's prompt")
     box: list[float] | None = option(None, "[x0, y0, x1, y1] in canvas fractions", min_length=4, max_length=4)
-    mask: FilePath | None = option(None, "a mask image (grey levels: soft weights) at the canvas's aspect")
+    mask: FilePath | MaskArray | None = option(None, "a mask image (grey levels: soft weights) at the canvas's "
+                                                     "aspect (from Python also a 2-D array)")
     part: str | None = option(None, "app=mesh: the faces of one part of the mesh file (an OBJ material, a glTF mesh)")
 
 
@@ -311,22 +323,43 @@ def layout_image(image: Image.Image, masks: torch.Tensor, colours: list[tuple[in
 
 
 def api_regions(items: list) -> list[dict]:
-    """The Python API's ``regions=[{"prompt": ..., "mask": array_or_path}, ...]``: array masks are
-    written as PNG files (in a temporary folder) so the run's config.yaml can name them."""
-    import tempfile
-
-    folder, out = None, []
+    """The Python API's ``regions=[{"prompt": ..., "mask": array_or_path}, ...]``: array masks stay
+    in memory as float arrays of 8-bit levels in [0, 1] (0..255 arrays are scaled); the run folder writes them as
+    ``region_mask_<i>.png`` beside its ``config.yaml``, which names them (:func:`mask_files`)."""
+    out = []
     for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ConfigError(f"regions[{i}]={item!r}: each region is a mapping {{prompt, box | mask | part}}")
         item = dict(item)
         if isinstance(item.get("mask"), np.ndarray):
-            folder = folder or Path(tempfile.mkdtemp(prefix="syncframe-regions-"))
-            array = item["mask"].astype(np.float32)
-            array = array / 255.0 if array.max() > 1 else array
-            path = folder / f"region_{i}.png"
-            Image.fromarray(np.round(np.clip(array, 0, 1) * 255).astype(np.uint8)).save(path)
-            item["mask"] = str(path)
+            array = item["mask"]
+            if array.ndim != 2 or array.size == 0 or not np.issubdtype(array.dtype, np.number) \
+                    or not np.isfinite(array).all():
+                raise ConfigError(f"regions[{i}].mask: an array mask is a finite 2-D array of weights (got shape "
+                                  f"{array.shape}, {array.dtype}); give [H, W] values in [0, 1] or 0..255")
+            array = array.astype(np.float32)
+            array = np.clip(array / 255.0 if array.max() > 1 else array, 0, 1)
+            # 8-bit levels, as the PNG the run folder keeps holds them: --config reproduces the run
+            item["mask"] = np.round(array * 255).astype(np.float32) / 255.0
         out.append(item)
     return out
+
+
+def mask_files(cfg: dict, folder: Path) -> tuple[dict, dict]:
+    """(a copy of ``cfg`` whose array masks name files in ``folder``, {file name: PNG image}):
+    what a run folder writes so that its ``config.yaml`` reproduces a run given array masks."""
+    regions = (cfg.get("regions") or {}).get("regions") or []
+    if not any(isinstance(item.get("mask"), np.ndarray) for item in regions):
+        return cfg, {}
+    files, items = {}, []
+    for i, item in enumerate(regions):
+        item = dict(item)
+        if isinstance(item.get("mask"), np.ndarray):
+            name = f"region_mask_{i}.png"
+            files[name] = Image.fromarray(np.round(item["mask"] * 255).astype(np.uint8))
+            item["mask"] = str(Path(folder).resolve() / name)
+        items.append(item)
+    return {**cfg, "regions": {**cfg["regions"], "regions": items}}, files
 
 
 class Bootstrap:

@@ -4,10 +4,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from syncframe.cli import main
 from syncframe.config import resolve
+from syncframe.errors import ConfigError
 from syncframe.pipeline import generate, generate_from_config, prepare
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -132,6 +134,30 @@ def test_yaml_layout_with_a_box_and_a_soft_mask_and_the_python_api(tiny_denoiser
     api = generate(model="tiny", width=1536, height=512, steps=2, progress=False, denoiser=tiny_denoiser,
                    regions=[{"prompt": "a lake", "mask": soft}, {"prompt": "a barn", "box": [0.1, 0.3, 0.4, 1.0]}])
     assert api.config["regions"]["name"] == "layout" and len(api.config["regions"]["regions"]) == 2
+
+
+def test_api_array_masks_need_no_temporary_files_and_their_run_folder_reproduces_them(tiny_denoiser, tmp_path,
+                                                                                       monkeypatch):
+    import tempfile
+
+    from syncframe.config import overrides_from_file
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    soft = np.tile(np.linspace(0, 255, 192, dtype=np.float32), (64, 1))  # 0..255 levels, scaled
+    result = generate(model="tiny", width=1536, height=512, steps=2, progress=False, denoiser=tiny_denoiser,
+                      regions=[{"prompt": "a lake", "mask": soft}, {"prompt": "a barn", "box": [0.1, 0.3, 0.4, 1.0]}])
+    assert list(scratch.iterdir()) == []  # nothing written for the masks while generating
+    folder = result.save(tmp_path / "run")
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    mask = Path(config["regions"]["regions"][0]["mask"])
+    assert mask == (folder / "region_mask_0.png").resolve() and mask.is_file()
+    again = generate_from_config(resolve(overrides_from_file(folder / "config.yaml")), tiny_denoiser)
+    assert np.array_equal(np.asarray(again.images["panorama.png"]), np.asarray(result.images["panorama.png"]))
+    assert list(scratch.iterdir()) == []
+    with pytest.raises(ConfigError, match=r"regions\[0\].mask: an array mask is a finite 2-D array"):
+        generate(model="tiny", regions=[{"prompt": "x", "mask": np.zeros((2, 2, 2, 2))}])
 
 
 def test_regions_on_the_360_and_mesh_spaces(tiny_denoiser, tmp_path):

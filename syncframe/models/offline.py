@@ -52,10 +52,11 @@ def generated_tokenizer():
 
     chars = byte_level_alphabet()
     tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    folder = Path(tempfile.mkdtemp(prefix="syncframe-tokenizer-"))
-    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    with tempfile.TemporaryDirectory(prefix="syncframe-tokenizer-") as name:  # read in __init__, then removed
+        folder = Path(name)
+        (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(tokens)}))
+        (folder / "merges.txt").write_text("#version: 0.2\n")
+        return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
 
 
 def load_tokenizer():
