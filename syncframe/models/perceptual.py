@@ -121,6 +121,42 @@ def gram(feat: torch.Tensor) -> torch.Tensor:
     return flat @ flat.transpose(1, 2) / (c * h * w)
 
 
+def read_lpips_state(path: Path, model: LPIPS, key: str) -> dict:
+    """The state dict in ``path`` for ``model``, checked key by key and shape by shape; every way a
+    file can be wrong (missing, a folder, not a tensor file, a pickle with code, other keys or
+    shapes) is one ConfigError that says what a valid file is."""
+    net = model.net_name
+    valid = (f"a valid file is the lpips package's LPIPS(net='{net}').state_dict() (keys net.slice1.0.weight ... "
+             "lin4.model.1.weight) saved with safetensors (.safetensors) or torch.save (.pth)")
+    if not path.exists():
+        raise ConfigError(f"{key}={path}: the LPIPS weights file does not exist; fix the path ({valid})")
+    if not path.is_file():
+        raise ConfigError(f"{key}={path} is a folder, not a weights file; {valid}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:  # weights_only: a pickle that would run code is refused, not run
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # safetensors' and pickle's errors have no common base
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        kind = "safetensors" if path.suffix == ".safetensors" else "a torch.save file"
+        raise ConfigError(f"{key}={path} cannot be read as {kind} ({reason}); {valid}") from None
+    expected = model.state_dict()
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"{key}={path} holds {type(state).__name__}, not a state dict of tensors; {valid}")
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise ConfigError(f"{key}={path} is not an LPIPS-{net} state dict: {len(missing)} of its {len(expected)} "
+                          f"keys are missing (first: {missing[0]}); {valid}")
+    wrong = [k for k in expected if tuple(state[k].shape) != tuple(expected[k].shape)]
+    if wrong:
+        raise ConfigError(f"{key}={path}: {wrong[0]} has shape {tuple(state[wrong[0]].shape)}, LPIPS-{net} needs "
+                          f"{tuple(expected[wrong[0]].shape)} (weights of another network?); {valid}")
+    return {k: state[k] for k in expected}
+
+
 def load_lpips(net: str = "vgg", weights: str | Path | None = None, allow_random: bool = False) -> LPIPS:
     """LPIPS with real weights from a file, from torchvision + the ``lpips`` package, or random.
 
@@ -131,14 +167,7 @@ def load_lpips(net: str = "vgg", weights: str | Path | None = None, allow_random
     model = LPIPS(net)
     path = Path(weights) if weights else find_weight(f"lpips/{net}.safetensors")
     if path is not None:
-        if not path.exists():
-            raise ConfigError(f"LPIPS weights file {path} does not exist; fix the path in sync.lpips_weights")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        model.load_state_dict(read_lpips_state(path, model, "sync.lpips_weights" if weights else "the LPIPS weights"))
         return model
     try:
         import lpips  # needs a working torchvision; downloads the ImageNet trunk
