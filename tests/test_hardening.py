@@ -1,11 +1,13 @@
 """What a hostile (or unlucky) user still broke, case by case: temporary files, messages that
 blamed the wrong thing, exit codes, stale run folders, the Python API's arguments."""
+import json
 import tempfile
 
+import numpy as np
 import pytest
 
 from syncframe.models.offline import generated_tokenizer
-from test_hostile import run_hostile, workdir  # noqa: F401  (the fixture)
+from test_hostile import ASSETS, run_hostile, workdir  # noqa: F401  (the fixture)
 
 
 def test_the_generated_tokenizer_leaves_no_temporary_folder(tmp_path, monkeypatch):
@@ -60,3 +62,64 @@ def test_a_bad_lpips_weights_file_is_one_line_before_anything_loads(workdir, cap
     err = run_hostile(workdir, capsys, ["sync=syncdiffusion", f"sync.lpips_weights={lpips_files / name}"])
     assert message in err and "a valid file is the lpips package's LPIPS(net='alex').state_dict()" in err, err
     assert "this pickle ran code" not in capsys.readouterr().out
+
+
+# -- Gaussian splats: scenes and cameras that cannot work ---------------------------------------------
+def look_from(eye, target) -> list:
+    """An OpenGL camera-to-world matrix (transforms.json) at ``eye`` looking at ``target``."""
+    eye, target = np.asarray(eye, float), np.asarray(target, float)
+    forward = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(forward, [0.0, 1.0, 0.0])
+    right /= np.linalg.norm(right)
+    matrix = np.eye(4)
+    matrix[:3, 0], matrix[:3, 1], matrix[:3, 2], matrix[:3, 3] = right, np.cross(right, forward), -forward, eye
+    return matrix.tolist()
+
+
+@pytest.fixture(scope="module")
+def splat_files(tmp_path_factory):
+    from dataclasses import replace
+
+    from syncframe.geometry.splats import ply_bytes, read_ply
+
+    folder = tmp_path_factory.mktemp("splats")
+    vase = read_ply(ASSETS / "vase_splats.ply")
+    (folder / "huge.ply").write_bytes(ply_bytes(replace(vase, log_scales=np.full_like(vase.log_scales, 30.0))))
+    (folder / "point.ply").write_bytes(ply_bytes(replace(vase, means=np.zeros_like(vase.means))))
+    one = {k: (v[:1] if isinstance(v, np.ndarray) and len(v) == len(vase) else v) for k, v in vars(vase).items()}
+    (folder / "single.ply").write_bytes(ply_bytes(type(vase)(**one)))
+    centre = (vase.means.min(0) + vase.means.max(0)) / 2
+    outside = look_from(centre + [0, 0, 3], centre)
+    for name, second in (("away", look_from(centre + [0, 0, 3], centre + [0, 0, 6])),
+                         ("inside", look_from(centre, centre + [1, 0, 0]))):
+        (folder / f"{name}.json").write_text(json.dumps({"camera_angle_x": 0.8, "frames": [
+            {"transform_matrix": outside}, {"transform_matrix": second}]}))
+    return folder
+
+
+SPLAT_CASES = [
+    (["splats={f}/huge.ply"], "4000 splats have a scale over 100x the scene's extent"),
+    (["splats={f}/point.ply"], "has all 4000 splat centres at one point, so the orbit rig has nothing to frame"),
+    (["splats={f}/single.ply"], "holds a single splat, so the orbit rig has nothing to frame"),
+    ([f"splats={ASSETS / 'vase_splats.ply'}", "app.cameras={f}/away.json"], "sees none of the splats"),
+    ([f"splats={ASSETS / 'vase_splats.ply'}", f"regions={ASSETS / 'layout.yaml'}"],
+     "regions= paints prompts onto a canvas of pixels"),
+]
+
+
+@pytest.mark.parametrize("args, message", SPLAT_CASES)
+def test_splat_scenes_and_cameras_that_cannot_work(workdir, capsys, splat_files, args, message):
+    err = run_hostile(workdir, capsys, ["app=splats", "width=256", "height=256",
+                                        *(a.format(f=splat_files) for a in args)])
+    assert message in err, err
+
+
+def test_a_camera_inside_the_scene_is_said(splat_files, capsys, tmp_path):
+    from syncframe.config import resolve
+    from syncframe.pipeline import prepare
+
+    app = prepare(resolve(["app=splats", "model=tiny", f"splats={ASSETS / 'vase_splats.ply'}", "width=256",
+                           "height=256", f"app.cameras={splat_files / 'inside.json'}"])).app
+    err = capsys.readouterr().err
+    assert "frames[1] of app.cameras=" in err and "stands inside the scene" in err
+    assert 0 < app.seen_by_view[1] < 0.2 < app.seen_by_view[0]

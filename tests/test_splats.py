@@ -7,7 +7,7 @@ import torch
 
 from syncframe.errors import ConfigError
 from syncframe.geometry.splat_raster import (ALPHA_MAX, ALPHA_MIN, EPS2D, T_MIN, compositing_weights, look_at_camera,
-                                             quat_to_rotmat, render)
+                                             quat_to_rotmat, render, SparseRenderer)
 from syncframe.geometry.splats import SH_C0, Splats, ply_bytes, read_ply
 
 
@@ -176,3 +176,23 @@ def test_more_splats_than_the_limit_is_refused(tmp_path):
     path.write_bytes(ply_bytes(random_splats(20)))
     with pytest.raises(ConfigError, match="above app.max_splats=10"):
         read_ply(path, max_splats=10)
+
+
+def test_weights_built_in_several_chunks_equal_one_chunk(monkeypatch):
+    """A view with more (splat, pixel) candidates than one chunk holds (big splats, big views) is
+    built in pieces; every piece must find its pixels (an offset bug once sent them to negative rows)."""
+    import syncframe.geometry.splat_raster as raster
+
+    s = random_splats(40, seed=3)
+    camera = look_at_camera([0.0, 0.0, 3.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0], 50.0, 24)
+    whole = compositing_weights(*tensors(s), camera).to_dense()
+    monkeypatch.setattr(raster, "PAIRS_PER_CHUNK", 50)
+    assert torch.equal(compositing_weights(*tensors(s), camera).to_dense(), whole)
+    assert whole.abs().sum() > 0
+
+
+def test_a_view_that_sees_no_splat_has_zero_alpha():
+    s = random_splats(10)
+    away = look_at_camera([0.0, 0.0, 3.0], [0.0, 0.0, 6.0], [0.0, 1.0, 0.0], 50.0, 16)
+    renderer = SparseRenderer(*tensors(s), [away])
+    assert renderer.alpha.shape == (1, 16, 16) and renderer.alpha.abs().sum() == 0

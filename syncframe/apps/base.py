@@ -20,12 +20,16 @@ class App:
     """
 
     default_strength = 0.8  # diffusers' img2img default
+    takes_regions = True  # regions= needs a canonical pixel grid [C, H, W]; apps without one set False
 
     def __init__(self, cfg: dict, spec):
         self.cfg, self.spec = cfg, spec
         self.channels, self.window = spec.channels, spec.window  # latents per view, from the model
         self.report: dict = {}  # app-specific measurements, written to run.json
         self.settled: dict = {}  # sizes left to the app (null) and what they became
+        if cfg["regions"]["name"] != "none" and not self.takes_regions:
+            raise ConfigError(f"regions= paints prompts onto a canvas of pixels (app=panorama, panorama360, mesh, "
+                              f"upscale, anagram); app={cfg['app']['name']} has none: drop regions=")
         self.init = self.settle_init()
         for key, value in zip(("width", "height"), self.default_size()):
             if cfg[key] is None:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from syncframe.apps.base import App, contact_sheet
 from syncframe.apps.mesh import ViewRing, side_prompts
 from syncframe.errors import ConfigError
+from syncframe.messages import note
 from syncframe.geometry.cameras import orbit_pinhole, pinhole, read_transforms
 from syncframe.geometry.raster import OrbitCamera, control_depth, fit_frame, rig_from_config
 from syncframe.geometry.splat_raster import SparseRenderer
@@ -73,6 +74,8 @@ class SplatsInputs(Options):
 class SplatsApp(App):
     """Colours for a fixed 3D Gaussian Splatting scene, painted by views around it, written as a 3DGS PLY."""
 
+    takes_regions = False  # per-splat colours are no pixel grid
+
     def settle(self):
         o = self.cfg["app"]
         if o["domain"] == "rgb" and o["rgb_size"] not in (None, self.cfg["width"]):
@@ -115,12 +118,40 @@ class SplatsApp(App):
         cfg, o = self.cfg, self.cfg["app"]
         self.splats = read_ply(cfg["splats"], o["max_splats"])
         self.orbit = None if o["cameras"] else rig_from_config(o["views"])
+        points = robust_points(self.splats)
+        check_scales(self.splats, points, cfg["splats"])
         self.geometry = splat_tensors(self.splats)
         if self.orbit is not None:
-            self.frame = fit_frame(robust_points(self.splats) @ self.turn().T, self.orbit, "perspective",
-                                   float(o["fov"]), float(o["margin"]))
+            where = "holds a single splat" if len(self.splats) == 1 else \
+                f"has all {len(self.splats)} splat centres at one point"
+            flat = (f"splats={cfg['splats']!r} {where}, so the orbit rig has nothing to frame; give a scene whose "
+                    "splats spread out, or cameras of your own (app.cameras=<transforms.json>)")
+            self.frame = fit_frame(points @ self.turn().T, self.orbit, "perspective", float(o["fov"]),
+                                   float(o["margin"]), flat=flat)
         self.renderer = self.make_renderer(self.cameras(cfg["width"] // self.spec.scale))
-        return SplatSpace(self.renderer, self.geometry[0], self.channels, o["unproject"], o["lsq_iterations"])
+        space = SplatSpace(self.renderer, self.geometry[0], self.channels, o["unproject"], o["lsq_iterations"])
+        self.check_views(space, points)
+        return space
+
+    def camera_name(self, i: int) -> str:
+        if self.orbit is None:
+            return f"frames[{i}] of app.cameras={self.cfg['app']['cameras']!r}"
+        return f"the rig's camera {i} (elevation {self.orbit[i].elevation:g}°, azimuth {self.orbit[i].azimuth:g}°)"
+
+    def check_views(self, space: SplatSpace, points: np.ndarray) -> None:
+        """Every view sees some splat (a view of background only has nothing to synchronize); a
+        transforms.json camera inside the scene's bounds is said, with what it sees."""
+        self.seen_by_view = space.seen_by_view()
+        for i, seen in enumerate(self.seen_by_view.tolist()):
+            if seen == 0:
+                raise ConfigError(f"{self.camera_name(i)} sees none of the splats (it looks away from the scene or "
+                                  "stands behind it); fix that camera or drop it")
+        if self.orbit is None:
+            low, high = points.min(0), points.max(0)
+            for i, frame in enumerate(self.transforms()[1]):
+                if ((frame[:3, 3] > low) & (frame[:3, 3] < high)).all():
+                    note(f"{self.camera_name(i)} stands inside the scene (within the splats' bounds) and sees "
+                         f"{100 * self.seen_by_view[i]:.1f}% of the splats; views are usually taken from outside")
 
     # -- cameras and renderers ---------------------------------------------------------------------
     def turn(self) -> np.ndarray:
@@ -232,6 +263,23 @@ def splat_tensors(splats: Splats) -> tuple[torch.Tensor, ...]:
     """(means, quats, scales, opacities) as float64 tensors for the renderer."""
     return tuple(torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in
                  (splats.means, splats.quats, splats.scales(), splats.opacities()))
+
+
+MAX_SCALE_RATIO = 100.0  # a splat this many times larger than the whole scene is corrupt, not a backdrop
+
+
+def check_scales(splats: Splats, points: np.ndarray, path: str) -> None:
+    """Refuse splats far larger than the scene (scale_* hold logs: a log-scale of 30 is 10^13):
+    each would cover every pixel of every view, and rendering them costs (splats x pixels)."""
+    extent = float(np.linalg.norm(points.max(0) - points.min(0))) if len(points) > 1 else 0.0
+    largest = splats.log_scales.max(axis=1)
+    limit = np.log(MAX_SCALE_RATIO * extent) if extent > 0 else np.inf
+    huge = largest > limit
+    if huge.any():
+        raise ConfigError(f"splats={path!r}: {int(huge.sum())} splats have a scale over {MAX_SCALE_RATIO:g}x the "
+                          f"scene's extent ({extent:.3g}; the largest is e^{largest.max():.3g} = "
+                          f"{np.exp(largest.max()):.3g}; scale_* hold logs): the file is corrupt or not a trained "
+                          "scene; remove those splats")
 
 
 def robust_points(splats: Splats) -> np.ndarray:

@@ -68,15 +68,16 @@ class Frame:
 
 
 def fit_frame(vertices: np.ndarray, cameras: list[OrbitCamera], projection: str = "orthographic",
-              fov: float = 50.0, margin: float = 1.1) -> Frame:
+              fov: float = 50.0, margin: float = 1.1, flat: str = "the mesh has zero extent (all vertices "
+                                                                "coincide)") -> Frame:
     """Auto-fit: look at the bounding-box centre; the orthographic frame is the largest extent of
     the object over all views (x ``margin``), the perspective camera stands where the bounding
-    sphere fits the field of view (x ``margin``)."""
+    sphere fits the field of view (x ``margin``). ``flat``: the error when all points coincide."""
     center = (vertices.min(0) + vertices.max(0)) / 2
     local = vertices - center
     radius = float(np.linalg.norm(local, axis=1).max())
     if radius == 0:
-        raise ConfigError("the mesh has zero extent (all vertices coincide)")
+        raise ConfigError(flat)
     if projection == "orthographic":
         extent = max(float(np.abs(local @ np.stack(cam.basis()[:2], 1)).max()) for cam in cameras)
         return Frame(center, radius, projection, extent * margin, 2 * radius, fov)

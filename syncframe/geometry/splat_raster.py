@@ -112,7 +112,9 @@ def pixel_pairs(proj: Projected, width: int, height: int):
         ids = torch.arange(start, min(stop, len(counts)), device=counts.device)
         start = int(ids[-1]) + 1
         splat = torch.repeat_interleave(ids, counts[ids])
-        local = torch.arange(len(splat), device=counts.device) - torch.repeat_interleave(done[ids], counts[ids])
+        # each candidate's place inside its splat's footprint (the chunk starts at done[ids[0]])
+        local = (torch.arange(len(splat), device=counts.device) + done[ids[0]]
+                 - torch.repeat_interleave(done[ids], counts[ids]))
         px = low[splat, 0] + local % extent[splat, 0]
         py = low[splat, 1] + local // extent[splat, 0]
         dx = proj.means2d[splat, 0] - (px + 0.5)
@@ -153,7 +155,9 @@ def compositing_weights(means, quats, scales, opacities, camera: PinholeCamera,
 
 def pixel_alpha(W: torch.Tensor) -> torch.Tensor:
     """The row sums of ``W [H·W, N]``: each pixel's alpha A = 1 − T, ``[H·W]``."""
-    return torch.sparse.sum(W, dim=1).to_dense() if W._nnz() else W.new_zeros(W.shape[0])
+    if not W._nnz():  # a view that sees no splat
+        return torch.zeros(W.shape[0], dtype=W.dtype, device=W.device)
+    return torch.sparse.sum(W, dim=1).to_dense()
 
 
 def render(W: torch.Tensor, colours: torch.Tensor, background: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -49,6 +49,13 @@ class SplatSpace(CanonicalSpace):
         ones = torch.ones(1, renderer.num_splats)
         self.lsq_scale = float(self.project_adjoint(self.alpha[:, None] * self.project(ones))[0, self.seen].mean())
 
+    def seen_by_view(self) -> torch.Tensor:
+        """``[V]``: the fraction of the splats each view sees (any weight in it)."""
+        ones = torch.ones(1, 1, *self.view_shape[1:])
+        return torch.stack([(self.project_adjoint(torch.cat([ones if k == v else torch.zeros_like(ones)
+                                                             for k in range(self.num_views)]))[0] > 0).float().mean()
+                            for v in range(self.num_views)])
+
     # -- projection -----------------------------------------------------------------------------
     def project(self, z: torch.Tensor) -> torch.Tensor:
         return self.renderer.render(z.T)
