@@ -11,7 +11,7 @@ from . import __version__
 from .config import (GROUPS, RunOptions, expand_multirun, group_entry, group_names, overrides_from_file,
                      parse_overrides, resolve)
 from .errors import ConfigError
-from .options import field_help
+from .options import CONTROL, field_help
 
 USAGE = """usage: syncframe run [-m] [--config RUN/config.yaml] [key=value ...] [--help]
        syncframe --help | --version
@@ -115,30 +115,36 @@ def write_index(base: Path, rows: list) -> None:
     print(f"wrote {base / 'multirun.csv'} ({len(rows)} runs)")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: the same clean-up as Ctrl-C (nothing half-written is left), and the
+    shell's exit status for the signal (128 + its number)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def _terminate(signum, frame):
-    raise KeyboardInterrupt  # the same clean-up as Ctrl-C: nothing half-written is left
+    raise Terminated(signum)
 
 
-def quiet_libraries() -> None:
-    """The command line speaks for itself: diffusers' and transformers' own log lines (e.g. about
-    torchvision, which syncframe never needs) are kept to errors."""
-    import os
-    import warnings
-
-    for name in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):  # read when each library configures its logger
-        os.environ.setdefault(name, "error")
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(diffusers|transformers)\..*")
+def printable(text: str) -> str:
+    """``text`` on one line with control characters (newlines, terminal escapes) shown as escapes:
+    what a user typed is never sent raw to their terminal."""
+    return CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    quiet_libraries()
     if argv and argv[0] in ("--version", "-V", "version"):
         print(f"syncframe {__version__}")
         return 0
     wants_help = any(a in ("-h", "--help") for a in argv)
     try:
-        if not argv or argv[0] in ("-h", "--help", "help") or (wants_help and argv[0] != "run"):
+        if not argv:
+            print(USAGE, file=sys.stderr)
+            return 2
+        if argv[0] in ("-h", "--help", "help") or (wants_help and argv[0] != "run"):
             print(describe())
             return 0
         if argv[0] != "run":
@@ -156,11 +162,11 @@ def main(argv: list[str] | None = None) -> int:
             for s, handler in previous.items():
                 signal.signal(s, handler)
     except ConfigError as exc:
-        print(f"syncframe: error: {exc}", file=sys.stderr)
+        print(f"syncframe: error: {printable(str(exc))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("syncframe: interrupted; no output was written for the unfinished run", file=sys.stderr)
-        return 130
+        return 128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
     return 0
 
 

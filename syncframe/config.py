@@ -18,7 +18,7 @@ import yaml
 from pydantic import field_validator
 
 from .errors import ConfigError
-from .options import FolderPath, Options, PathMark, Source, Text, option, parse_value, plain, validate
+from .options import FolderPath, Options, PathMark, Source, Text, option, parse_value, plain, read_yaml, validate
 from .registry import APPS, MODELS, REGIONS, SAMPLERS, SYNCS, Entry
 
 GROUPS = ("app", "model", "sync", "sampler", "regions")
@@ -256,10 +256,7 @@ def dump(cfg: dict) -> str:
 def overrides_from_file(path: str | Path) -> list[tuple[str, Any]]:
     """A run's ``config.yaml`` -> override pairs that resolve to the same config."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"--config {path}: cannot read it as a run's config.yaml ({exc})") from None
+    data = read_yaml(path, f"--config {path}", "a run's config.yaml")
     if not isinstance(data, dict) or not all(isinstance(data.get(g), dict) and "name" in data[g] for g in GROUPS):
         raise ConfigError(f"--config {path}: not a syncframe config.yaml (needs app, model and sync sections)")
     pairs: list[tuple[str, Any]] = []

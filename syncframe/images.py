@@ -1,6 +1,8 @@
 """Input images: read with clear errors, resized to a canvas, as tensors in [-1, 1]."""
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -11,23 +13,55 @@ from .errors import ConfigError
 
 RESIZE = ("fit", "crop", "stretch")
 MAX_INPUT_PIXELS = 2**28  # decompression-bomb guard: 16384² is plenty for an input
+MAX_LAYOUT_PIXELS = 2**25  # label images and masks: a layout needs no more pixels than the output
+
+
+def image_size(path: str, key: str, max_pixels: int = MAX_INPUT_PIXELS, hint: str = "give a smaller image"
+               ) -> tuple[int, int]:
+    """(width, height) of the image at ``path`` from its header alone, checked against ``max_pixels``
+    before anything is decoded; one ConfigError for a missing, unreadable or too big file."""
+    with _opened(path, key, max_pixels, hint) as image:
+        return image.size
+
+
+def read_image(path: str, key: str, mode: str | None = "RGB", max_pixels: int = MAX_INPUT_PIXELS,
+               hint: str = "give a smaller image") -> Image.Image:
+    """The image at ``path`` (given as ``key=``), its size checked from the header before it is
+    decoded, converted to ``mode`` (None: as stored); or one ConfigError saying why not."""
+    with _opened(path, key, max_pixels, hint) as image:
+        try:
+            image.load()
+            return image.convert(mode) if mode else image.copy()
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ConfigError(f"{key}={path!r} is not a readable image ({exc}); give a PNG or JPEG file") from None
+
+
+@contextmanager
+def _opened(path: str, key: str, max_pixels: int, hint: str):
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{key}={path!r} does not exist; give an image file (PNG, JPEG, ...)")
+    # PIL's own decompression-bomb guard warns, or raises without telling the size; ours reads
+    # the size from the header and says it in the run's words.
+    previous = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(file)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ConfigError(f"{key}={path!r} is not a readable image ({exc}); give a PNG or JPEG file") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+    with image:
+        if image.width * image.height > max_pixels:
+            raise ConfigError(f"{key}={path!r} is {image.width}x{image.height}, above {max_pixels} pixels; {hint}")
+        yield image
 
 
 def load_image(path: str, key: str) -> Image.Image:
     """An RGB image from ``path`` (given as ``key=``), or one ConfigError saying why not."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"{key}={path!r} does not exist; give an image file (PNG, JPEG, ...)")
-    try:
-        with Image.open(file) as image:
-            if image.width * image.height > MAX_INPUT_PIXELS:
-                raise ConfigError(f"{key}={path!r} is {image.width}x{image.height}, above {MAX_INPUT_PIXELS} pixels; "
-                                  "give a smaller image")
-            return image.convert("RGB")
-    except ConfigError:
-        raise
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ConfigError(f"{key}={path!r} is not a readable image ({exc}); give a PNG or JPEG file") from None
+    return read_image(path, key)
 
 
 def resized(image: Image.Image, width: int, height: int, mode: str = "stretch") -> Image.Image:

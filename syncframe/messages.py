@@ -1,11 +1,12 @@
-"""Notes for the user: said once, in words, on stderr, and kept for the run's ``run.json``.
+"""Notes for the user: said once per run, in words, on stderr, and kept for the run's ``run.json``.
 
 Python's ``warnings`` print a source line and a category name; a user of the command line needs
-the sentence only, once.
+the sentence only, once. The libraries syncframe drives speak only of errors while a run goes on.
 """
 from __future__ import annotations
 
 import sys
+import warnings
 from contextlib import contextmanager
 
 _printed: set[str] = set()
@@ -13,13 +14,16 @@ _collector: list[str] | None = None
 
 
 def note(text: str) -> None:
-    """Print ``syncframe: note: text`` to stderr the first time this text comes up in the process,
-    and add it to the notes of the run being collected (every time)."""
-    if _collector is not None and text not in _collector:
+    """Print ``syncframe: note: text`` to stderr the first time this text comes up in the run being
+    collected (in the process, outside a run), and add it to that run's notes."""
+    if _collector is not None:
+        if text in _collector:
+            return
         _collector.append(text)
-    if text not in _printed:
-        _printed.add(text)
-        print(f"syncframe: note: {text}", file=sys.stderr, flush=True)
+    elif text in _printed:
+        return
+    _printed.add(text)
+    print(f"syncframe: note: {text}", file=sys.stderr, flush=True)
 
 
 @contextmanager
@@ -31,3 +35,23 @@ def collecting():
         yield _collector
     finally:
         _collector = previous
+
+
+@contextmanager
+def quiet_libraries():
+    """While a run goes on, diffusers' and transformers' own log lines (e.g. that an image processor
+    "requires torchvision", which syncframe never needs) and their FutureWarnings are kept to errors;
+    their verbosity and the warning filters are restored afterwards."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    saved = transformers_logging.get_verbosity(), diffusers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    diffusers_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"(diffusers|transformers)\..*")
+            yield
+    finally:
+        transformers_logging.set_verbosity(saved[0])
+        diffusers_logging.set_verbosity(saved[1])

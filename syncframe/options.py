@@ -9,6 +9,7 @@ the value and what it accepts.
 """
 from __future__ import annotations
 
+import re
 import types
 import typing
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Annotated, Any, Literal, Union
 
 import annotated_types as at
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 from .errors import ConfigError
@@ -39,10 +40,21 @@ class PathMark:
         self.what = what
 
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _no_control_characters(value: str) -> str:
+    found = CONTROL.search(value)
+    if found:
+        raise ValueError(f"holds the control character {found.group()!r}; paths and names with control characters "
+                         "(newlines, escapes) are refused: rename it")
+    return value
+
+
 Text = Annotated[str, TextMark()]
-FilePath = Annotated[str, PathMark("path to a file")]
-FolderPath = Annotated[str, PathMark("folder path")]
-Source = Annotated[str, PathMark("repository id or local folder")]
+FilePath = Annotated[str, PathMark("path to a file"), AfterValidator(_no_control_characters)]
+FolderPath = Annotated[str, PathMark("folder path"), AfterValidator(_no_control_characters)]
+Source = Annotated[str, PathMark("repository id or local folder"), AfterValidator(_no_control_characters)]
 
 
 def option(default: Any, description: str, **constraints) -> Any:
@@ -70,12 +82,33 @@ def parse_value(annotation: Any, raw: str, metadata: list | tuple = ()) -> Any:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
         return raw
+    if isinstance(value, str) and (any(isinstance(m, PathMark) for m in metadata) or _has_mark(annotation, PathMark)):
+        return raw  # a path as typed: YAML would fold a newline into a space and drop a " #..." tail
     if isinstance(value, str) and _accepts(annotation, float):
         try:  # YAML 1.1 reads 1e-3 as a string
             return float(value)
         except ValueError:
             pass
     return value
+
+
+def read_yaml(path: Path, label: str, what: str) -> Any:
+    """The YAML file ``path`` (``label``: how the user gave it, e.g. ``--config run/config.yaml``),
+    read with ``safe_load``; any error (unreadable, bad syntax, a ``!!python/...`` tag, which is never
+    constructed) is one ConfigError line with the file, line and column, saying it should be ``what``."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: no such file; give {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label}: cannot read it ({getattr(exc, 'strerror', None) or exc}); give {what}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        if "python/" in problem:
+            problem += " (Python tags are never run)"
+        raise ConfigError(f"{label}{where}: not valid YAML: {problem}; give {what}") from None
 
 
 def plain(value: Any) -> Any:
@@ -138,9 +171,22 @@ def _show(value: Any, limit: int = 80) -> str:
     """A value as the user would type it (YAML flow style), shortened past ``limit`` characters."""
     if isinstance(value, BaseModel):
         value = value.model_dump()
-    text = repr(value) if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True,
-                                                                      width=10**6).strip().removesuffix("...").strip()
+    text = repr(value)
+    if not isinstance(value, str) and _plain_data(value):
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+    text = " ".join(text.split("\n"))  # one line, whatever came in
     return text if len(text) < limit else text[:limit - 3] + "..."
+
+
+def _plain_data(value: Any) -> bool:
+    """Whether YAML shows ``value`` as a user would type it (numbers, booleans, text, lists, mappings)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain_data(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_data(v) for k, v in value.items())
+    return False
 
 
 def _dotted(prefix: str, loc: list) -> str:

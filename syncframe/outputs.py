@@ -4,7 +4,8 @@ A run writes into ``<out>.partial``, created exclusively: of two runs aimed at o
 second is refused at once (or, for a default folder name, takes the next free name). The folder
 appears by one ``rename`` when every file is written; a failed or interrupted run removes its
 ``.partial`` and any parent folders it created. A ``.partial`` left by a killed process (its pid is
-gone) is taken over.
+gone, or now names a process started later) is taken over; one with no owner file (killed between
+creating the folder and writing the file) is refused with how to remove it.
 """
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import errno
 import os
 import shutil
 import socket
+import time
 from datetime import datetime
 from pathlib import Path
 
 from .errors import ConfigError
 
-OWNER = ".syncframe-owner"  # inside the .partial folder: "host pid"
+OWNER = ".syncframe-owner"  # inside the .partial folder: "host pid start-time"
 
 
 def check_parent(target: Path) -> None:
@@ -69,8 +71,12 @@ class RunFolder:
                 partial.mkdir()
                 break
             except FileExistsError:
-                if not _stale(partial):
-                    return (f"another run is writing out={target} now ({partial} exists); wait for it to "
+                owner = _owner(partial)
+                if owner == "orphan":
+                    return (f"out={target}: {partial} was left by a run that was killed as it started, and no run "
+                            f"owns it; remove it (rm -r '{partial}') or choose another out=")
+                if owner != "gone":
+                    return (f"another run is writing out={target} now ({owner}; {partial} exists); wait for it to "
                             "finish or choose another out=")
                 shutil.rmtree(partial, ignore_errors=True)
             except OSError as exc:
@@ -78,7 +84,7 @@ class RunFolder:
                                   "choose a writable folder for out=") from None
         else:
             return f"out={target}: could not claim {partial}; choose another out="
-        (partial / OWNER).write_text(f"{socket.gethostname()} {os.getpid()}")
+        (partial / OWNER).write_text(f"{socket.gethostname()} {os.getpid()} {process_start(os.getpid())}")
         self.partial = partial
         return None
 
@@ -134,22 +140,43 @@ class RunFolder:
         self.created = []
 
 
-def _stale(partial: Path) -> bool:
-    """True when the ``.partial`` folder's owner process is gone (same host only)."""
+ORPHAN_AFTER_S = 10.0  # a .partial with no owner file this old was never finished being claimed
+
+
+def process_start(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or "-" where unknown: with
+    the pid it names one process, even after the pid is reused."""
     try:
-        host, pid = (partial / OWNER).read_text().split()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
+    except (OSError, IndexError):
+        return "-"
+
+
+def _owner(partial: Path) -> str:
+    """Who holds a ``.partial`` folder: "gone" (its process ended, or its pid now names another
+    process), "orphan" (no owner file, and not just being created), or a description of the live
+    owner (or of one on another host, which cannot be checked)."""
+    try:
+        host, pid, *start = (partial / OWNER).read_text().split()
         pid = int(pid)
     except (OSError, ValueError):
-        return False  # being created or being published: not ours to take
+        try:
+            age = time.time() - partial.stat().st_mtime
+        except OSError:
+            return "a run that is starting"  # removed meanwhile: claim again later
+        return "orphan" if age > ORPHAN_AFTER_S else "a run that is starting"
     if host != socket.gethostname():
-        return False
+        return f"process {pid} on host {host}"
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
+        return "gone"
     except PermissionError:
-        return False
-    return False
+        pass
+    if start and start[0] != "-" and process_start(pid) not in (start[0], "-"):
+        return "gone"  # the pid was reused by another process
+    return f"process {pid}"
 
 
 def default_out(app: str) -> Path:

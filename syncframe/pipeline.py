@@ -15,8 +15,8 @@ import torch
 from . import __version__
 from .config import dump, resolve, section
 from .errors import ConfigError
-from .messages import collecting
-from .models.denoiser import load_controlnet, pick_device, pick_dtype
+from .messages import collecting, quiet_libraries
+from .models.denoiser import ViewDenoiser, load_controlnet, pick_device, pick_dtype
 from .models.hub import locate
 from .models.presets import load_model, model_spec
 from .models.spec import ModelSpec
@@ -67,7 +67,15 @@ class Result:
 
 def overrides_from_kwargs(args: tuple, kwargs: dict) -> list:
     """``generate("steps=5", sync={"name": "syncdiffusion", "weight": 10}, seed=1)`` -> override pairs."""
-    pairs: list = list(args)
+    pairs: list = []
+    for arg in args:
+        if isinstance(arg, str):
+            pairs.append(arg)
+        elif isinstance(arg, tuple) and len(arg) == 2 and isinstance(arg[0], str):
+            pairs.append(arg)
+        else:
+            raise ConfigError(f"generate({_short(arg)}): a positional argument is a \"key=value\" string or a (key, value) "
+                              "pair; pass options as keywords, e.g. generate(app=\"panorama\", steps=20)")
     for key, value in kwargs.items():
         if key == "regions" and isinstance(value, list):  # generate(regions=[{"prompt": ..., "mask": ...}])
             from .regions import api_regions
@@ -81,6 +89,11 @@ def overrides_from_kwargs(args: tuple, kwargs: dict) -> list:
         else:
             pairs.append((key, value))
     return pairs
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def load_denoiser(cfg: dict, spec: ModelSpec | None = None):
@@ -183,13 +196,16 @@ def prepare(cfg: dict) -> Prepared:
 
 def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = None) -> Result:
     """Run a resolved config (``denoiser``: reuse already-loaded weights of the same model)."""
-    with collecting() as notes:
+    with collecting() as notes, quiet_libraries():
         prepared = prepared or prepare(cfg)
         app, sync, spec = prepared.app, prepared.sync, prepared.spec
         timings = {"build_space": app.build_s}
         clock = time.perf_counter()
         if denoiser is None:
             denoiser = load_denoiser(cfg, spec)
+        elif not isinstance(denoiser, ViewDenoiser):
+            raise ConfigError(f"denoiser={_short(denoiser)}: expected a loaded syncframe denoiser (from "
+                              "syncframe.pipeline.load_denoiser or a previous run), or leave it out")
         denoiser.guidance = cfg["guidance"]
         if denoiser.latent_scale != spec.scale or denoiser.latent_channels != spec.channels:
             raise ConfigError(f"model {cfg['model']['name']!r} has {denoiser.latent_channels} latent channels and "

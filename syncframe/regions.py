@@ -30,15 +30,16 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from PIL import Image
 from pydantic import PlainValidator, model_validator
 
 from .errors import ConfigError
-from .options import FilePath, Options, Text, option
+from .images import MAX_LAYOUT_PIXELS, read_image
+from .options import FilePath, Options, Text, option, read_yaml
 from .registry import register_regions
 from .spaces.base import CanonicalSpace
 
+LAYOUT_HINT = "a layout needs no more pixels than the output: give a smaller image"
 LABEL_SUFFIXES = (".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -113,10 +114,7 @@ def load_layout(options: dict, key: str = "regions") -> Layout:
     if not path.is_file():
         raise ConfigError(f"{key}={file!r} does not exist; give a label image or a YAML layout (see docs/design.md)")
     if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{key}={file!r} is not valid YAML ({exc})") from None
+        data = read_yaml(path, f"{key}={file}", "a YAML layout (see docs/design.md)")
         if not isinstance(data, dict) or not isinstance(data.get("regions"), list):
             raise ConfigError(f"{key}={file!r}: a YAML layout is a mapping with a list under regions: "
                               "(each region a prompt and a box or a mask)")
@@ -127,13 +125,15 @@ def load_layout(options: dict, key: str = "regions") -> Layout:
 
 
 def layout_from_labels(path: Path, prompts: list[str], background) -> Layout:
-    try:
-        with Image.open(path) as image:
-            labels = np.asarray(image if image.mode in ("L", "P", "I") else image.convert("RGB"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"regions={str(path)!r} is not a readable image ({exc})") from None
-    flat = labels.reshape(-1, labels.shape[-1]) if labels.ndim == 3 else labels.reshape(-1, 1)
-    values, inverse = np.unique(flat, axis=0, return_inverse=True)  # sorted: black / index 0 first
+    image = read_image(str(path), "regions", mode=None, max_pixels=MAX_LAYOUT_PIXELS, hint=LAYOUT_HINT)
+    labels = np.asarray(image if image.mode in ("L", "P", "I") else image.convert("RGB"))
+    if labels.ndim == 3:  # one integer per colour, in the order of (r, g, b): unique on a flat array is fast
+        keys = (labels[..., 0].astype(np.int64) << 16) | (labels[..., 1].astype(np.int64) << 8) | labels[..., 2]
+        codes, inverse = np.unique(keys, return_inverse=True)  # sorted: black first
+        values = np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=1)
+    else:
+        values, inverse = np.unique(labels.reshape(-1), return_inverse=True)  # index 0 first
+        values = values[:, None]
     inverse = inverse.reshape(labels.shape[:2])
     region_values = [i for i in range(len(values)) if values[i].any()]  # every colour but black
     if len(region_values) > len(prompts):
@@ -181,11 +181,8 @@ def mask_of(mask, folder: Path, i: int) -> np.ndarray:
         array = mask.astype(np.float32)
         return array / 255.0 if array.max() > 1 else array
     path = Path(mask) if Path(mask).is_absolute() else folder / mask
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"region {i}: mask={str(mask)!r} is not a readable image ({exc})") from None
+    image = read_image(str(path), f"region {i}: mask", mode="L", max_pixels=MAX_LAYOUT_PIXELS, hint=LAYOUT_HINT)
+    return np.asarray(image, dtype=np.float32) / 255.0
 
 
 def region_masks(layout: Layout, height: int, width: int, blur: float = 0.0, label: str = "the canvas",

@@ -123,3 +123,55 @@ def test_a_camera_inside_the_scene_is_said(splat_files, capsys, tmp_path):
     err = capsys.readouterr().err
     assert "frames[1] of app.cameras=" in err and "stands inside the scene" in err
     assert 0 < app.seen_by_view[1] < 0.2 < app.seen_by_view[0]
+
+
+# -- the command line and the Python API ---------------------------------------------------------------
+def test_syncframe_with_no_arguments_prints_usage_and_exits_2(capsys):
+    from syncframe.cli import main
+
+    assert main([]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("usage: syncframe run") and captured.out == ""
+
+
+def test_notes_are_said_once_per_run_not_once_per_process(capsys):
+    from syncframe.messages import collecting, note
+
+    for _ in range(2):
+        with collecting() as notes:
+            note("a note of this run")
+            note("a note of this run")
+        assert notes == ["a note of this run"]
+        assert capsys.readouterr().err.count("a note of this run") == 1  # each run says it, once
+
+
+def test_the_api_is_as_quiet_as_the_command_line_and_leaves_the_libraries_as_they_were(tmp_path):
+    import subprocess
+    import sys
+
+    script = ("import syncframe\n"
+              "from transformers.utils import logging\n"
+              "before = logging.get_verbosity()\n"
+              "syncframe.generate(model='tiny', width=512, height=512, steps=1, progress=False)\n"
+              "assert logging.get_verbosity() == before, (before, logging.get_verbosity())\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "", done.stderr  # a fresh process: the libraries' import-time warnings included
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda g: g(object()), 'a positional argument is a "key=value" string or a (key, value) pair'),
+    (lambda g: g(("a",)), "a positional argument is"),
+    (lambda g: g(model="tiny", denoiser=3), "denoiser=3: expected a loaded syncframe denoiser"),
+    (lambda g: g(model="tiny", steps=object()), "steps=<object object at"),
+    (lambda g: g(model="tiny", prompt=b"bytes"), "prompt=b'bytes': expected a string"),
+    (lambda g: g(model="tiny", regions=["x"]), "regions[0]='x': each region is a mapping"),
+    (lambda g: g(model="tiny", sync=5), "sync=5: expected a name"),
+    (lambda g: g(model="tiny", seed=(1, 2)), "seed=[1, 2]: expected an integer"),
+])
+def test_every_bad_api_argument_is_a_config_error_with_the_clis_words(call, message):
+    import syncframe
+
+    with pytest.raises(syncframe.ConfigError) as caught:
+        call(syncframe.generate)
+    assert message in str(caught.value) and "\n" not in str(caught.value)

@@ -45,6 +45,27 @@ def make_inputs(folder: Path) -> None:
     (folder / "full").mkdir()
     (folder / "full" / "keep.txt").write_text("mine")
     (folder / "config.yaml").write_text("just: [a, list]\n")
+    (folder / "bomb.png").write_bytes(png_header(60000, 60000))
+    (folder / "huge.png").write_bytes(png_header(15000, 10000))
+    Image.new("RGB", (1, 1)).save(folder / "one.png")
+    (folder / "evil.yaml").write_text('app: !!python/object/apply:os.system ["echo ran"]\n')
+    (folder / "broken.yaml").write_text("app: [a, b\nmodel: x\n")
+    (folder / "layout.yaml").write_text("regions:\n  - {prompt: a, box: [0, 0, 1, 1]\n")
+    (folder / "listmodel").mkdir()
+    (folder / "listmodel" / "model_index.json").write_text("[1, 2]")
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that is all header (no pixel data): it says its size, which is all a check before
+    decoding may read."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
 
 
 I = "in"  # the inputs folder, relative to the test's working folder
@@ -158,7 +179,7 @@ CASES = [
     (["app=mesh", f"mesh={I}/nan.obj"], "has 1 vertices with NaN or infinite coordinates"),
     (["app=mesh", f"mesh={I}/flat.obj"], "every one of its 2 faces has zero area"),
     (["app=mesh", VASE, "app.max_faces=1000"], "6144 faces, above app.max_faces=1000"),
-    ([*P360, f"depth={I}/missing.png", "controlnet=tiny"], "not a readable image"),
+    ([*P360, f"depth={I}/missing.png", "controlnet=tiny"], "depth='in/missing.png' does not exist; give an image"),
     ([*P360, f"depth={I}/junk.png", "controlnet=tiny"], "not a readable image"),
     ([*P360, f"depth={I}/square.png", "controlnet=tiny"], "is 100x100; an equirect depth image is 2:1"),
     ([*P360, "controlnet=tiny"], "controlnet= needs a control input, and this run has none"),
@@ -181,15 +202,40 @@ CASES = [
      "image='in/big.png' (1000x1000) at scale=20 would be 20000x20000, above 268435456 pixels; use a smaller scale"),
     (["app=upscale", f"image={I}/junk.png"], "image='in/junk.png' is not a readable image"),
     (["app=upscale", f"image={I}/depth.png", f"init={I}/depth.png"], "app=upscale starts from image=; drop init="),
-    (["app=upscale", f"image={I}/depth.png"], "is smaller than one window (512 px)"),
+    (["app=upscale", f"image={I}/depth.png"], "image='in/depth.png' (128x64) at scale=2 would be 256x128, smaller "
+                                               "than one window (512 px) of this model; use scale>=8 or a bigger image"),
+    (["app=upscale", f"image={I}/depth.png", "width=1024", "height=256"], "height=256 is smaller than one window"),
     (["image=x.png"], "image= is an input of app=upscale, not of app=panorama"),
+    # -- images are checked from their headers, before decoding ----------------------------------
+    ([f"init={I}/bomb.png"], "init='in/bomb.png' is 60000x60000, above 268435456 pixels; give a smaller image"),
+    (["app=upscale", f"image={I}/bomb.png"], "image='in/bomb.png' is 60000x60000, above 268435456 pixels"),
+    (["app=upscale", f"image={I}/huge.png"], "(15000x10000) at scale=2 would be 30000x20000, above 268435456 pixels"),
+    (["app=upscale", f"image={I}/one.png"], "image='in/one.png' (1x1) at scale=2 would be 0x0, smaller than one "
+                                             "window (512 px) of this model; give a bigger image"),
+    ([f"regions={I}/bomb.png", "regions.prompts=[a]"], "regions='in/bomb.png' is 60000x60000, above 33554432 pixels; "
+                                                       "a layout needs no more pixels than the output"),
+    ([f"regions={I}/huge.png", "regions.prompts=[a]"], "regions='in/huge.png' is 15000x10000, above 33554432 pixels"),
+    ([*P360, f"depth={I}/bomb.png", "controlnet=tiny"], "depth='in/bomb.png' is 60000x60000"),
+    # -- YAML files: one line with the file, line and column --------------------------------------
+    (["--config", f"{I}/evil.yaml"], "--config in/evil.yaml, line 1, column 6: not valid YAML: could not determine a "
+                                     "constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system' "
+                                     "(Python tags are never run)"),
+    (["--config", f"{I}/broken.yaml"], "--config in/broken.yaml, line 2, column 6: not valid YAML: expected ',' or ']'"),
+    ([f"regions={I}/layout.yaml"], "regions=in/layout.yaml, line 3, column 1: not valid YAML"),
+    ([f"regions={I}/evil.yaml"], "regions=in/evil.yaml, line 1, column 6: not valid YAML"),
+    # -- model folders -----------------------------------------------------------------------------
+    ([f"model=./{I}/listmodel"], "its model_index.json holds a JSON list, not the mapping a diffusers pipeline has"),
+    # -- control characters are refused in paths and never echoed raw -------------------------------
+    (["out=a\nb"], "out='a\\nb': holds the control character '\\n'; paths and names with control characters"),
+    (["app=mesh", "mesh=x\x1b[31m.obj"], "mesh='x\\x1b[31m.obj': holds the control character '\\x1b'"),
+    (["app=\x1b[2J"], "unknown app '\\x1b[2J'"),
     # -- output folders --------------------------------------------------------------------------
     ([f"out={I}/file.txt"], "is a file, not a folder"),
     ([f"out={I}/file.txt/x"], "is a file, so no folder can be made under it"),
     (["out=/proc/x"], "out=/proc/x: cannot create /proc/x.partial"),
     (["out=/sys/x"], "out=/sys/x: cannot create /sys/x.partial"),
     ([f"out={I}/full"], "exists and is not empty"),
-    (["--config", f"{I}/missing.yaml"], "cannot read it as a run's config.yaml"),
+    (["--config", f"{I}/missing.yaml"], "--config in/missing.yaml: no such file; give a run's config.yaml"),
     (["--config", f"{I}/config.yaml"], "not a syncframe config.yaml"),
 ]
 

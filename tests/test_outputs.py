@@ -37,15 +37,15 @@ def assert_complete(out: Path, seed: int) -> None:
     assert json.loads((out / "run.json").read_text())["seed"] == seed
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_run_leaves_nothing(tmp_path, sig):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_leaves_nothing(tmp_path, sig, code):
     out = tmp_path / "runs" / "one"
     process = start([*SLOW, f"out={out}"], tmp_path)
     wait_for(out.with_name("one.partial"), process)
     time.sleep(1.0)  # into the sampling loop
     process.send_signal(sig)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
+    assert process.returncode == code, err  # the shell's 128 + signal number
     assert "interrupted; no output was written" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []  # no folder, no .partial, not even the parent it created
 
@@ -105,3 +105,33 @@ def test_an_empty_existing_folder_is_filled_atomically(tmp_path):
     folder.commit({"a.txt": "1", "b.txt": "2"})
     assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == ["a.txt", "b.txt"]
     assert not (tmp_path / "empty.partial").exists() and os.listdir(tmp_path) == ["empty"]
+
+
+def test_a_claim_without_an_owner_file_says_no_run_owns_it(tmp_path):
+    partial = tmp_path / "orphan.partial"
+    partial.mkdir()
+    os.utime(partial, (time.time() - 60, time.time() - 60))  # killed a minute ago, between mkdir and the file
+    with pytest.raises(ConfigError, match=r"was left by a run that was killed as it started, and no run owns it; "
+                                          r"remove it \(rm -r '.*orphan.partial'\)"):
+        RunFolder(tmp_path / "orphan").claim()
+    partial.rmdir()
+    partial.mkdir()  # just created: a run that is starting, not an orphan
+    with pytest.raises(ConfigError, match="another run is writing"):
+        RunFolder(tmp_path / "orphan").claim()
+
+
+def test_a_claim_whose_pid_now_names_another_process_is_taken_over(tmp_path):
+    import socket
+
+    partial = tmp_path / "reused.partial"
+    partial.mkdir()
+    # our own pid, alive, but with a start time it never had: the owner died and its pid was reused
+    (partial / ".syncframe-owner").write_text(f"{socket.gethostname()} {os.getpid()} 1")
+    folder = RunFolder(tmp_path / "reused").claim()
+    assert folder.partial == partial and (partial / ".syncframe-owner").read_text().split()[1] == str(os.getpid())
+    folder.abandon()
+    (partial).mkdir()
+    (partial / ".syncframe-owner").write_text(f"{socket.gethostname()} {os.getpid()} "
+                                             f"{Path(f'/proc/{os.getpid()}/stat').read_text().rsplit(')', 1)[1].split()[19]}")
+    with pytest.raises(ConfigError, match=f"another run is writing .*process {os.getpid()}"):
+        RunFolder(tmp_path / "reused").claim()  # the same pid and start: that run is alive

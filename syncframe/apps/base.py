@@ -31,9 +31,10 @@ class App:
             raise ConfigError(f"regions= paints prompts onto a canvas of pixels (app=panorama, panorama360, mesh, "
                               f"upscale, anagram); app={cfg['app']['name']} has none: drop regions=")
         self.init = self.settle_init()
-        for key, value in zip(("width", "height"), self.default_size()):
-            if cfg[key] is None:
-                cfg[key] = self.settled[key] = value
+        if cfg["width"] is None or cfg["height"] is None:
+            for key, value in zip(("width", "height"), self.default_size()):
+                if cfg[key] is None:
+                    cfg[key] = self.settled[key] = value
         self.settle()
         if cfg["app"].get("domain") == "rgb":  # before anything is built
             self.check_rgb_domain()

@@ -12,13 +12,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
 
 from syncframe.apps.base import App, contact_sheet, to_pil
 from syncframe.tiling import decode_batched
 from syncframe.errors import ConfigError
 from syncframe.metrics import equirect_seam, pole_spread, view_border_seam
-from syncframe.images import from_pil, load_image, resized
+from syncframe.images import from_pil, load_image, read_image, resized
 from syncframe.options import FilePath, Options, option
 from syncframe.registry import register_app
 from syncframe.resources import view_state_bytes
@@ -142,11 +141,7 @@ class Panorama360App(App):
 
 def load_equirect_depth(path: str) -> torch.Tensor:
     """A 2:1 depth image -> ``[1, H, W]`` in [0, 1] (the image's own min..max)."""
-    try:
-        image = Image.open(path)
-        image.load()
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"depth={path!r} is not a readable image ({exc}); give an equirect depth image") from exc
+    image = read_image(path, "depth", mode=None)
     w, h = image.size
     if abs(w - 2 * h) > 1:
         raise ConfigError(f"depth={path!r} is {w}x{h}; an equirect depth image is 2:1 (e.g. 2048x1024)")

@@ -9,11 +9,13 @@ input, as upscaling tools do.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from syncframe.apps.base import App, to_pil
 from syncframe.errors import ConfigError
-from syncframe.images import from_pil, load_image, resized
+from syncframe.images import from_pil, image_size, load_image, resized
 from syncframe.options import FilePath, Options, option
 from syncframe.registry import register_app
 from syncframe.resources import view_state_bytes
@@ -54,15 +56,25 @@ class UpscaleApp(App):
             raise ConfigError("app=upscale starts from image=; drop init=")
         if cfg["strength"] is None:
             cfg["strength"] = self.settled["strength"] = self.default_strength
+        if cfg["width"] is None or cfg["height"] is None:  # the output's size from the header, before decoding
+            self.output_size(image_size(cfg["image"], "image"))
         return load_image(cfg["image"], "image")
 
-    def default_size(self):
-        unit, scale = self.spec.scale, self.cfg["scale"]
-        width, height = (round(side * scale / unit) * unit for side in self.init.size)
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The output size ``image=`` of ``size`` makes at ``scale=`` (whole latents), checked."""
+        unit, scale, window = self.spec.scale, self.cfg["scale"], self.spec.window_px
+        width, height = (round(side * scale / unit) * unit for side in size)
+        shown = f"image={self.cfg['image']!r} ({size[0]}x{size[1]}) at scale={scale:g} would be {width}x{height}"
         if width * height > MAX_OUTPUT_PIXELS:
-            raise ConfigError(f"image={self.cfg['image']!r} ({self.init.width}x{self.init.height}) at scale={scale:g} "
-                              f"would be {width}x{height}, above {MAX_OUTPUT_PIXELS} pixels; use a smaller scale")
+            raise ConfigError(f"{shown}, above {MAX_OUTPUT_PIXELS} pixels; use a smaller scale")
+        if min(width, height) < window:
+            least = math.ceil(window / min(size))
+            fix = f"use scale>={least} or a bigger image" if least <= 64 else "give a bigger image"
+            raise ConfigError(f"{shown}, smaller than one window ({window} px) of this model; {fix}")
         return width, height
+
+    def default_size(self):
+        return self.output_size(self.init.size)
 
     def settle(self):
         o = self.cfg["app"]

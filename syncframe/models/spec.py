@@ -76,6 +76,10 @@ def pretrained_spec(source: str, family: str = "auto", name: str | None = None) 
     except (OSError, ValueError) as exc:
         raise ConfigError(f"model={name} is not a diffusers pipeline (no readable model_index.json: {exc}); give "
                           "a diffusers repository id or folder of SD 1.x/2.x, SDXL, SD3 or FLUX") from None
+    if not isinstance(index, dict):
+        raise ConfigError(f"model={name}: its model_index.json holds a JSON {type(index).__name__}, not the mapping "
+                          "a diffusers pipeline has; give a diffusers repository id or folder of SD 1.x/2.x, SDXL, SD3 "
+                          "or FLUX")
     detected = PIPELINES.get(index.get("_class_name", ""))
     if family == "auto":
         if detected is None:
@@ -89,7 +93,13 @@ def pretrained_spec(source: str, family: str = "auto", name: str | None = None) 
     except (OSError, ValueError) as exc:
         raise ConfigError(f"model={name}: a config of the {family} pipeline is missing or unreadable ({exc}); "
                           "check model.family and the repository") from None
-    return spec_from_configs(family, denoiser, vae, scheduler)
+    try:
+        if not all(isinstance(c, dict) for c in (denoiser, vae, scheduler)):
+            raise TypeError("a config file holds no JSON mapping")
+        return spec_from_configs(family, denoiser, vae, scheduler)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"model={name}: the {family} pipeline's configs are not what diffusers writes ({exc}); "
+                          "check model.family and the repository") from None
 
 
 def spec_from_configs(family: str, denoiser: dict, vae: dict, scheduler: dict) -> ModelSpec:
