@@ -126,3 +126,21 @@ def view_border_seam(image: torch.Tensor, cameras) -> float:
     border = torch.cat([step_h[across_h], step_v[across_v]])
     everywhere = torch.cat([step_h.flatten(), step_v.flatten()])
     return (border.mean() / everywhere.mean().clamp_min(1e-12)).item()
+
+
+def window_border_seam(image: torch.Tensor, windows: list[tuple[int, int]], window: int) -> float:
+    """How much harder ``image: [C, H, W]`` steps across the borders of the square ``window``-pixel
+    windows at ``windows`` ((top, left) in pixels) than anywhere: the mean step between the two
+    pixels either side of an inner window border (rows and columns inside the image) over the mean
+    step between all neighbouring pixels. ≈1 when the window borders are invisible."""
+    image = image.float()
+    _, height, width = image.shape
+    step_v = (image[:, 1:] - image[:, :-1]).abs().mean(0)  # [H-1, W]: between row r and r+1
+    step_h = (image[:, :, 1:] - image[:, :, :-1]).abs().mean(0)  # [H, W-1]
+    rows = {edge - 1 for top, _ in windows for edge in (top, top + window) if 0 < edge < height}
+    cols = {edge - 1 for _, left in windows for edge in (left, left + window) if 0 < edge < width}
+    border = torch.cat([step_v[sorted(rows)].flatten(), step_h[:, sorted(cols)].flatten()])
+    if not border.numel():
+        return 1.0  # one window: no inner border
+    everywhere = torch.cat([step_v.flatten(), step_h.flatten()])
+    return (border.mean() / everywhere.mean().clamp_min(1e-12)).item()

@@ -10,11 +10,13 @@ input, as upscaling tools do.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 
 from syncframe.apps.base import App, to_pil
 from syncframe.errors import ConfigError
+from syncframe.metrics import window_border_seam
 from syncframe.images import from_pil, image_size, load_image, resized
 from syncframe.options import FilePath, Options, option
 from syncframe.registry import register_app
@@ -32,6 +34,9 @@ class UpscaleOptions(Options):
                                       "overlap)", ge=1)
     decode_overlap: int = option(16, "latents of overlap between VAE encoding and decoding tiles", ge=0)
     decode_batch_size: int = option(4, "tiles per VAE call", ge=1, le=256)
+    weights: Literal["fading", "uniform"] = option(
+        "fading", "how windows are averaged: fading (each window counts less towards its border; no bands at window "
+                  "edges) or uniform (MultiDiffusion's)")
 
 
 class UpscaleInputs(Options):
@@ -95,7 +100,7 @@ class UpscaleApp(App):
     def build_space(self) -> PanoramaSpace:
         cfg = self.cfg
         return PanoramaSpace(cfg["height"], cfg["width"], window=self.window, stride=cfg["app"]["stride"],
-                             channels=self.channels, vae_scale=self.spec.scale)
+                             channels=self.channels, vae_scale=self.spec.scale, weights=cfg["app"]["weights"])
 
     def resized_input(self) -> torch.Tensor:
         return from_pil(resized(self.init, self.cfg["width"], self.cfg["height"]))
@@ -120,6 +125,9 @@ class UpscaleApp(App):
         with torch.no_grad():
             image = decode_tiled(canvas, denoiser.decode, tile=self.window, overlap=o["decode_overlap"],
                                  batch_size=o["decode_batch_size"], scale=self.spec.scale)
+        scale = self.spec.scale
+        windows = [(top * scale, left * scale) for top, left in self.base_space.windows]
         self.report = {"input_size": list(self.init.size), "output_size": [self.cfg["width"], self.cfg["height"]],
-                       "windows": self.space.num_views}
+                       "windows": self.space.num_views,
+                       "window_border_seam": round(window_border_seam(image.clamp(-1, 1), windows, self.spec.window_px), 4)}
         return {"upscaled.png": to_pil(image), "input.png": to_pil(self.resized_input())}, canvas

@@ -61,6 +61,15 @@ class CanonicalSpace:
         return z, self.project(z)
 
 
+def fading_weights(size: int, num_views: int, like: torch.Tensor) -> torch.Tensor:
+    """``[num_views, 1, size, size]``: a tent, 1 at the centre of a view falling to 1/size at its edge
+    (in the max norm), so a view's contribution to an average fades out towards its border instead
+    of stopping there; with uniform weights every view border is a step wherever views disagree."""
+    t = (torch.arange(size, dtype=like.dtype, device=like.device) + 0.5) / size * 2 - 1
+    tent = 1 - torch.maximum(t.abs()[:, None], t.abs()[None, :])
+    return tent.expand(num_views, 1, -1, -1)
+
+
 def gather_views(z: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Views that read one canonical texel per pixel: ``z: [C, H, W]``, ``index: [N, h, w]`` flat
     texel indices -> ``[N, C, h, w]`` (one gather)."""

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..registry import register_space
-from .base import CanonicalSpace, fill_nearest, gather_views, repeated_reads, scatter_views
+from .base import CanonicalSpace, fading_weights, fill_nearest, gather_views, repeated_reads, scatter_views
 
 
 @dataclass(frozen=True)
@@ -159,9 +159,7 @@ class EquirectSpace(CanonicalSpace):
         """``[N, 1, s, s]``: each view's pixels count less towards its border (a tent falling to
         1/s at the edge), so a view's contribution to the average fades out instead of stopping;
         with uniform weights every view border is a step in the synchronized views."""
-        t = (torch.arange(self.view_size, dtype=like.dtype, device=like.device) + 0.5) / self.view_size * 2 - 1
-        tent = 1 - torch.maximum(t.abs()[:, None], t.abs()[None, :])
-        return tent.expand(self.num_views, 1, -1, -1)
+        return fading_weights(self.view_size, self.num_views, like)
 
     # -- coverage, filling and noise ------------------------------------------------------
     def seen(self, device="cpu") -> torch.Tensor:

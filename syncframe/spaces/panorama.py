@@ -7,7 +7,7 @@ import torch
 
 from ..errors import ConfigError
 from ..registry import register_space
-from .base import CanonicalSpace, gather_views, scatter_views
+from .base import CanonicalSpace, fading_weights, gather_views, scatter_views
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -36,7 +36,7 @@ class PanoramaSpace(CanonicalSpace):
     """
 
     def __init__(self, height: int, width: int, window: int = 64, stride: int = 8,
-                 loop: bool = False, channels: int = 4, vae_scale: int = 8):
+                 loop: bool = False, channels: int = 4, vae_scale: int = 8, weights: str = "uniform"):
         for name, value in (("height", height), ("width", width)):
             if value % vae_scale:
                 raise ConfigError(f"{name}={value} is not a multiple of {vae_scale}; "
@@ -47,7 +47,10 @@ class PanoramaSpace(CanonicalSpace):
         if not 0 < stride < window:
             raise ConfigError(f"stride={stride} must be in 1..{window - 1} latents "
                               f"(smaller than the {window}-latent window) so that windows overlap")
+        if weights not in ("uniform", "fading"):
+            raise ConfigError(f"weights={weights!r} must be uniform or fading")
         self.height, self.width, self.window, self.stride, self.loop = height, width, window, stride, loop
+        self.weights = weights
         h, w = height // vae_scale, width // vae_scale
         self.canonical_shape = (channels, h, w)
         self.view_shape = (channels, window, window)
@@ -66,6 +69,14 @@ class PanoramaSpace(CanonicalSpace):
 
     def project_adjoint(self, x: torch.Tensor) -> torch.Tensor:
         return scatter_views(x, self.index, self.canonical_shape)
+
+    def view_weights(self, like: torch.Tensor) -> torch.Tensor:
+        """Uniform (MultiDiffusion's, as diffusers' panorama pipeline), or ``fading`` towards each
+        window's border (:func:`~syncframe.spaces.base.fading_weights`): tiles of an upscale, where
+        a window's prediction near its own border disagrees with its neighbours' most."""
+        if self.weights == "uniform":
+            return super().view_weights(like)
+        return fading_weights(self.window, self.num_views, like)
 
     @property
     def anchor(self) -> int:
