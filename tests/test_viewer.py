@@ -198,3 +198,35 @@ def test_the_pages_policy_blocks_script_that_escaping_missed(tmp_path):
     assert 'data-rendered="true"' in dom and "data-pwned" not in dom, dom[-600:]
     policy = page.split('http-equiv="Content-Security-Policy" content="')[1].split('"')[0]
     assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+
+
+@pytest.mark.parametrize("size", [(1024, 512), (512, 1024), (700, 700)])
+def test_the_splat_viewer_starts_with_the_whole_object_in_view(tmp_path, size):
+    """The app's demo vase as its viewer.html first shows it: nothing of it touches the page's
+    border, at a wide, a tall and a square window (the rim was cut off at every size once)."""
+    from pathlib import Path
+
+    from syncframe.config import resolve
+    from syncframe.geometry.splats import ply_bytes
+    from syncframe.pipeline import prepare
+    from syncframe.viewers.screenshot import screenshot
+
+    need(find_chromium() is not None, "Chromium is not installed (Debian: apt install chromium)")
+    vase = Path(__file__).resolve().parents[1] / "assets" / "vase_splats.ply"
+    app = prepare(resolve(["app=splats", "model=tiny", f"splats={vase}", "width=256", "height=256"])).app
+    page = tmp_path / "viewer.html"
+    page.write_text(splat_viewer_html(ply_bytes(app.splats), title="", camera=app.viewer_camera()), encoding="utf-8")
+
+    def drawn(shot):  # anything but the page's background (#111)
+        return (np.abs(shot.astype(int) - 17).max(axis=-1) > 24)
+
+    for budget in (8000, 16000, 30000):
+        shot = np.asarray(Image.open(screenshot(page, tmp_path / "shot.png", size=size, budget_ms=budget)).convert("RGB"))
+        if drawn(shot).mean() > 0.03:
+            break
+    hit = drawn(shot)
+    assert hit.mean() > 0.03, hit.mean()  # the vase is there
+    edge = np.concatenate([hit[:3].ravel(), hit[-3:].ravel(), hit[:, :3].ravel(), hit[:, -3:].ravel()])
+    assert not edge.any(), (size, edge.mean())  # and all of it: nothing reaches the border
+    rows, cols = np.nonzero(hit)
+    assert (rows.max() - rows.min()) > 0.4 * shot.shape[0] or (cols.max() - cols.min()) > 0.4 * shot.shape[1]

@@ -245,8 +245,9 @@ class SplatsApp(App):
         return images, colours
 
     def viewer_camera(self) -> dict | None:
-        """Where the viewer starts: the rig's front camera raised 15°, in the scene's frame (the
-        viewer frames the splats itself for transforms.json cameras)."""
+        """The direction the viewer starts looking from: the rig's front camera raised 15°, in the
+        scene's frame (the viewer sets the distance itself, from the splats' bounds and the page's
+        shape; for transforms.json cameras it picks the direction too)."""
         if self.orbit is None:
             return None
         back = OrbitCamera(0.0, 15.0).basis()[2]

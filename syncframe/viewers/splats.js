@@ -96,17 +96,37 @@ window.syncframeSplatViewer = (container, plyBase64, caption, options = {}) => {
   gl.enable(gl.BLEND);
   gl.blendFunc(gl.ONE_MINUS_DST_ALPHA, gl.ONE); // front to back, "under" compositing of premultiplied colour
 
-  // -- the camera: orbit about the splats' centre ----------------------------------------------------
+  // -- the camera: orbit about the splats' centre, framed from their bounds ----------------------------
+  // The bounds are the opaque splats' centres grown by 2σ of each splat's largest axis (faint
+  // floaters are left out, as the app's rig leaves them out); the starting distance fits that
+  // sphere inside the narrower of the page's two fields of view, so no window shape cuts it off.
   const up = options.up === 'z' ? [0, 0, 1] : [0, 1, 0];
-  const mean = [0, 1, 2].map((k) => { let sum = 0; for (let i = 0; i < count; i++) sum += centres[i * 3 + k]; return sum / count; });
-  let spread = 0;
-  for (let i = 0; i < count; i++) {
-    spread = Math.max(spread, Math.hypot(...[0, 1, 2].map((k) => centres[i * 3 + k] - mean[k])));
+  const opaque = [];
+  for (let i = 0; i < count; i++) if (looks[i * 4 + 3] >= 0.1) opaque.push(i);
+  const members = opaque.length ? opaque : [...Array(count).keys()];
+  const low = [Infinity, Infinity, Infinity];
+  const high = [-Infinity, -Infinity, -Infinity];
+  for (const i of members) for (let k = 0; k < 3; k++) {
+    low[k] = Math.min(low[k], centres[i * 3 + k]);
+    high[k] = Math.max(high[k], centres[i * 3 + k]);
   }
-  const target = options.target || mean;
-  const start = options.eye || target.map((t, k) => t + (up[1] ? [0, 0.45, 1][k] : [0, -1, 0.45][k]) * 2.6 * spread);
+  const target = options.target || low.map((v, k) => (v + high[k]) / 2);
+  let spread = 0;
+  for (const i of members) {
+    const c = covariances.subarray(i * 6, i * 6 + 6); // the largest axis is at most sqrt of the trace
+    const sigma = Math.sqrt(Math.max(0, c[0] + c[3] + c[5]));
+    spread = Math.max(spread, Math.hypot(...[0, 1, 2].map((k) => centres[i * 3 + k] - target[k])) + 2 * sigma);
+  }
+  spread = spread || 1;
+  const VERTICAL_FOV = (45 * Math.PI) / 180;
+  const fitDistance = () => { // the bounding sphere inside the narrower field of view, 8% to spare
+    const aspect = Math.max(1e-3, canvas.clientWidth / Math.max(1, canvas.clientHeight));
+    const half = Math.min(VERTICAL_FOV / 2, Math.atan(Math.tan(VERTICAL_FOV / 2) * aspect));
+    return (1.08 * spread) / Math.sin(half);
+  };
+  const start = options.eye || target.map((t, k) => t + (up[1] ? [0, 0.45, 1][k] : [0, -1, 0.45][k]));
   const offset = start.map((v, k) => v - target[k]);
-  const orbit = { distance: Math.hypot(...offset) || 1, azimuth: 0, elevation: 0 };
+  const orbit = { distance: fitDistance(), azimuth: 0, elevation: 0, zoomed: false };
   const cross = (a, b) => [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
   const dot = (a, b) => a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
   const unit = (a) => { const n = Math.hypot(...a) || 1; return a.map((v) => v / n); };
@@ -124,6 +144,7 @@ window.syncframeSplatViewer = (container, plyBase64, caption, options = {}) => {
   };
 
   const draw = () => {
+    if (!orbit.zoomed) orbit.distance = fitDistance(); // follows the window's shape until the user zooms
     const scale = window.devicePixelRatio || 1;
     canvas.width = Math.max(1, canvas.clientWidth * scale);
     canvas.height = Math.max(1, canvas.clientHeight * scale);
@@ -166,5 +187,8 @@ window.syncframeSplatViewer = (container, plyBase64, caption, options = {}) => {
   window.syncframeInput(canvas, (dx, dy) => {
     orbit.azimuth -= dx * 0.01;
     orbit.elevation = Math.max(-1.5, Math.min(1.5, orbit.elevation + dy * 0.01));
-  }, (factor) => { orbit.distance = Math.max(spread * 0.5, Math.min(spread * 40, orbit.distance * factor)); }, redraw);
+  }, (factor) => {
+    orbit.zoomed = true;
+    orbit.distance = Math.max(spread * 0.5, Math.min(spread * 40, orbit.distance * factor));
+  }, redraw);
 };
