@@ -32,13 +32,15 @@ def describe() -> str:
     lines = [USAGE, "common keys:"]
     lines += [field_help(name, f) for name, f in RunOptions.model_fields.items()]
     for group in GROUPS:
-        lines.append(f"\n{group}s ({group}=NAME; `syncframe run {group}=NAME --help` shows its options):")
+        plural = group if group.endswith("s") else group + "s"
+        lines.append(f"\n{plural} ({group}=NAME; `syncframe run {group}=NAME --help` shows its options):")
         for name in group_names(group):
             if group == "model" and name in ("pretrained", "offline", "analytic"):
                 continue  # the schemas behind the presets; any repository id or folder is `pretrained`
             lines.append(f"  {name:18s} {group_entry(group, name).summary}")
         if group == "model":
-            lines.append(f"  {'<repo id|folder>':18s} any diffusers Stable Diffusion 1.x/2.x repository id or local folder")
+            lines.append(f"  {'<repo id|folder>':18s} any diffusers SD 1.x/2.x, SDXL, SD3 or FLUX repository id or "
+                         "local folder")
     return "\n".join(lines)
 
 

@@ -247,6 +247,7 @@ def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = N
         "device": str(denoiser.device), "dtype": str(denoiser.dtype).replace("torch.", ""),
         "gpu": torch.cuda.get_device_name(denoiser.device) if denoiser.device.type == "cuda" else None,
         "family": spec.family, "sampler": cfg["sampler"]["name"], "window_px": spec.window_px,
+        "sizes": app.sizes(),
         "resolved": prepared.settled,
         "notes": notes,
         "versions": {"syncframe": __version__, "python": platform.python_version(), "torch": torch.__version__,

@@ -175,3 +175,40 @@ def test_every_bad_api_argument_is_a_config_error_with_the_clis_words(call, mess
     with pytest.raises(syncframe.ConfigError) as caught:
         call(syncframe.generate)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_contact_sheet_fills_empty_cells_with_its_background_and_labels_each_view():
+    import torch
+
+    from syncframe.apps.base import contact_sheet
+
+    views = torch.full((3, 3, 64, 64), -0.5)  # three dark grey views in a 2x2 grid: one cell empty
+    sheet = np.asarray(contact_sheet(views, columns=2, tile=64, background=1.0,
+                                     labels=["view 0", "view 1", "novel 0 (unseen)"]))
+    assert (sheet[64:, 64:] == 255).all()  # the empty cell is the sheet's background, not black
+    assert (sheet[40:64, 10:60] == 64).all()  # below its label, a view is itself
+    for r, c in ((0, 0), (0, 64), (64, 0)):
+        label = sheet[r:r + 20, c:c + 60]
+        assert (label == 255).any() and (label < 40).any()  # a white box with dark text
+
+
+def test_help_names_every_group_and_every_family(capsys):
+    from syncframe.cli import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "regionss" not in out and "\nregions (regions=NAME" in out
+    assert "any diffusers SD 1.x/2.x, SDXL, SD3 or FLUX repository id or local folder" in out
+
+
+def test_run_json_says_which_size_is_the_views_and_which_the_output():
+    from syncframe.config import resolve
+    from syncframe.pipeline import prepare
+
+    mesh = prepare(resolve(["app=mesh", "model=tiny", f"mesh={ASSETS / 'vase.obj'}",
+                            "app.views=[{elevation: 0, count: 2}]"]))
+    assert mesh.settled["view_px"] == 512 and "width" not in mesh.settled
+    sizes = mesh.app.sizes()
+    assert sizes["view_px"] == 512 and sizes["texture_px"] == 8 * sizes["latent_texture"] != 512
+    panorama = prepare(resolve(["model=tiny"]))
+    assert panorama.app.sizes() == {"output_px": [3072, 512], "view_px": 512} and panorama.settled["width"] == 3072

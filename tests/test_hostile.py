@@ -187,6 +187,8 @@ CASES = [
     (["model=gaussian", "controlnet=tiny"], "model=gaussian is analytic and takes no ControlNet"),
     (["model=./no/such/model"], "model=./no/such/model: no such folder"),
     (["model=someone/not-cached-anywhere"], "is not in the local Hugging Face cache and cannot be downloaded"),
+    (["app=mesh", VASE, "controlnet=someone/depth"], "or use controlnet=tiny (a random ControlNet shaped like the "
+                                                     "model's UNet) offline"),
     (["sync=syncdiffusion", "sync.lpips_weights=/no/such/lpips.safetensors"], "LPIPS weights file"),
     (["sync=syncdiffusion", "sync.decoder=taesd", "sync.taesd=./no/taesd"], "sync.taesd=./no/taesd: no such folder"),
     # -- starting from content, upscaling ----------------------------------------------------------

@@ -21,6 +21,7 @@ class App:
 
     default_strength = 0.8  # diffusers' img2img default
     takes_regions = True  # regions= needs a canonical pixel grid [C, H, W]; apps without one set False
+    view_sized = False  # width and height are each view's size (mesh, splats), not the output's
 
     def __init__(self, cfg: dict, spec):
         self.cfg, self.spec = cfg, spec
@@ -34,7 +35,8 @@ class App:
         if cfg["width"] is None or cfg["height"] is None:
             for key, value in zip(("width", "height"), self.default_size()):
                 if cfg[key] is None:
-                    cfg[key] = self.settled[key] = value
+                    cfg[key] = value
+                    self.settled["view_px" if self.view_sized else key] = value
         self.settle()
         if cfg["app"].get("domain") == "rgb":  # before anything is built
             self.check_rgb_domain()
@@ -53,6 +55,10 @@ class App:
     def default_size(self) -> tuple[int, int]:
         """(width, height) in pixels when the config leaves them null: one view by default."""
         return self.spec.window_px, self.spec.window_px
+
+    def sizes(self) -> dict:
+        """What the run's sizes are, for ``run.json``: the output image's and each view's, in pixels."""
+        return {"output_px": [self.cfg["width"], self.cfg["height"]], "view_px": self.spec.window_px}
 
     def settle_init(self):
         """The content to start from (``init=``, read and checked), or None; settles ``strength``."""
@@ -176,16 +182,30 @@ class App:
         return None
 
 
-def contact_sheet(images: torch.Tensor, columns: int = 6, tile: int = 256) -> Image.Image:
-    """Views ``[N, 3, H, W]`` in [-1, 1] -> one grid image of ``tile``-px thumbnails."""
+def contact_sheet(images: torch.Tensor, columns: int = 6, tile: int = 256, background: float = -1.0,
+                  labels: list[str] | None = None) -> Image.Image:
+    """Views ``[N, 3, H, W]`` in [-1, 1] -> one grid image of ``tile``-px thumbnails; cells no view
+    fills are ``background`` (-1 black .. 1 white), and ``labels`` (one per view) caption each cell."""
+    from PIL import ImageDraw
+
     thumbs = torch.nn.functional.interpolate(images.float(), size=tile, mode="bilinear", antialias=True)
     columns = max(1, min(columns, len(images)))
     rows = -(-len(images) // columns)
-    sheet = -torch.ones(3, rows * tile, columns * tile)
+    sheet = torch.full((3, rows * tile, columns * tile), float(background))
     for i, thumb in enumerate(thumbs):
         r, c = divmod(i, columns)
         sheet[:, r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = thumb
-    return to_pil(sheet)
+    picture = to_pil(sheet)
+    if labels:
+        draw = ImageDraw.Draw(picture)
+        for i, label in enumerate(labels):
+            r, c = divmod(i, columns)
+            while len(label) > 1 and draw.textlength(label) > tile - 12:  # stays inside its own cell
+                label = label[:-2] + "…" if not label.endswith("…") else label[:-2] + "…"
+            box = draw.textbbox((c * tile + 6, r * tile + 5), label)
+            draw.rectangle((box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2), fill=(255, 255, 255))
+            draw.text((c * tile + 6, r * tile + 5), label, fill=(0, 0, 0))
+    return picture
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

@@ -110,6 +110,11 @@ class MeshApp(App):
     """A UV texture for a 3D mesh, painted by views around it (of the model's size), written as a GLB."""
 
     layout_image_name = "texture.png"
+    view_sized = True
+
+    def sizes(self) -> dict:
+        return {"view_px": self.cfg["width"], "texture_px": self.texture_size,
+                "latent_texture": self.base_space.canonical_shape[-1]}
 
     def plan(self):
         cfg, o = self.cfg, self.cfg["app"]

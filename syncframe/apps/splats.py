@@ -75,6 +75,11 @@ class SplatsApp(App):
     """Colours for a fixed 3D Gaussian Splatting scene, painted by views around it, written as a 3DGS PLY."""
 
     takes_regions = False  # per-splat colours are no pixel grid
+    view_sized = True
+
+    def sizes(self) -> dict:
+        return {"view_px": self.cfg["width"], "fit_px": self.cfg["app"]["rgb_size"] or self.cfg["width"],
+                "splats": len(self.splats)}
 
     def settle(self):
         o = self.cfg["app"]
@@ -224,9 +229,11 @@ class SplatsApp(App):
         residual = (fitted - space.project(colours)).abs()[space.solid().expand_as(fitted)]
         background = torch.full((3,), float(o["background"]))
         renders = self.composite(space.project(colours), alpha, background)
+        labels = [f"view {i}" for i in range(len(renders))]
         if o["novel_views"] and self.orbit is not None:
             novel = self.make_renderer(self.cameras(size, self.novel_rig()))
             renders = torch.cat([renders, self.composite(novel.render(colours.T), novel.alpha[:, None], background)])
+            labels += [f"novel {k} (unseen)" for k in range(len(self.novel_rig()))]
         out = self.splats.with_rgb(((colours.T.numpy() + 1) / 2).clip(0, 1))
         ply = ply_bytes(out)
         self.report = {
@@ -238,7 +245,8 @@ class SplatsApp(App):
             "rgb_size": size,
         }
         images = {"splats.ply": ply, "views.png": contact_sheet(rgb, o["sheet_columns"]),
-                  "renders.png": contact_sheet(renders, o["sheet_columns"])}
+                  "renders.png": contact_sheet(renders, o["sheet_columns"], background=float(o["background"]),
+                                               labels=labels)}
         if o["viewer"]:
             images["viewer.html"] = splat_viewer_html(ply, title=self.cfg["prompt"], camera=self.viewer_camera(),
                                                       up=o["up"])

@@ -182,7 +182,7 @@ def load_controlnet(source: str, unet, device: torch.device, dtype: torch.dtype)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not load ControlNet {source!r}: {str(exc).splitlines()[0]}. Fix: give a "
                           "diffusers ControlNet repository id or folder (e.g. a depth ControlNet for SD 2 or 1.5), "
-                          "or controlnet=tiny with model=tiny") from exc
+                          "or controlnet=tiny (a random ControlNet, offline)") from exc
 
 
 def pick_device(device: str) -> torch.device:

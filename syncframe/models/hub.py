@@ -34,7 +34,13 @@ def locate(source: str, key: str) -> str:
         return source
     raise ConfigError(f"{key}={source} is not in the local Hugging Face cache and cannot be downloaded ({reason}). "
                       "Fix: run once with network to download it (then HF_HUB_OFFLINE=1 works offline), give a "
-                      f"local folder ({key}=/path/to/model), or try syncframe offline with model=tiny")
+                      f"local folder ({key}=/path/to/folder){OFFLINE.get(key, '')}")
+
+
+# What runs offline in place of each kind of download, for the message above.
+OFFLINE = {"model": ", or try syncframe offline with model=tiny",
+           "controlnet": ", or use controlnet=tiny (a random ControlNet shaped like the model's UNet) offline",
+           "sync.taesd": ", or use sync.decoder=vae"}
 
 
 def cached_snapshot(repo: str) -> str | None:
