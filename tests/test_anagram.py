@@ -136,3 +136,18 @@ def test_which_transforms_commute_with_a_decoder():
     for name in ("flip-h", "flip-v", "rot90", "rot180", "rot270", "transpose", "inner-rotate"):
         assert trained[name] < 0.1, (name, trained[name])
     assert trained["jigsaw"] < 0.25 and trained["negate"] > 0.5
+
+
+def test_regions_paint_prompts_onto_the_anagrams_image(tiny_denoiser, tmp_path):
+    """regions= works on the anagram's square canvas, as the README says: the layout's region views
+    are added and layout.png drawn over image.png."""
+    from syncframe.config import resolve
+    from syncframe.pipeline import generate_from_config, prepare
+
+    (tmp_path / "layout.yaml").write_text("regions:\n  - {prompt: a red sun, box: [0.25, 0.0, 0.75, 0.5]}\n")
+    args = ["model=tiny", "app=anagram", f"views={VIEWS}", "steps=2", "progress=false",
+            f"regions={tmp_path / 'layout.yaml'}"]
+    app = prepare(resolve(args)).app
+    assert app.space.num_views == 2 * app.base_space.num_views  # every view's background and its sun
+    result = generate_from_config(resolve(args), tiny_denoiser)
+    assert result.images["layout.png"].size == result.images["image.png"].size
