@@ -111,6 +111,7 @@ class MeshApp(App):
 
     layout_image_name = "texture.png"
     view_sized = True
+    _rgb_space = None  # built once (rgb_space())
 
     def sizes(self) -> dict:
         return {"view_px": self.cfg["width"], "texture_px": self.texture_size,
@@ -163,7 +164,7 @@ class MeshApp(App):
         """The RGB texture seen by the full-size views (bilinear splatting: at one texel per pixel,
         nearest splatting would leave speckle holes); built once, shared by app.domain=rgb and the
         final texture."""
-        if getattr(self, "_rgb_space", None) is None:
+        if self._rgb_space is None:
             r, o = self.rgb_raster, self.cfg["app"]
             self._rgb_space = MeshUVSpace(r.uv, r.mask, r.cosine, self.texture_size, channels=3, background=1.0,
                                           cosine_power=o["cosine_power"], mode="bilinear",

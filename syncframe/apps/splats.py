@@ -76,6 +76,8 @@ class SplatsApp(App):
 
     takes_regions = False  # per-splat colours are no pixel grid
     view_sized = True
+    _transforms = None  # app.cameras, read once (transforms())
+    _rgb_space = None  # built once (rgb_space())
 
     def sizes(self) -> dict:
         return {"view_px": self.cfg["width"], "fit_px": self.cfg["app"]["rgb_size"] or self.cfg["width"],
@@ -115,7 +117,7 @@ class SplatsApp(App):
 
     def transforms(self) -> tuple[float, list]:
         """The transforms.json cameras (field of view, camera-to-world matrices), read once."""
-        if getattr(self, "_transforms", None) is None:
+        if self._transforms is None:
             self._transforms = read_transforms(self.cfg["app"]["cameras"], self.cfg["max_views"])
         return self._transforms
 
@@ -184,7 +186,7 @@ class SplatsApp(App):
 
     def rgb_space(self) -> SplatSpace:
         """Per-splat RGB colours seen by the views at ``app.rgb_size`` (built once)."""
-        if getattr(self, "_rgb_space", None) is None:
+        if self._rgb_space is None:
             o = self.cfg["app"]
             size = o["rgb_size"] or self.cfg["width"]
             renderer = self.make_renderer(self.cameras(size))

@@ -27,6 +27,8 @@ def import_gsplat():
 class GsplatRenderer:
     """The interface of :class:`~syncframe.geometry.splat_raster.SparseRenderer` on gsplat."""
 
+    W = None  # no explicit matrix: what needs one estimates it from renders
+
     def __init__(self, means, quats, scales, opacities, cameras: list[PinholeCamera], device="cuda"):
         self.gsplat = import_gsplat()
         self.num_views, self.height, self.width = len(cameras), cameras[0].height, cameras[0].width

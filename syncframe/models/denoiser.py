@@ -54,6 +54,7 @@ class ViewDenoiser(nn.Module):
 
     guidance: float = 7.5
     view_batch_size: int | None = None
+    pipe = None  # the family's diffusers pipeline over the same components (None: no diffusers model)
 
     @property
     def uses_cfg(self) -> bool:

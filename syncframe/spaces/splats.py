@@ -120,7 +120,7 @@ class SplatSpace(CanonicalSpace):
         """``|W_p|₂`` per pixel ``[V, 1, h, w]``: the standard deviation of ``W z`` for white ``z``
         (≪ 1 where several splats blend). Exact from the sparse W; a renderer without one
         (gsplat) estimates it from ``probes`` renders of white noise."""
-        W = getattr(self.renderer, "W", None)
+        W = self.renderer.W
         if W is not None:
             squared = torch.sparse_csr_tensor(W.crow_indices(), W.col_indices(), W.values() ** 2, W.shape,
                                               check_invariants=False)  # W's own structure
