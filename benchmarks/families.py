@@ -54,14 +54,14 @@ def main():
         one = resolve([*base, "sync=none", f"width={px}", f"height={px}"])
         generate_from_config(resolve([*base, "sync=none", f"width={px}", f"height={px}", "steps=1"]), d)  # warm-up
         ours_one = best(lambda: ours(d, resolve([*base, "sync=none", f"width={px}", f"height={px}"])), args.repeats)
-        prepare(one)
+        one = prepare(one).cfg  # with the family's guidance settled
         theirs_one = best(lambda: theirs(d.pipe, "a castle", (px, px), args.steps, one["guidance"]), args.repeats)
         rows.append((model, "one window, sync=none", f"{type(d.pipe).__name__}", ours_one, theirs_one))
         if model == "tiny":
             wide = resolve([*base, "sync=multidiffusion", f"width={px * args.windows}", f"height={px}"])
             ours_wide = best(lambda: ours(d, resolve([*base, "sync=multidiffusion", f"width={px * args.windows}",
                                                       f"height={px}"])), args.repeats)
-            prepare(wide)
+            wide = prepare(wide).cfg
             pano = diffusers_panorama_pipeline(d)
             theirs_wide = best(lambda: theirs(pano, "a castle", (px, px * args.windows), args.steps, wide["guidance"],
                                               view_batch_size=8), args.repeats)

@@ -68,7 +68,7 @@ def against_a_step(model: str, device: str) -> None:
     batch = denoiser.resolve_batch_size(space.num_views)
     with torch.no_grad():
         step_s = best_of(lambda: denoiser.predict(x, step, cond, batch_size=batch), device=device)
-    build_s = best_of(lambda: app.make_renderer(app.cameras(cfg["width"] // prepared.spec.scale)), device=device)
+    build_s = best_of(lambda: app.make_renderer(app.cameras(prepared.cfg["width"] // prepared.spec.scale)), device=device)
     lsq = type(space)(space.renderer, app.geometry[0], space.canonical_shape[0], "lsq", 20)
     sync_s = best_of(lambda: space.sync(x), device=device)
     lsq_s = best_of(lambda: lsq.sync(x), device=device)

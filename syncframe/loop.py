@@ -15,22 +15,6 @@ from .samplers import Sampler, Step
 from .spaces import CanonicalSpace
 
 
-class Synchronizer:
-    """Hooks of the joint loop; the base class leaves the views independent (``sync=none``)."""
-
-    def start(self, space: CanonicalSpace, z_T: torch.Tensor, x_T: torch.Tensor, sampler: Sampler) -> torch.Tensor:
-        return x_T
-
-    def before_model(self, x_t: torch.Tensor, step: Step) -> torch.Tensor:
-        return x_t
-
-    def after_prediction(self, x_t, x0, eps, step: Step):
-        return x0, eps
-
-    def after_step(self, x_prev: torch.Tensor, step: Step, noise) -> torch.Tensor:
-        return x_prev
-
-
 @dataclass
 class SampleContext:
     """What synchronizers that call the model themselves (SyncDiffusion) need."""
@@ -39,6 +23,42 @@ class SampleContext:
     cond: Conditioning
     space: CanonicalSpace
     batch_size: int
+
+
+class Synchronizer:
+    """Every hook the joint loop calls, each with a no-op default: the base class leaves the views
+    independent (``sync=none``). A plugin overrides the hooks it needs; the loop never looks for
+    others (docs/plugins.md lists the whole contract and when each is called)."""
+
+    def check_sampler(self, sampler: Sampler) -> None:
+        """Raise :class:`~syncframe.errors.ConfigError` for a sampler this synchronizer cannot work
+        with (called while the run is prepared, before any weights load)."""
+
+    def resolved(self) -> dict:
+        """The options left to ``auto`` and what they became (``{"sync.loss": "lpips-alex"}``): listed
+        under ``resolved`` in ``run.json``."""
+        return {}
+
+    def bind(self, ctx: SampleContext) -> None:
+        """Called once before the first step with the denoiser, the conditioning, the space and the
+        view batch size (for synchronizers that call the model themselves)."""
+
+    def start(self, space: CanonicalSpace, z_T: torch.Tensor, x_T: torch.Tensor, sampler: Sampler) -> torch.Tensor:
+        """The views the loop starts from, given the canonical noise ``z_T`` and its projection ``x_T``."""
+        return x_T
+
+    def before_model(self, x_t: torch.Tensor, step: Step) -> torch.Tensor:
+        """The views ``x_t: [N, C, h, w]`` just before the model sees them (SyncDiffusion's guidance)."""
+        return x_t
+
+    def after_prediction(self, x_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, step: Step):
+        """``(x0, ε)`` of every view after the model's prediction (x0- and ε-averaging)."""
+        return x0, eps
+
+    def after_step(self, x_prev: torch.Tensor, step: Step, noise) -> torch.Tensor:
+        """The views after the sampler's update (x_{t-1}-averaging); ``noise``: the step's
+        (canonical, views) noise for stochastic samplers, else None."""
+        return x_prev
 
 
 def sample(space: CanonicalSpace, denoiser, sync: Synchronizer, cond: Conditioning, sampler: Sampler,
@@ -52,10 +72,8 @@ def sample(space: CanonicalSpace, denoiser, sync: Synchronizer, cond: Conditioni
     bootstrapping)."""
     device = denoiser.device
     batch_size = denoiser.resolve_batch_size(space.num_views)
-    if hasattr(sync, "bind"):
-        sync.bind(SampleContext(denoiser, cond, space, batch_size))
-    if hasattr(space, "bind"):  # a space that decodes and encodes views (app.domain=rgb)
-        space.bind(denoiser)
+    space.bind(denoiser)
+    sync.bind(SampleContext(denoiser, cond, space, batch_size))
     steps = sampler.steps if init is None else sampler.steps_from(strength)
     z_noise, x_noise = (v.to(device) for v in space.sample_noise(generator))
     if init is None:

@@ -13,6 +13,9 @@ _printed: set[str] = set()
 _collector: list[str] | None = None
 
 
+_held: list[str] | None = None
+
+
 def note(text: str) -> None:
     """Print ``syncframe: note: text`` to stderr the first time this text comes up in the run being
     collected (in the process, outside a run), and add it to that run's notes."""
@@ -23,7 +26,33 @@ def note(text: str) -> None:
     elif text in _printed:
         return
     _printed.add(text)
+    if _held is not None:
+        _held.append(text)
+    else:
+        _say(text)
+
+
+def _say(text: str) -> None:
     print(f"syncframe: note: {text}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def holding():
+    """Notes said inside are printed when the block ends normally and dropped when it raises: a
+    run refused while it is checked says its one error line, not notes about a run that never starts."""
+    global _held
+    previous, _held = _held, []
+    try:
+        yield
+    except BaseException:
+        _held = previous
+        raise
+    held, _held = _held, previous
+    for text in held:
+        if _held is not None:
+            _held.append(text)
+        else:
+            _say(text)
 
 
 @contextmanager

@@ -1,11 +1,13 @@
 """The Python API: resolve a config, run the joint loop, return images + metadata, save a run folder."""
 from __future__ import annotations
 
+import copy
 import json
 import platform
 import resource
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ import torch
 from . import __version__
 from .config import dump, resolve, section
 from .errors import ConfigError
-from .messages import collecting, quiet_libraries
+from .messages import collecting, holding, quiet_libraries
 from .models.denoiser import ViewDenoiser, load_controlnet, pick_device, pick_dtype
 from .models.hub import locate
 from .models.presets import load_model, model_spec
@@ -113,7 +115,7 @@ def load_denoiser(cfg: dict, spec: ModelSpec | None = None):
 
 def offload(denoiser, how: str, device: torch.device) -> None:
     """accelerate's CPU offload hooks through the model's diffusers pipeline."""
-    pipe = getattr(denoiser, "pipe", None)
+    pipe = denoiser.pipe
     if pipe is None:
         raise ConfigError(f"offload={how} needs a diffusers model; model={denoiser.name} has no pipeline")
     try:
@@ -165,12 +167,14 @@ class Prepared:
     sync: object
     sampler: object
     settled: dict
+    cfg: dict  # the config as it will run: a copy of the one given, with what was left to the model settled
 
 
 def prepare(cfg: dict) -> Prepared:
     """Check everything the config names and build the app (and its space), the synchronizer and
     the sampler; no weights are loaded. The model's spec comes first (its configs only): the
-    window, channels and schedule every later piece follows."""
+    window, channels and schedule every later piece follows. ``cfg`` itself is not changed."""
+    cfg = copy.deepcopy(cfg)
     spec = model_spec(cfg)
     if cfg["controlnet"] and cfg["controlnet"] != "tiny":
         locate(cfg["controlnet"], "controlnet")
@@ -188,17 +192,20 @@ def prepare(cfg: dict) -> Prepared:
                           "or drop the control input")
     sampler = build_sampler(cfg, spec)
     sync = SYNCS.get(cfg["sync"]["name"])(cfg, app.space)
-    if hasattr(sync, "check_sampler"):
-        sync.check_sampler(sampler)
-    settled.update(getattr(sync, "resolved", {}))
-    return Prepared(spec, app, sync, sampler, settled)
+    sync.check_sampler(sampler)
+    settled.update(sync.resolved())
+    return Prepared(spec, app, sync, sampler, settled, cfg)
 
 
 def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = None) -> Result:
-    """Run a resolved config (``denoiser``: reuse already-loaded weights of the same model)."""
+    """Run a resolved config (``denoiser``: reuse already-loaded weights of the same model).
+
+    Nothing of the caller's changes: the run settles a copy of ``cfg`` (``result.config`` is what
+    ran), and a given denoiser gets the run's guidance only while the run goes on."""
     with collecting() as notes, quiet_libraries():
-        prepared = prepared or prepare(cfg)
-        app, sync, spec = prepared.app, prepared.sync, prepared.spec
+        with holding():  # a refused run says only its error
+            prepared = prepared or prepare(cfg)
+        app, sync, spec, cfg = prepared.app, prepared.sync, prepared.spec, prepared.cfg
         timings = {"build_space": app.build_s}
         clock = time.perf_counter()
         if denoiser is None:
@@ -206,39 +213,56 @@ def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = N
         elif not isinstance(denoiser, ViewDenoiser):
             raise ConfigError(f"denoiser={_short(denoiser)}: expected a loaded syncframe denoiser (from "
                               "syncframe.pipeline.load_denoiser or a previous run), or leave it out")
-        denoiser.guidance = cfg["guidance"]
-        if denoiser.latent_scale != spec.scale or denoiser.latent_channels != spec.channels:
-            raise ConfigError(f"model {cfg['model']['name']!r} has {denoiser.latent_channels} latent channels and "
-                              f"VAE factor {denoiser.latent_scale}; its configs said {spec.channels} and {spec.scale}")
-        if torch.cuda.is_available() and denoiser.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(denoiser.device)
-        timings["load"] = time.perf_counter() - clock
+        with guidance_of(denoiser, cfg["guidance"]):
+            return run_loaded(cfg, denoiser, prepared, notes, timings, clock)
 
-        clock = time.perf_counter()
-        prompts, view_prompt = app.view_conditioning()
-        cond = denoiser.encode_prompts(prompts, cfg["negative_prompt"], view_prompt)
-        control = app.view_control() if denoiser.controlnet is not None else None
-        if control is not None:
-            cond.control = control.to(denoiser.device, denoiser.dtype)
-        timings["encode"] = time.perf_counter() - clock
 
-        generator = torch.Generator("cpu").manual_seed(cfg["seed"])
-        init = None
-        if app.init is not None and cfg["strength"] < 1:  # strength 1: from noise, as a plain run
-            clock = time.perf_counter()
-            with torch.no_grad():
-                init = app.init_latents(denoiser, generator)
-            timings["encode_init"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        views = sample(app.space, denoiser, sync, cond, prepared.sampler, generator, progress=cfg["progress"],
-                       init=init, strength=1.0 if cfg["strength"] is None else cfg["strength"],
-                       before_step=app.bootstrap_hook(denoiser))
-        timings["sample"] = time.perf_counter() - clock
-        num_views = app.space.num_views  # the views the loop ran (finish collapses regions' views)
+@contextmanager
+def guidance_of(denoiser: ViewDenoiser, guidance: float):
+    """``denoiser`` with the run's guidance scale, restored afterwards."""
+    saved, denoiser.guidance = denoiser.guidance, guidance
+    try:
+        yield denoiser
+    finally:
+        denoiser.guidance = saved
 
+
+def run_loaded(cfg: dict, denoiser: ViewDenoiser, prepared: Prepared, notes: list, timings: dict,
+               clock: float) -> Result:
+    """The run once its model is loaded: conditioning, the joint loop, the outputs, ``run.json``."""
+    app, sync, spec = prepared.app, prepared.sync, prepared.spec
+    if denoiser.latent_scale != spec.scale or denoiser.latent_channels != spec.channels:
+        raise ConfigError(f"model {cfg['model']['name']!r} has {denoiser.latent_channels} latent channels and "
+                          f"VAE factor {denoiser.latent_scale}; its configs said {spec.channels} and {spec.scale}")
+    if torch.cuda.is_available() and denoiser.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(denoiser.device)
+    timings["load"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    prompts, view_prompt = app.view_conditioning()
+    cond = denoiser.encode_prompts(prompts, cfg["negative_prompt"], view_prompt)
+    control = app.view_control() if denoiser.controlnet is not None else None
+    if control is not None:
+        cond.control = control.to(denoiser.device, denoiser.dtype)
+    timings["encode"] = time.perf_counter() - clock
+
+    generator = torch.Generator("cpu").manual_seed(cfg["seed"])
+    init = None
+    if app.init is not None and cfg["strength"] < 1:  # strength 1: from noise, as a plain run
         clock = time.perf_counter()
-        images, canonical = app.finish(views, denoiser)
-        timings["finalize"] = time.perf_counter() - clock
+        with torch.no_grad():
+            init = app.init_latents(denoiser, generator)
+        timings["encode_init"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    views = sample(app.space, denoiser, sync, cond, prepared.sampler, generator, progress=cfg["progress"],
+                   init=init, strength=1.0 if cfg["strength"] is None else cfg["strength"],
+                   before_step=app.bootstrap_hook(denoiser))
+    timings["sample"] = time.perf_counter() - clock
+    num_views = app.space.num_views  # the views the loop ran (finish collapses regions' views)
+
+    clock = time.perf_counter()
+    images, canonical = app.finish(views, denoiser)
+    timings["finalize"] = time.perf_counter() - clock
 
     metadata = {
         "app": cfg["app"]["name"], "sync": cfg["sync"]["name"], "model": cfg["model"]["name"],

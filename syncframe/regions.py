@@ -279,8 +279,12 @@ class RegionSpace(CanonicalSpace):
         """The base views of the synchronized result (the regions mixed by their masks)."""
         return self.base.project(self.unproject(views))
 
-    def anchor_groups(self) -> list[tuple[int, list[int]]]:
-        """SyncDiffusion per region: (anchor view, the views pulled to it), one group per region."""
+    def anchor_groups(self, anchor: int | None = None) -> list[tuple[int, list[int]]]:
+        """SyncDiffusion per region: (anchor view, the views pulled to it), one group per region,
+        each anchored at its centre view."""
+        if anchor is not None:
+            raise ConfigError(f"sync.anchor={anchor}: with regions= every region is pulled to its own centre view; "
+                              "use sync.anchor=center")
         groups = []
         for r in self.region.unique().tolist():
             members = (self.region == r).nonzero().flatten().tolist()

@@ -162,7 +162,7 @@ def test_depth_controlnet_changes_the_result(tmp_path):
     (["app.rings=[{pitch: 0, count: 4, fov: 0}]"], "fov=0"),
     (["app.rings=[]"], "app.rings=\\[\\]: expected a list \\(at least 1 items\\)"),
     (["width=300", "height=128"], "2:1"),
-    (["depth=missing.png", "controlnet=tiny"], "not a readable image"),
+    (["depth=missing.png", "controlnet=tiny"], "depth='missing.png' does not exist; give an image file"),
 ])
 def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):

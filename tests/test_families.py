@@ -53,7 +53,7 @@ def test_one_window_equals_the_family_pipeline(twins, model, sampler):
     result = generate_from_config(cfg, denoiser)
     assert result.metadata["num_views"] == 1
     ours = result.canonical
-    reference = diffusers_latents(denoiser, cfg, diffusers_scheduler(sampler, denoiser.scheduler.config))
+    reference = diffusers_latents(denoiser, result.config, diffusers_scheduler(sampler, denoiser.scheduler.config))
     assert ours.shape == reference.shape
     assert torch.allclose(ours, reference, atol=1e-4, rtol=1e-4), (ours - reference).abs().max()
     assert ours.std() > 0.05
@@ -92,8 +92,9 @@ def test_the_window_follows_the_model_in_every_app(model, tmp_path):
         prepared = prepare(cfg)
         assert prepared.app.space.view_shape[1:] == (32, 32), app
         assert prepared.spec.window_px == 256
-    assert (resolve([f"model={model}"]) and prepare(cfg := resolve([f"model={model}"])).settled["width"]) == 6 * 256
-    assert cfg["app"]["stride"] == 4  # 1/8 of the window
+    prepared = prepare(resolve([f"model={model}"]))
+    assert prepared.settled["width"] == prepared.cfg["width"] == 6 * 256
+    assert prepared.cfg["app"]["stride"] == 4  # 1/8 of the window
     with pytest.raises(ConfigError, match="mesh views are square, a multiple of 64 pixels \\(256 for this model\\)"):
         prepare(resolve(["app=mesh", f"model={model}", f"mesh={mesh}", "width=500", "height=500"]))
 
@@ -116,11 +117,13 @@ def test_family_defaults_settle_steps_guidance_and_sampler():
                                               "tiny-sd3": (28, 7.0, "flow-euler"),
                                               "tiny-flux": (28, 3.5, "flow-euler")}.items():
         cfg = resolve([f"model={model}"])
-        settled = prepare(cfg).settled
-        assert (cfg["steps"], cfg["guidance"], cfg["sampler"]["name"]) == (steps, guidance, sampler)
+        prepared = prepare(cfg)
+        ran, settled = prepared.cfg, prepared.settled
+        assert (ran["steps"], ran["guidance"], ran["sampler"]["name"]) == (steps, guidance, sampler)
         assert settled["steps"] == steps and settled["sampler"] == sampler
-    cfg = resolve(["model=tiny-flux", "steps=4", "guidance=0"])
-    assert prepare(cfg).settled.get("steps") is None and cfg["steps"] == 4  # what the user set stays
+        assert cfg == resolve([f"model={model}"])  # the caller's config is not changed
+    prepared = prepare(resolve(["model=tiny-flux", "steps=4", "guidance=0"]))
+    assert prepared.settled.get("steps") is None and prepared.cfg["steps"] == 4  # what the user set stays
 
 
 def test_a_folder_that_is_not_a_diffusers_pipeline_is_refused(tmp_path):
@@ -144,7 +147,7 @@ def test_a_saved_twin_loads_through_the_real_loading_path(twins, tmp_path):
         prepared = prepare(cfg)
         assert prepared.spec.family == model.removeprefix("tiny-") and prepared.spec.window == window
         if model == "tiny-flux":  # the twin's own spec says 32: no like-for-like run; the spec is what matters
-            assert prepared.spec.distilled_guidance and cfg["steps"] == 2 and prepared.settled["guidance"] == 3.5
+            assert prepared.spec.distilled_guidance and prepared.cfg["steps"] == 2 and prepared.settled["guidance"] == 3.5
             continue
         loaded = generate_from_config(cfg).canonical
         direct = generate_from_config(resolve([f"model={model}", "steps=2", "progress=false", "sync=none", *size]),

@@ -212,3 +212,12 @@ def test_run_json_says_which_size_is_the_views_and_which_the_output():
     assert sizes["view_px"] == 512 and sizes["texture_px"] == 8 * sizes["latent_texture"] != 512
     panorama = prepare(resolve(["model=tiny"]))
     assert panorama.app.sizes() == {"output_px": [3072, 512], "view_px": 512} and panorama.settled["width"] == 3072
+
+
+def test_a_refused_run_says_its_error_only_not_the_notes_said_while_it_was_checked(workdir, capsys, monkeypatch,
+                                                                                   tmp_path):
+    """Without LPIPS weights an offline run notes that random ones stand in; when the same run is
+    then refused (a missing TAESD folder), its one error line is all it says."""
+    monkeypatch.setenv("SYNCFRAME_WEIGHTS", str(tmp_path / "no-weights-here"))
+    err = run_hostile(workdir, capsys, ["sync=syncdiffusion", "sync.decoder=taesd", "sync.taesd=./no/taesd"])
+    assert "sync.taesd=./no/taesd: no such folder" in err and "note" not in err

@@ -29,6 +29,7 @@ def diffusers_scheduler(name, config, **options):
 
 
 def diffusers_panorama(d, cfg, loop, scheduler=None):
+    cfg = prepare(cfg).cfg  # steps and guidance settled as the run settles them
     pipe = diffusers_panorama_pipeline(d)
     if scheduler is not None:
         pipe.scheduler = scheduler

@@ -71,13 +71,12 @@ def test_real_model_without_lpips_weights_is_a_clear_error(small_cfg, monkeypatc
     from syncframe.errors import ConfigError
     monkeypatch.setenv("SYNCFRAME_WEIGHTS", str(tmp_path))
     monkeypatch.setitem(__import__("sys").modules, "lpips", None)
-    from types import SimpleNamespace
-
     from syncframe.registry import SYNCS
+    from syncframe.spaces.panorama import PanoramaSpace
 
     cfg = small_cfg("model=sd2-base", "sync=syncdiffusion", "sync.loss=lpips-vgg")
     with pytest.raises(ConfigError, match="no LPIPS-vgg weights"):
-        SYNCS.get("syncdiffusion")(cfg, SimpleNamespace(num_views=5))
+        SYNCS.get("syncdiffusion")(cfg, PanoramaSpace(512, 768))
 
 
 def test_tiny_model_without_lpips_weights_says_so_once_and_uses_random(small_cfg, monkeypatch, tmp_path, capsys):

@@ -91,10 +91,10 @@ class AnagramApp(App):
 
     def finalize(self, views, denoiser):
         o = self.cfg["app"]
-        z = self.space.unproject(views)
+        z = self.base_space.unproject(views)
         with torch.no_grad():
             image = denoiser.decode(z[None]).float()[0].clamp(-1, 1)
-            seen = denoiser.decode(self.space.project(z)).float().clamp(-1, 1)  # what each prompt's view shows
+            seen = denoiser.decode(self.base_space.project(z)).float().clamp(-1, 1)  # what each prompt's view shows
         labels = [f"{v['transform']}: {v['prompt']}" for v in self.cfg["views"]]
         self.report = {"views": labels, **clip_scores(seen, [v["prompt"] for v in self.cfg["views"]],
                                                        self.cfg["metrics"]["clip"])}

@@ -160,13 +160,13 @@ class App:
         from syncframe.regions import layout_image
 
         base_views = self.space.to_base(views)
-        self.space = self.base_space
         images, canonical = self.finalize(base_views, denoiser)
         images["layout.png"] = layout_image(images[self.layout_image_name], self.masks, self.layout.colours)
         return images, canonical
 
     def finalize(self, views: torch.Tensor, denoiser) -> tuple[dict[str, Image.Image], torch.Tensor]:
-        """Final views -> ({file name: image, text or bytes}, canonical tensor); may set ``self.report``."""
+        """Final views of ``self.base_space`` (a layout's region views already mixed) -> ({file name:
+        image, text or bytes}, canonical tensor); may set ``self.report``."""
         raise NotImplementedError
 
     def control_given(self) -> bool:

@@ -72,7 +72,7 @@ class PanoramaApp(App):
 
     def finalize(self, views, denoiser):
         o = self.cfg["app"]
-        canvas = self.space.unproject(views)
+        canvas = self.base_space.unproject(views)
         with torch.no_grad():
             image = decode_tiled(canvas, denoiser.decode, tile=self.window, overlap=o["decode_overlap"],
                                  wrap=o["loop"], batch_size=o["decode_batch_size"], scale=self.spec.scale)

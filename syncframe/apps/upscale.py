@@ -121,13 +121,13 @@ class UpscaleApp(App):
 
     def finalize(self, views, denoiser):
         o = self.cfg["app"]
-        canvas = self.space.unproject(views)
+        canvas = self.base_space.unproject(views)
         with torch.no_grad():
             image = decode_tiled(canvas, denoiser.decode, tile=self.window, overlap=o["decode_overlap"],
                                  batch_size=o["decode_batch_size"], scale=self.spec.scale)
         scale = self.spec.scale
         windows = [(top * scale, left * scale) for top, left in self.base_space.windows]
         self.report = {"input_size": list(self.init.size), "output_size": [self.cfg["width"], self.cfg["height"]],
-                       "windows": self.space.num_views,
+                       "windows": self.base_space.num_views,
                        "window_border_seam": round(window_border_seam(image.clamp(-1, 1), windows, self.spec.window_px), 4)}
         return {"upscaled.png": to_pil(image), "input.png": to_pil(self.resized_input())}, canvas

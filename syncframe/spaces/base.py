@@ -8,9 +8,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import ConfigError
+
 
 class CanonicalSpace:
-    """Subclasses implement ``project`` and ``project_adjoint``; the rest has defaults.
+    """Subclasses implement ``project`` and ``project_adjoint``; every other method is a hook with a
+    default (docs/plugins.md lists them and when the loop calls each).
 
     ``project`` must be linear in ``z`` for the default ``unproject`` (the normalised
     adjoint) to be the weighted average that best agrees with all views.
@@ -54,6 +57,20 @@ class CanonicalSpace:
         synced = self.project(self.unproject(x))
         owned = self.owned()
         return synced if owned is None else torch.where(owned.to(x.device)[:, None], synced, x)
+
+    def bind(self, denoiser) -> None:
+        """Called once before the first step with the run's denoiser (a space that decodes and
+        encodes its views, ``app.domain=rgb``, needs the VAE); nothing by default."""
+
+    def anchor_groups(self, anchor: int | None = None) -> list[tuple[int, list[int]]]:
+        """SyncDiffusion's anchors: ``(anchor view, the views pulled to it)`` groups. One group of
+        all views by default, anchored at ``anchor`` (None: the centre view); a space with regions
+        has one per region."""
+        index = self.num_views // 2 if anchor is None else anchor
+        if not 0 <= index < self.num_views:
+            raise ConfigError(f"sync.anchor={anchor} is not a view index of this run (0..{self.num_views - 1}); "
+                              "use sync.anchor=center or an index in range")
+        return [(index, list(range(self.num_views)))]
 
     def sample_noise(self, generator: torch.Generator, dtype=torch.float32, device="cpu"):
         """Canonical noise ``z`` and unit-variance per-view noise ``x`` derived from it."""

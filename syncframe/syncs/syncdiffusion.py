@@ -65,13 +65,16 @@ class GuidedSync(AveragingSync):
         self.loss, self.weight, self.decay, self.thres, self.freq = loss, weight, decay, thres, freq
         self.anchor_option, self.loss_resolution = anchor, loss_resolution
         self.grad_through_unet, self.decoder, self.grad_batch_size = grad_through_unet, decoder, grad_batch_size
+        self.auto_options: dict = {}  # what sync.loss / sync.loss_resolution = auto became
+
+    def resolved(self) -> dict:
+        return dict(self.auto_options)
 
     def bind(self, ctx: SampleContext) -> None:
         self.ctx = ctx
-        self.anchor = anchor_index(self.anchor_option, ctx.space.num_views)
-        # Region layouts: each region's views are pulled to that region's own anchor (its centre view).
-        groups = getattr(ctx.space, "anchor_groups", None)
-        self.groups = groups() if groups else [(self.anchor, list(range(ctx.space.num_views)))]
+        # One anchor for all views, or (regions) one per region: its centre view.
+        self.groups = ctx.space.anchor_groups(None if self.anchor_option == "center" else self.anchor_option)
+        self.anchor = self.groups[0][0]
         self.loss.to(ctx.denoiser.device)
         if self.decoder is not None:
             self.decoder.to(ctx.denoiser.device)
@@ -144,15 +147,6 @@ def build_decoder(name: str, source: str):
                           "Fix: sync.taesd=<diffusers AutoencoderTiny repository id or folder>") from exc
 
 
-def anchor_index(anchor, num_views: int) -> int:
-    """``sync.anchor`` (center, or an index) as a view index, or a ConfigError."""
-    index = num_views // 2 if anchor == "center" else anchor
-    if not 0 <= index < num_views:
-        raise ConfigError(f"sync.anchor={anchor} is not a view index of this run (0..{num_views - 1}); "
-                          "use sync.anchor=center or an index in range")
-    return index
-
-
 def resolve_auto(options: dict, device: str) -> dict:
     """``loss`` and ``loss_resolution`` with ``auto`` replaced by the device's choice."""
     auto = AUTO["cuda" if device.startswith("cuda") else "cpu"]
@@ -165,10 +159,7 @@ def make_syncdiffusion(cfg, space) -> GuidedSync:
     from ..models.denoiser import pick_device
 
     o = cfg["sync"]
-    anchor_index(o["anchor"], space.num_views)  # before anything is loaded
-    if hasattr(space, "anchor_groups") and o["anchor"] != "center":
-        raise ConfigError(f"sync.anchor={o['anchor']}: with regions= every region is pulled to its own centre view; "
-                          "use sync.anchor=center")
+    space.anchor_groups(None if o["anchor"] == "center" else o["anchor"])  # checked before anything is loaded
     auto = resolve_auto(o, pick_device(cfg["device"]).type)
     offline_model = cfg["model"].get("kind") in ("offline", "analytic")  # offline models may use random LPIPS
     sync = GuidedSync(
@@ -176,7 +167,7 @@ def make_syncdiffusion(cfg, space) -> GuidedSync:
         weight=o["weight"], decay=o["decay"], thres=o["thres"], freq=o["freq"], anchor=o["anchor"],
         loss_resolution=auto["loss_resolution"], grad_through_unet=o["grad_through_unet"],
         decoder=build_decoder(o["decoder"], o["taesd"]), grad_batch_size=o["grad_batch_size"])
-    sync.resolved = {f"sync.{key}": value for key, value in auto.items() if o[key] == "auto"}
+    sync.auto_options = {f"sync.{key}": value for key, value in auto.items() if o[key] == "auto"}
     if pick_device(cfg["device"]).type == "cpu" and "auto" in (o["loss"], o["loss_resolution"]):
         note(f"sync=syncdiffusion on a CPU: the loss is {auto['loss']} at {auto['loss_resolution'] or 'full'} px "
              "(the paper's lpips-vgg at full size costs minutes per step here); set sync.loss=lpips-vgg "
