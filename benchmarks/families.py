@@ -11,13 +11,17 @@ batching. Prints a Markdown table (copy it into docs/benchmarks.md with the date
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from syncframe.config import resolve
 from syncframe.pipeline import generate_from_config, load_denoiser, prepare
-from syncframe.reference import diffusers_panorama_pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from benchmarks.reference import diffusers_panorama_pipeline  # noqa: E402
 
 TWINS = ["tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux"]
 

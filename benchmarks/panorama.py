@@ -9,13 +9,17 @@ printed as a Markdown table with ratios (copy it into docs/benchmarks.md with th
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from syncframe.config import resolve
 from syncframe.pipeline import generate_from_config, load_denoiser
-from syncframe.reference import diffusers_panorama_pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from benchmarks.reference import diffusers_panorama_pipeline  # noqa: E402
 
 
 def sd2_base_random(device, dtype):

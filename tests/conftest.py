@@ -1,8 +1,14 @@
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
-from syncframe.config import resolve
-from syncframe.pipeline import load_denoiser
+# The checkout's root: tests share helpers with benchmarks/ and scripts/ (not part of the package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from syncframe.config import resolve  # noqa: E402
+from syncframe.pipeline import load_denoiser  # noqa: E402
 
 # Small but real: 768x512 canvas -> 5 windows at stride 8 (more at other strides).
 SMALL = ["model=tiny", "width=768", "height=512", "steps=4", "progress=false"]

@@ -7,7 +7,7 @@ from syncframe.loop import sample
 from syncframe.models.denoiser import ViewDenoiser
 from syncframe.models.offline import FLOW_SCHEDULE, SD_SCHEDULE
 from syncframe.pipeline import generate_from_config, prepare
-from syncframe.reference import diffusers_panorama_pipeline
+from benchmarks.reference import diffusers_panorama_pipeline
 from syncframe.samplers import DDIM, DDPM, DPMSolverPP2M, Euler, FlowEuler
 
 VP_SAMPLERS = ["ddim", "ddpm", "dpmpp-2m", "euler"]
