@@ -15,9 +15,30 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from syncframe.config import resolve
-from syncframe.metrics import COHERENCE_SYNCS, coherence_runs
+from syncframe.images import from_pil
+from syncframe.metrics import panorama_coherence
 from syncframe.models.perceptual import load_lpips
-from syncframe.pipeline import load_denoiser
+from syncframe.pipeline import generate_from_config, load_denoiser
+
+# The synchronizers compared on the analytic mixture prior, with the overrides each needs on a
+# CPU: SyncDiffusion with LPIPS-AlexNet at 128 px (the paper's VGG at 512 px costs ~20 s per
+# step on 2 cores for 21 windows; the analytic decoder only upsamples, so 128 px loses little).
+COHERENCE_SYNCS = {
+    "none": [],
+    "multidiffusion": [],
+    "synctweedies": [],
+    "syncdiffusion": ["sync.loss=lpips-alex", "sync.loss_resolution=128"],
+}
+
+
+def coherence_runs(overrides: list[str], seeds, denoiser, lpips=None):
+    """Generate one panorama per seed with an analytic ``denoiser`` and measure it: yields
+    ``(seed, result, panorama_coherence(...))``."""
+    for seed in seeds:
+        result = generate_from_config(resolve([*overrides, f"seed={seed}"]), denoiser)
+        image = from_pil(result.images["panorama.png"])
+        yield seed, result, panorama_coherence(result.canonical, image, denoiser.classify, lpips)
+
 
 def picture(rows: dict[str, Image.Image], width: int = 1536) -> Image.Image:
     label_h, pad = 22, 6

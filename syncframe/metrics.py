@@ -50,31 +50,6 @@ def panorama_coherence(canvas: torch.Tensor, image: torch.Tensor, classify, lpip
     return out
 
 
-# The synchronizers compared on the analytic mixture prior, with the overrides each needs on a
-# CPU: SyncDiffusion with LPIPS-AlexNet at 128 px (the paper's VGG at 512 px costs ~20 s per
-# step on 2 cores for 21 windows; the analytic decoder only upsamples, so 128 px loses little).
-COHERENCE_SYNCS = {
-    "none": [],
-    "multidiffusion": [],
-    "synctweedies": [],
-    "syncdiffusion": ["sync.loss=lpips-alex", "sync.loss_resolution=128"],
-}
-
-
-def coherence_runs(overrides: list[str], seeds, denoiser, lpips=None):
-    """Generate one panorama per seed with an analytic ``denoiser`` and measure it: yields
-    ``(seed, result, panorama_coherence(...))``."""
-    from syncframe.images import from_pil
-
-    from .config import resolve
-    from .pipeline import generate_from_config
-
-    for seed in seeds:
-        result = generate_from_config(resolve([*overrides, f"seed={seed}"]), denoiser)
-        image = from_pil(result.images["panorama.png"])
-        yield seed, result, panorama_coherence(result.canonical, image, denoiser.classify, lpips)
-
-
 def equirect_seam(image: torch.Tensor, band: int = 4) -> float:
     """Discontinuity across the 0°/360° junction of an equirect ``image: [C, H, W]``: the mean
     step between the last and first columns relative to the mean step between neighbouring

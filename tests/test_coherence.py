@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from syncframe.config import resolve
-from syncframe.metrics import COHERENCE_SYNCS, coherence_runs, crops, intra_lpips, scene_incoherence
+from benchmarks.coherence import COHERENCE_SYNCS, coherence_runs
+from syncframe.metrics import crops, intra_lpips, scene_incoherence
 from syncframe.models.perceptual import load_lpips
 from syncframe.pipeline import load_denoiser
 from syncframe.weights import find_weight
