@@ -3,7 +3,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from syncframe.geometry.shapes import figure, landscape, obj_text, room_depth, vase
+from shapes import figure, landscape, obj_text, room_depth, vase  # scripts/shapes.py, beside this file
 from syncframe.geometry.splats import ply_bytes, splats_on_surface
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"

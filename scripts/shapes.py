@@ -1,11 +1,12 @@
-"""The demo meshes in ``assets/``, built here (``python scripts/make_assets.py`` rewrites them)."""
+"""The demo inputs of ``assets/`` (meshes, depth, a landscape), built here; ``python scripts/make_assets.py``
+writes them. Not part of the package: tests import them as ``scripts.shapes``."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from .meshes import LoadedMesh, triangle_edges, unwrap
+from syncframe.geometry.meshes import LoadedMesh, triangle_edges, unwrap
 
 
 def revolve(profile: np.ndarray, segments: int = 64) -> LoadedMesh:
@@ -84,7 +85,7 @@ def obj_text(mesh: LoadedMesh, comment: str = "") -> str:
 def room_depth(width: int = 512, size=(6.0, 3.0, 4.0)) -> np.ndarray:
     """An equirect depth image ``[width/2, width]`` (uint8, near = bright) of a box room of
     ``size`` (x, y, z metres) seen from its centre: the demo input of the 360° depth ControlNet."""
-    from ..spaces.equirect import equirect_directions
+    from syncframe.spaces.equirect import equirect_directions
 
     directions = equirect_directions(width // 2, width).numpy()
     half = np.array(size) / 2

@@ -173,7 +173,7 @@ def test_regions_on_the_360_and_mesh_spaces(tiny_denoiser, tmp_path):
 
 
 def test_mesh_regions_by_part_cover_exactly_the_texels_of_that_materials_faces(tmp_path, capsys):
-    from syncframe.geometry.shapes import vase
+    from scripts.shapes import vase
     from syncframe.geometry.texels import texel_faces
 
     mesh = vase()

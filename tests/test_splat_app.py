@@ -15,7 +15,7 @@ from syncframe.geometry.cameras import load_transforms, orbit_pinhole
 from syncframe.geometry.raster import OrbitCamera, fit_frame
 from syncframe.geometry.splat_raster import SparseRenderer, compositing_weights, look_at_camera
 from syncframe.geometry.splats import Splats, read_ply, splats_on_surface
-from syncframe.geometry.shapes import vase
+from scripts.shapes import vase
 from syncframe.pipeline import prepare
 from syncframe.spaces.splats import SplatSpace
 
