@@ -205,7 +205,7 @@ def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = N
     with collecting() as notes, quiet_libraries():
         with holding():  # a refused run says only its error
             prepared = prepared or prepare(cfg)
-        app, sync, spec, cfg = prepared.app, prepared.sync, prepared.spec, prepared.cfg
+        app, spec, cfg = prepared.app, prepared.spec, prepared.cfg
         timings = {"build_space": app.build_s}
         clock = time.perf_counter()
         if denoiser is None:

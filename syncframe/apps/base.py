@@ -121,7 +121,8 @@ class App:
     part_mask = None  # (name, height, width) -> the mask of a part of the input (meshes have parts)
 
     def apply_regions(self) -> None:
-        from syncframe.regions import RegionSpace, load_layout, region_masks
+        from syncframe.regions import load_layout, region_masks
+        from syncframe.spaces.regions import RegionSpace
 
         options = self.cfg["regions"]
         self.layout = load_layout(options)
@@ -145,7 +146,7 @@ class App:
         options = self.cfg["regions"]
         if self.layout is None or options["bootstrap"] == 0:
             return None
-        from syncframe.regions import Bootstrap
+        from syncframe.spaces.regions import Bootstrap
 
         return Bootstrap(self.space, denoiser, self.cfg["seed"], options["bootstrap"], self.spec.window_px)
 
