@@ -50,11 +50,6 @@ class Step:
         """How far along the trajectory this step is, in [0, 1)."""
         return self.index / self.num_steps
 
-    @property
-    def alpha(self) -> float:
-        """ᾱ_t = a² (variance-preserving schedules)."""
-        return self.a**2
-
 
 def tweedie(x_t: torch.Tensor, eps: torch.Tensor, step: Step) -> torch.Tensor:
     """E[x0 | x_t] = (x_t − s ε) / a."""
@@ -76,6 +71,11 @@ class Sampler:
     def __init__(self, steps: list[Step], initial_scale: float = 1.0):
         self.steps = steps
         self.initial_scale = initial_scale  # x_T = initial_scale · N(0, I) in the loop's state
+
+    @classmethod
+    def build(cls, options: dict, spec, steps: int) -> "Sampler":
+        """The sampler for ``options`` (its ``sampler.*`` section), the model's ``spec`` and ``steps``."""
+        raise NotImplementedError
 
     def steps_from(self, strength: float) -> list[Step]:
         """The steps left when starting part-way (SDEdit), as diffusers' img2img pipelines pick them:
@@ -123,6 +123,10 @@ class DDIM(Sampler):
         self.stochastic = eta > 0
         super().__init__(steps)
 
+    @classmethod
+    def build(cls, options, spec, steps):
+        return cls(spec.scheduler_config, steps, options["eta"])
+
     def update(self, x_t, x0, eps, step, noise=None, memory=None):
         x_prev = step.a_prev * x0 + math.sqrt(max(step.s_prev**2 - step.noise**2, 0.0)) * eps
         return x_prev if noise is None or step.noise == 0 else x_prev + step.noise * noise
@@ -151,6 +155,10 @@ class DDPM(DDIM):
         self.stochastic = True
         Sampler.__init__(self, steps)
 
+    @classmethod
+    def build(cls, options, spec, steps):
+        return cls(spec.scheduler_config, steps)
+
 
 class Euler(Sampler):
     """Euler's method on the probability-flow ODE in σ-space (Karras et al. 2022; diffusers'
@@ -168,6 +176,10 @@ class Euler(Sampler):
                  for i, t in enumerate(scheduler.timesteps)]
         # diffusers starts from N(0, I) · init_noise_sigma in σ-space; in the state: times a_0.
         super().__init__(steps, float(scheduler.init_noise_sigma) * steps[0].a)
+
+    @classmethod
+    def build(cls, options, spec, steps):
+        return cls(spec.scheduler_config, steps)
 
 
 class DPMSolverPP2M(Sampler):
@@ -190,6 +202,10 @@ class DPMSolverPP2M(Sampler):
         steps = [Step(i, int(t), *from_sigma(sigmas[i]), *from_sigma(sigmas[i + 1]), 0.0, len(scheduler.timesteps))
                  for i, t in enumerate(scheduler.timesteps)]
         super().__init__(steps)
+
+    @classmethod
+    def build(cls, options, spec, steps):
+        return cls(spec.scheduler_config, steps, options["karras"])
 
     def update(self, x_t, x0, eps, step, noise=None, memory=None):
         memory = {} if memory is None else memory
@@ -226,6 +242,11 @@ class FlowEuler(Sampler):
                  for i, t in enumerate(scheduler.timesteps)]
         super().__init__(steps)
 
+    @classmethod
+    def build(cls, options, spec, steps):
+        return cls(spec.scheduler_config, steps, flow_shift(spec),
+                   linspace_sigmas(steps) if spec.flow_sigmas == "linspace" else None)
+
 
 def check_range(timesteps: list[int], table: int, num_steps: int) -> None:
     if max(timesteps) >= table:
@@ -260,18 +281,14 @@ def flow_shift(spec) -> float | None:
 
 register_sampler("auto", options=NoOptions, summary="the model family's: ddim (SD 1/2, SDXL), flow-euler (SD3, FLUX)")(
     None)
-register_sampler("ddim", options=DDIMOptions, summary="DDIM with η (the papers' sampler)")(
-    lambda o, spec, steps: DDIM(spec.scheduler_config, steps, o["eta"]))
-register_sampler("ddpm", options=NoOptions, summary="DDPM's ancestral sampler")(
-    lambda o, spec, steps: DDPM(spec.scheduler_config, steps))
+# Each entry's factory is the sampler class: the registry is the one list of samplers (each class
+# says which schedules it fits, ``kinds``, and builds itself from its options, ``build``).
+register_sampler("ddim", options=DDIMOptions, summary="DDIM with η (the papers' sampler)")(DDIM)
+register_sampler("ddpm", options=NoOptions, summary="DDPM's ancestral sampler")(DDPM)
 register_sampler("dpmpp-2m", options=DPMOptions, summary="DPM-Solver++ 2M (20-30 steps), Karras sigmas optional")(
-    lambda o, spec, steps: DPMSolverPP2M(spec.scheduler_config, steps, o["karras"]))
-register_sampler("euler", options=NoOptions, summary="Euler on the probability-flow ODE (σ-space)")(
-    lambda o, spec, steps: Euler(spec.scheduler_config, steps))
-register_sampler("flow-euler", options=NoOptions, summary="Euler on the rectified flow (SD3, FLUX)")(
-    lambda o, spec, steps: FlowEuler(spec.scheduler_config, steps, flow_shift(spec),
-                                     linspace_sigmas(steps) if spec.flow_sigmas == "linspace" else None))
-KINDS = {"ddim": DDIM, "ddpm": DDPM, "dpmpp-2m": DPMSolverPP2M, "euler": Euler, "flow-euler": FlowEuler}
+    DPMSolverPP2M)
+register_sampler("euler", options=NoOptions, summary="Euler on the probability-flow ODE (σ-space)")(Euler)
+register_sampler("flow-euler", options=NoOptions, summary="Euler on the rectified flow (SD3, FLUX)")(FlowEuler)
 
 
 def linspace_sigmas(steps: int) -> list[float]:
@@ -286,9 +303,10 @@ def build_sampler(cfg: dict, spec) -> Sampler:
     from .registry import SAMPLERS
 
     name = cfg["sampler"]["name"]
-    if spec.schedule not in KINDS[name].kinds:
-        fits = [n for n, cls in KINDS.items() if spec.schedule in cls.kinds]
+    samplers = {n: SAMPLERS.get(n) for n in SAMPLERS.names() if SAMPLERS.get(n) is not None}  # all but auto
+    if spec.schedule not in samplers[name].kinds:
+        fits = [n for n, cls in samplers.items() if spec.schedule in cls.kinds]
         raise ConfigError(f"sampler={name} does not fit model={cfg['model']['name']} ({spec.family}, a "
                           f"{'rectified-flow' if spec.schedule == FLOW else 'variance-preserving'} model); "
                           f"use sampler={' or sampler='.join(fits)}")
-    return SAMPLERS.get(name)(cfg["sampler"], spec, cfg["steps"])
+    return samplers[name].build(cfg["sampler"], spec, cfg["steps"])

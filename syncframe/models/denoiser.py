@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..samplers import Step
+from ..samplers import Step, eps_from_x0, tweedie
 
 PREDICTIONS = ("epsilon", "v_prediction", "flow", "sample")
 
@@ -87,13 +87,13 @@ class ViewDenoiser(nn.Module):
         """(x0, ε) from the model's output, by its prediction type."""
         a, s = step.a, step.s
         if self.prediction_type == "epsilon":
-            return (x - s * out) / a, out
+            return tweedie(x, out, step), out
         if self.prediction_type == "v_prediction":
             return a * x - s * out, s * x + a * out
         if self.prediction_type == "flow":
             return x - s * out, x + a * out
         if self.prediction_type == "sample":
-            return out, (x - a * out) / s
+            return out, eps_from_x0(x, out, step)
         raise ConfigError(f"prediction_type {self.prediction_type!r} is not supported; use one of {', '.join(PREDICTIONS)}")
 
     def x0_slope(self, step: Step) -> float:
