@@ -2,14 +2,35 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import numpy as np
 import torch
 from PIL import Image
 
 from syncframe.errors import ConfigError
+from syncframe.options import Options, option
 from syncframe.resources import check_run_size
 from syncframe.spaces import CanonicalSpace
+
+
+# Options several apps share, declared once; an app's schema inherits the ones it takes.
+class DecodeOptions(Options):
+    decode_batch_size: int = option(4, "views (or canvas tiles) per VAE call", ge=1, le=256)
+
+
+class DomainOptions(Options):
+    domain: Literal["latent", "rgb"] = option(
+        "latent", "where views are synchronized: latent (the model's latents) or rgb (decoded, synced at pixel "
+                  "resolution in the app's RGB space, encoded back; x0 / ε syncs only)")
+
+
+class SheetOptions(Options):
+    sheet_columns: int = option(5, "columns of the contact sheets of the views", ge=1, le=64)
+
+
+class ViewerOptions(Options):
+    viewer: bool = option(True, "write viewer.html, an interactive viewer of the result that opens from disk")
 
 
 class App:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from pydantic import model_validator
 
-from syncframe.apps.base import App, contact_sheet, to_pil
+from syncframe.apps.base import App, DomainOptions, DecodeOptions, SheetOptions, ViewerOptions, contact_sheet, to_pil
 from syncframe.tiling import decode_batched
 from syncframe.errors import ConfigError
 from syncframe.geometry.meshes import glb_bytes, load_mesh, y_up
@@ -76,7 +76,7 @@ class ViewRing(Options):
         return self
 
 
-class MeshOptions(Options):
+class MeshOptions(DomainOptions, DecodeOptions, SheetOptions, ViewerOptions):
     up: Literal["y", "z"] = option("y", "the mesh's up axis: y (glTF; front at +z) or z (Blender; front at -y)")
     views: list[ViewRing] = option([dict(elevation=0, count=8), dict(elevation=30, azimuths=[0, 180])],
                                    "the camera rig around the up axis; azimuth 0 looks at the front", min_length=1)
@@ -94,11 +94,6 @@ class MeshOptions(Options):
     merge_parts: bool = option(True, "merge a multi-part scene into one mesh (re-unwrapped); false rejects it")
     unwrap_timeout: float = option(300.0, "seconds the UV unwrapper (xatlas, in a child process) may take", gt=0)
     rasterizer: Literal["embree", "nvdiffrast"] = option("embree", "embree (CPU ray casting) | nvdiffrast (CUDA)")
-    domain: Literal["latent", "rgb"] = option("latent", "where views are synchronized: latent (the model's latents) or "
-                                                  "rgb (decoded, synced at pixel resolution, encoded back; x0 / ε syncs only)")
-    decode_batch_size: int = option(4, "views per VAE decode", ge=1, le=256)
-    sheet_columns: int = option(5, "columns of the contact sheets of the views", ge=1, le=64)
-    viewer: bool = option(True, "write viewer.html, an interactive 3-D viewer of mesh.glb that opens from disk")
 
 
 class MeshInputs(Options):

@@ -5,10 +5,10 @@ from typing import Literal
 
 import torch
 
-from syncframe.apps.base import App, to_pil
+from syncframe.apps.base import App, DecodeOptions, to_pil
 from syncframe.images import from_pil, load_image, resized
 from syncframe.tiling import decode_tiled, encode_tiled
-from syncframe.options import Options, option
+from syncframe.options import option
 from syncframe.registry import register_app
 from syncframe.resources import view_state_bytes
 from syncframe.spaces.panorama import PanoramaSpace, window_count
@@ -17,12 +17,11 @@ from syncframe.spaces.panorama import PanoramaSpace, window_count
 DECODE_BYTES_PER_PIXEL = 40  # tiled decode: blended sum, weights and the image, in float32
 
 
-class PanoramaOptions(Options):
+class PanoramaOptions(DecodeOptions):
     stride: int | None = option(None, "latents between windows, less than the window; null = 1/8 of the model's "
                                       "window (8 for SD's 64: MultiDiffusion's; SyncDiffusion used 16)", ge=1)
     loop: bool = option(False, "add wrap-around windows so the left and right edges join")
     decode_overlap: int = option(16, "latents of overlap between VAE decoding tiles (of the model's window)", ge=0)
-    decode_batch_size: int = option(4, "tiles per VAE call (decoding, and encoding init=)", ge=1, le=256)
     resize: Literal["fit", "crop", "stretch"] = option(
         "crop", "an init= image of another aspect: crop (cover, keep the centre), fit (inside, edges extended), "
                 "stretch")

@@ -8,12 +8,11 @@ borders), since a VAE decode of the distorted equirect latent itself would not b
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import numpy as np
 import torch
 
-from syncframe.apps.base import App, contact_sheet, to_pil
+from syncframe.apps.base import App, DomainOptions, DecodeOptions, SheetOptions, ViewerOptions, contact_sheet, to_pil
 from syncframe.tiling import decode_batched
 from syncframe.errors import ConfigError
 from syncframe.metrics import equirect_seam, pole_spread, view_border_seam
@@ -45,18 +44,14 @@ class Ring(Options):
     yaw_offset: float = option(0.0, "yaw of the first camera, degrees")
 
 
-class Panorama360Options(Options):
+class Panorama360Options(DomainOptions, DecodeOptions, SheetOptions, ViewerOptions):
     rings: list[Ring] = option([dict(pitch=0, count=8, fov=72), dict(pitch=45, count=4, fov=90, yaw_offset=22.5),
                                 dict(pitch=-45, count=4, fov=90, yaw_offset=22.5), dict(pitch=90, count=1, fov=90),
                                 dict(pitch=-90, count=1, fov=90)],
                                "the camera rig: rings of {pitch, count, fov[, yaw_offset]}", min_length=1)
     latent_width: int | None = option(None, "canonical latent map width (even); null = 360 * 64 / smallest fov",
                                       ge=16, le=16384, multiple_of=2)
-    domain: Literal["latent", "rgb"] = option("latent", "where views are synchronized: latent (the model's latents) or "
-                                                  "rgb (decoded, synced at pixel resolution, encoded back; x0 / ε syncs only)")
-    decode_batch_size: int = option(4, "views per VAE decode", ge=1, le=256)
     sheet_columns: int = option(6, "columns of the contact sheet of the decoded views", ge=1, le=64)
-    viewer: bool = option(True, "write viewer.html, an interactive 360° viewer that opens from disk")
 
 
 class Panorama360Inputs(Options):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from syncframe.apps.base import App, contact_sheet
+from syncframe.apps.base import App, DomainOptions, DecodeOptions, SheetOptions, ViewerOptions, contact_sheet
 from syncframe.apps.mesh import ViewRing, side_prompts
 from syncframe.errors import ConfigError
 from syncframe.messages import note
@@ -37,7 +37,7 @@ WEIGHTS_PER_PIXEL = 12  # splats blended per pixel, a generous average for train
 Z_UP = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])  # z-up (Blender) -> y-up, as the mesh app turns meshes
 
 
-class SplatsOptions(Options):
+class SplatsOptions(DomainOptions, DecodeOptions, SheetOptions, ViewerOptions):
     up: Literal["y", "z"] = option("y", "the scene's up axis: y (front at +z) or z (Blender; front at -y)")
     views: list[ViewRing] = option([dict(elevation=0, count=8), dict(elevation=30, azimuths=[0, 180])],
                                    "the orbit camera rig around the up axis (ignored with app.cameras)", min_length=1)
@@ -45,9 +45,6 @@ class SplatsOptions(Options):
                                             "the orbit rig); its camera_angle_x is the field of view")
     fov: float = option(50.0, "field of view of the orbit rig, degrees", gt=0, lt=180)
     margin: float = option(1.1, "the orbit rig frames the splats' extent times this", ge=1, le=10)
-    domain: Literal["latent", "rgb"] = option("latent", "where views are synchronized: latent (per-splat latent "
-                                                        "colours) or rgb (decoded, fitted to RGB colours, encoded "
-                                                        "back; x0 / ε syncs only)")
     unproject: Literal["adjoint", "lsq"] = option("adjoint", "views -> splat colours: the alpha-corrected normalised "
                                                              "adjoint, or least squares by conjugate gradients")
     lsq_iterations: int = option(20, "conjugate-gradient iterations of app.unproject=lsq", ge=1, le=1000)
@@ -60,9 +57,6 @@ class SplatsOptions(Options):
                               le=64)
     view_prompts: bool = option(True, 'append ", front view" / "side view" / ... per orbit camera')
     max_splats: int = option(1_000_000, "larger scenes are refused (prune them first)", ge=1, le=50_000_000)
-    decode_batch_size: int = option(4, "views per VAE decode", ge=1, le=256)
-    sheet_columns: int = option(5, "columns of the contact sheets of the views", ge=1, le=64)
-    viewer: bool = option(True, "write viewer.html, an interactive splat viewer of splats.ply that opens from disk")
 
 
 class SplatsInputs(Options):

@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from syncframe.apps.base import App, to_pil
+from syncframe.apps.base import App, DecodeOptions, to_pil
 from syncframe.errors import ConfigError
 from syncframe.metrics import window_border_seam
 from syncframe.images import from_pil, image_size, load_image, resized
@@ -29,11 +29,10 @@ MAX_OUTPUT_PIXELS = 2**28  # 16384²: beyond this an output is refused before an
 CANVAS_BYTES_PER_PIXEL = 60  # the resized input, the tiled encode and decode sums, the output
 
 
-class UpscaleOptions(Options):
+class UpscaleOptions(DecodeOptions):
     stride: int | None = option(None, "latents between windows (both axes); null = 3/4 of the window (a quarter "
                                       "overlap)", ge=1)
     decode_overlap: int = option(16, "latents of overlap between VAE encoding and decoding tiles", ge=0)
-    decode_batch_size: int = option(4, "tiles per VAE call", ge=1, le=256)
     weights: Literal["fading", "uniform"] = option(
         "fading", "how windows are averaged: fading (each window counts less towards its border; no bands at window "
                   "edges) or uniform (MultiDiffusion's)")
