@@ -55,3 +55,12 @@ def smooth_denoiser(tiny_denoiser):
     d = tiny_denoiser
     return UNetDenoiser.from_components(SmoothUNet(d.unet.config), d.vae, d.pipe.text_encoder, d.pipe.tokenizer,
                                         d.scheduler, guidance=1.0)
+
+
+TWINS = ["tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux"]
+
+
+@pytest.fixture(scope="session")
+def twins():
+    """The offline twin of every family, loaded once."""
+    return {name: load_denoiser(resolve([f"model={name}"])) for name in TWINS}

@@ -5,15 +5,11 @@ import torch
 
 from syncframe.config import resolve
 from syncframe.errors import ConfigError
-from syncframe.pipeline import generate_from_config, load_denoiser, prepare
+from syncframe.models.compat import flux_unpack
+from syncframe.pipeline import generate_from_config, prepare
 from test_sampler import diffusers_scheduler
 
-TWINS = ["tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux"]
-
-
-@pytest.fixture(scope="module")
-def twins():
-    return {name: load_denoiser(resolve([f"model={name}"])) for name in TWINS}
+from conftest import TWINS
 
 
 def window_px(model) -> int:
@@ -37,7 +33,7 @@ def diffusers_latents(denoiser, cfg, scheduler):
                   generator=torch.Generator().manual_seed(cfg["seed"]), output_type="latent")
     latents = pipe(cfg["prompt"], **kwargs).images
     if type(denoiser).__name__ == "FluxDenoiser":  # packed tokens -> [1, 16, h, w]
-        latents = pipe._unpack_latents(latents, size, size, pipe.vae_scale_factor)
+        latents = flux_unpack(latents, size, size, pipe.vae_scale_factor)
     return latents[0]
 
 

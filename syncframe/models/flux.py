@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
+from .compat import flux_image_ids, flux_pack, flux_unpack
 from .denoiser import Conditioning, DiffusersDenoiser, freeze, text_device
 from .unet import nn_list, vae_decode, vae_encode
 
@@ -53,8 +54,8 @@ class FluxDenoiser(DiffusersDenoiser):
             raise ConfigError("ControlNets for FLUX are not supported yet; drop controlnet= (or use an SD 1.x/2.x "
                               "or SDXL model with its ControlNet)")
         b, c, h, w = x.shape
-        tokens = self.pipe._pack_latents(x.to(self.dtype), b, c, h, w)
-        image_ids = self.pipe._prepare_latent_image_ids(b, h // 2, w // 2, x.device, self.dtype)
+        tokens = flux_pack(x.to(self.dtype))
+        image_ids = flux_image_ids(b, h // 2, w // 2, x.device, self.dtype)
         text_ids = torch.zeros(states["text"].shape[1], 3, device=x.device, dtype=self.dtype)
         t = torch.full((b,), step.t, device=x.device, dtype=self.dtype) / 1000  # as FluxPipeline does
         guidance = (torch.full((b,), self.guidance, device=x.device, dtype=torch.float32)
@@ -62,7 +63,7 @@ class FluxDenoiser(DiffusersDenoiser):
         out = self.transformer(hidden_states=tokens, timestep=t, guidance=guidance, pooled_projections=states["pooled"],
                                encoder_hidden_states=states["text"], txt_ids=text_ids, img_ids=image_ids,
                                return_dict=False)[0]
-        return self.pipe._unpack_latents(out, h * self.latent_scale, w * self.latent_scale, self.latent_scale)
+        return flux_unpack(out, h * self.latent_scale, w * self.latent_scale, self.latent_scale)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return vae_decode(self.vae, latents)

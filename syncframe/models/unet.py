@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
+from .compat import sdxl_time_ids
 from .denoiser import Conditioning, DiffusersDenoiser, freeze
 
 
@@ -66,8 +67,7 @@ class UNetDenoiser(DiffusersDenoiser):
                 prompts, device=self.device, num_images_per_prompt=1, do_classifier_free_guidance=True,
                 negative_prompt=[negative_prompt] * len(prompts) if negative_prompt else None)
             size = (self.unet.config.sample_size * self.latent_scale,) * 2
-            time_ids = self.pipe._get_add_time_ids(size, (0, 0), size, dtype=positive.dtype,
-                                                   text_encoder_projection_dim=int(pooled.shape[-1]))
+            time_ids = sdxl_time_ids(self.pipe, size, positive.dtype, int(pooled.shape[-1]))
             tensors = {"text": torch.stack([negative, positive], 1), "pooled": torch.stack([negative_pooled, pooled], 1),
                        "time_ids": time_ids.to(self.device).expand(len(prompts), 2, -1)}
         return Conditioning({k: v.to(self.dtype) for k, v in tensors.items()}, torch.as_tensor(view_prompt))
