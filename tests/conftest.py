@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -64,3 +65,37 @@ TWINS = ["tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux"]
 def twins():
     """The offline twin of every family, loaded once."""
     return {name: load_denoiser(resolve([f"model={name}"])) for name in TWINS}
+
+
+def need_weight(relative: str, what: str) -> Path:
+    """The path of a small real weight under ``../shared/weights`` (or ``$SYNCFRAME_WEIGHTS``), or
+    skip the test; with SYNCFRAME_REQUIRE_WEIGHTS=1 (CI sets it where the weights are) a missing
+    weight fails instead, so a broken path cannot pass as a skip."""
+    from syncframe.weights import find_weight
+
+    path = find_weight(relative)
+    if path is None:
+        reason = f"{what} ({relative} under ../shared/weights or $SYNCFRAME_WEIGHTS) not present"
+        if os.environ.get("SYNCFRAME_REQUIRE_WEIGHTS") == "1":
+            pytest.fail(f"SYNCFRAME_REQUIRE_WEIGHTS=1 but {reason}")
+        pytest.skip(reason)
+    return path
+
+
+def need_gpu(what: str) -> None:
+    """Skip a GPU-only test on a machine without CUDA; with SYNCFRAME_REQUIRE_GPU=1 (the GPU run,
+    benchmarks/gpu.py) fail instead. GPU-only tests also carry ``@pytest.mark.gpu``."""
+    if not torch.cuda.is_available():
+        if os.environ.get("SYNCFRAME_REQUIRE_GPU") == "1":
+            pytest.fail(f"SYNCFRAME_REQUIRE_GPU=1 but there is no CUDA GPU for {what}")
+        pytest.skip(f"{what} needs a CUDA GPU")
+
+
+def need_module(name: str, what: str):
+    """``pytest.importorskip``, failing instead under SYNCFRAME_REQUIRE_GPU=1 for GPU extras."""
+    try:
+        return __import__(name, fromlist=["_"])
+    except ImportError as exc:
+        if os.environ.get("SYNCFRAME_REQUIRE_GPU") == "1":
+            pytest.fail(f"SYNCFRAME_REQUIRE_GPU=1 but {what} is not installed ({exc})")
+        pytest.skip(f"{what} is not installed ({exc})")

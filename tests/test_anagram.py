@@ -11,7 +11,7 @@ from syncframe.cli import main
 from syncframe.config import resolve
 from syncframe.pipeline import generate_from_config, prepare
 from syncframe.spaces.anagram import TRANSFORMS, AnagramSpace, permutation
-from syncframe.weights import find_weight
+from conftest import need_weight
 from test_sampler import views_after_each_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -130,8 +130,7 @@ def test_which_transforms_commute_with_a_decoder():
     random_errors = commutation_errors(load_denoiser(res(["model=tiny"])).decode, 4, 16)
     assert random_errors["identity"] == 0
     assert min(v for k, v in random_errors.items() if k != "identity") > 0.3
-    if find_weight("taesd") is None:
-        pytest.skip("TAESD weights (../shared/weights/taesd) not present: the trained decoder's half of the test")
+    need_weight("taesd", "TAESD weights, the trained decoder's half of the test")
     trained = taesd_errors()
     for name in ("flip-h", "flip-v", "rot90", "rot180", "rot270", "transpose", "inner-rotate"):
         assert trained[name] < 0.1, (name, trained[name])

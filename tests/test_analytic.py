@@ -81,24 +81,38 @@ def exact_law(scene, sched, steps, eta):
     return mean.float(), var_d.mean(dim=(1, 2)).float(), var_d
 
 
-def sampler_law(scene, sampler):
-    """Mean and per-pixel variance of any deterministic sampler's output with the exact x0.
+def sampler_law(scene, sampler, scheduler_name: str, config: dict):
+    """Mean and per-pixel variance of a deterministic sampler's output with the exact x0, computed
+    with diffusers' scheduler ``scheduler_name`` (an implementation independent of ours).
 
     Every quantity of the chain stays affine in the initial noise n: in the orthonormal DFT, x_t
     = c_f N_f + D (a per-frequency gain c and a pixel-space offset d). The posterior mean is
-    x0 = μ + F⁻¹[G F(x − aμ)], G = aλ / (a²λ + s²), and each sampler's update is linear without a
-    constant, so the sampler's own ``update`` run on the gains and on the offsets (each with its
-    own multistep memory) gives the law exactly."""
+    x0 = μ + F⁻¹[G F(x − aμ)], G = aλ / (a²λ + s²), and a deterministic scheduler's step is linear
+    without a constant, so ``scheduler.step`` run on the gains and on the offsets (one scheduler
+    each: its multistep history is part of the chain) gives the law exactly. The samplers' own
+    timesteps and (a, s) come from our class; the update is diffusers'."""
+    from test_sampler import diffusers_scheduler
+
     lam = scene_spectrum(scene, VIEW, VIEW).double()
     mu = scene_mean(scene, VIEW, VIEW).double()
+    name = scheduler_name.removesuffix("-karras")
+    schedulers = [diffusers_scheduler(name, config, karras=scheduler_name.endswith("karras")) for _ in range(2)]
+    for sched in schedulers:
+        sched.set_timesteps(len(sampler.steps))
+    sigma_space, flow = name == "euler", name == "flow-euler"
     gains, offset = torch.full_like(lam, sampler.initial_scale), torch.zeros_like(mu)
-    memory_gains, memory_offset = {}, {}
-    for st in sampler.steps:
+    for i, st in enumerate(sampler.steps):
         g = st.a * lam / (st.a**2 * lam + st.s**2)
         x0_gains = g * gains
         x0_offset = mu + torch.fft.ifft2(g * torch.fft.fft2(offset - st.a * mu, norm="ortho"), norm="ortho").real
-        gains = sampler.update(gains, x0_gains, (gains - st.a * x0_gains) / st.s, st, None, memory_gains)
-        offset = sampler.update(offset, x0_offset, (offset - st.a * x0_offset) / st.s, st, None, memory_offset)
+        states = []
+        for sched, x, x0 in zip(schedulers, (gains, offset), (x0_gains, x0_offset)):
+            eps = (x - st.a * x0) / st.s
+            output = eps - x0 if flow else eps  # FLUX/SD3 schedulers take the velocity ε − x0
+            sample_in = x / st.a if sigma_space else x  # Euler steps x̃ = x / a (σ-space)
+            out = sched.step(output, sched.timesteps[i], sample_in, return_dict=False)[0]
+            states.append(out * st.a_prev if sigma_space else out)
+        gains, offset = states
     var = gains**2
     return offset.float(), var.mean(dim=(1, 2)).float(), var
 
@@ -163,7 +177,7 @@ def test_ddim_output_has_the_exact_law_of_the_discrete_chain(eta):
     mean, var, spectrum = exact_law(scene, sched, 50, eta)
     assert_law(x, mean, var, spectrum, f"eta={eta}")
     if eta == 0:  # the generic law of deterministic samplers agrees with DDIM's closed form
-        g_mean, g_var, _ = sampler_law(scene, ddim(sched, 50, 0.0))
+        g_mean, g_var, _ = sampler_law(scene, ddim(sched, 50, 0.0), "ddim", sched.config)
         assert torch.allclose(g_mean, mean, atol=1e-5) and torch.allclose(g_var, var, rtol=1e-5)
 
 
@@ -175,15 +189,15 @@ def test_fast_samplers_have_the_exact_law_of_their_chain(name):
     sampler = {"dpmpp-2m": lambda: DPMSolverPP2M(config, 20), "dpmpp-2m-karras": lambda: DPMSolverPP2M(config, 20, True),
                "euler": lambda: Euler(config, 20), "flow-euler": lambda: FlowEuler(config, 20)}[name]()
     x = draws(TEXTURED, sampler, seed=2)
-    mean, var, spectrum = sampler_law(TEXTURED, sampler)
+    mean, var, spectrum = sampler_law(TEXTURED, sampler, name, config)
     assert_law(x, mean, var, spectrum, name)
 
 
 def test_flow_euler_with_many_steps_reproduces_the_prior():
     """Rectified flow starts at pure noise (σ = 1) and ends at σ = 0: with many steps the chain's
     law is the prior's (no terminal-SNR bias, unlike SD's DDIM schedule below)."""
-    sampler = FlowEuler({**FLOW_SCHEDULE, "shift": 1.0}, 500)
-    mean, var, _ = sampler_law(TEXTURED, sampler)
+    config = {**FLOW_SCHEDULE, "shift": 1.0}
+    mean, var, _ = sampler_law(TEXTURED, FlowEuler(config, 500), "flow-euler", config)
     prior_mean, prior_var = scene_mean(TEXTURED, VIEW, VIEW), torch.tensor(TEXTURED.std) ** 2
     assert ((mean - prior_mean).abs() / prior_var.sqrt()[:, None, None]).max() < 0.01
     assert ((var / prior_var - 1).abs() < 0.02).all()

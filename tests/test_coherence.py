@@ -13,7 +13,7 @@ from benchmarks.coherence import COHERENCE_SYNCS, coherence_runs
 from syncframe.metrics import crops, intra_lpips, scene_incoherence
 from syncframe.models.perceptual import load_lpips
 from syncframe.pipeline import load_denoiser
-from syncframe.weights import find_weight
+from conftest import need_weight
 
 BASE = ["app=panorama", "model=gaussian-mixture", "width=3072", "steps=20", "app.stride=16", "progress=false"]
 SEEDS = range(8)
@@ -35,9 +35,8 @@ def test_intra_lpips_is_zero_for_repeated_crops_and_grows_with_difference():
 
 @pytest.fixture(scope="module")
 def coherence():
-    if find_weight("lpips/alex.safetensors") is None:
-        pytest.skip("LPIPS AlexNet weights not found (../shared/weights/lpips or $SYNCFRAME_WEIGHTS): "
-                    "SyncDiffusion's guidance and Intra-LPIPS need real LPIPS weights")
+    need_weight("lpips/alex.safetensors", "LPIPS AlexNet weights (SyncDiffusion's guidance and Intra-LPIPS need "
+                                          "real ones)")
     lpips = load_lpips("alex", None, allow_random=False)
     denoiser = load_denoiser(resolve(BASE))
     table = {}

@@ -60,7 +60,7 @@ SYNCS = ["none", "multidiffusion", "synctweedies", "syncdiffusion", "eps-averagi
 
 @pytest.mark.parametrize("model", TWINS)
 @pytest.mark.parametrize("sync", SYNCS)
-def test_every_sync_runs_with_every_family(twins, model, sync, tmp_path):
+def test_every_sync_runs_and_synchronizes_with_every_family(twins, model, sync, tmp_path):
     spec = prepare(resolve([f"model={model}"])).spec
     overrides = [f"model={model}", f"sync={sync}", "steps=2", "progress=false", f"width={spec.window_px * 3 // 2}"]
     if sync == "eps-averaging" and spec.schedule == "flow":
@@ -75,6 +75,10 @@ def test_every_sync_runs_with_every_family(twins, model, sync, tmp_path):
     views = result.views
     assert views.shape[1:] == (spec.channels, spec.window, spec.window) and torch.isfinite(views).all()
     assert result.images["panorama.png"].size == (spec.window_px * 3 // 2, spec.window_px)
+    # the overlapping windows agree (they are the projection of one canvas) exactly when synchronized
+    space = prepare(resolve(overrides)).app.space
+    gap = ((space.sync(views) - views).abs().max() / views.abs().max()).item()
+    assert gap > 1e-3 if sync == "none" else gap < 1e-5, (sync, gap)
 
 
 @pytest.mark.parametrize("model", ["tiny-sdxl", "tiny-sd3", "tiny-flux"])

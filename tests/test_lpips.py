@@ -9,6 +9,7 @@ import torch
 
 from syncframe.models.perceptual import LPIPS, load_lpips
 from syncframe.weights import find_weight
+from conftest import need_weight
 
 skimage = pytest.importorskip("skimage", reason="scikit-image (test extra) provides the photographs")
 
@@ -35,9 +36,7 @@ def shifted(image, pixels=8):
 
 @pytest.mark.parametrize("net, blur_ref, shift_ref", [("vgg", 0.12, 0.36), ("alex", 0.17, 0.19)])
 def test_reference_values(net, blur_ref, shift_ref):
-    path = find_weight(f"lpips/{net}.safetensors")
-    if path is None:
-        pytest.skip("LPIPS weights (../shared/weights/lpips) not present")
+    path = need_weight(f"lpips/{net}.safetensors", f"LPIPS-{net} weights")
     model = load_lpips(net, path)
     astronaut = photo("astronaut.png")
     with torch.no_grad():

@@ -11,6 +11,7 @@ from PIL import Image
 
 from syncframe.cli import main
 from syncframe.config import resolve
+from syncframe.pipeline import generate_from_config
 from syncframe.errors import ConfigError
 from syncframe.geometry.meshes import LoadedMesh, load_mesh
 from syncframe.geometry.raster import (OrbitCamera, camera_rays, control_depth, cross2, fit_frame, rasterize,
@@ -20,6 +21,7 @@ from syncframe.geometry.unwrap import split_faces
 from syncframe.messages import collecting
 from syncframe.spaces.base import nearest_source, repeated_reads
 from syncframe.spaces.mesh_uv import MeshUVSpace, texel_index
+from conftest import need_gpu, need_module
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 RIG = [{"elevation": 0, "count": 8}, {"elevation": 30, "azimuths": [0, 180]}]
@@ -330,14 +332,16 @@ def test_depth_controlnet_gets_the_rendered_depth(tmp_path):
     app = prepare(cfg).app
     control = app.control_images()
     assert control.shape == (10, 3, 512, 512) and torch.equal(control[:, 0] > 0, app.rgb_raster.mask)
-    out = tmp_path / "cn"
-    assert main(["run", *FAST, f"mesh={ASSETS / 'vase.obj'}", "controlnet=tiny", f"out={out}"]) == 0
+    rig = "app.views=[{elevation: 0, count: 3}]"
+    with_depth = generate_from_config(resolve([*FAST, f"mesh={ASSETS / 'vase.obj'}", rig, "controlnet=tiny"]))
+    without = generate_from_config(resolve([*FAST, f"mesh={ASSETS / 'vase.obj'}", rig]))
+    assert (with_depth.views - without.views).abs().mean() > 1e-2  # the depth reaches the UNet
 
 
+@pytest.mark.gpu
 def test_nvdiffrast_uv_maps_agree_with_ray_casting(vase):
-    pytest.importorskip("nvdiffrast.torch", reason="nvdiffrast is an optional GPU extra")
-    if not torch.cuda.is_available():
-        pytest.skip("nvdiffrast needs a CUDA GPU")
+    need_gpu("nvdiffrast")
+    need_module("nvdiffrast.torch", "nvdiffrast, an optional GPU extra")
     views = rig_from_config(RIG)
     for projection in ("orthographic", "perspective"):
         frame = fit_frame(vase.vertices, views, projection)

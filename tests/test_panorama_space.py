@@ -58,3 +58,23 @@ def test_initial_noise_is_unit_variance_per_view():
 def test_bad_sizes_are_clear_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         PanoramaSpace(**kwargs)
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_unproject_is_the_plain_mean_of_the_windows_that_see_a_latent(loop):
+    """MultiDiffusion's average (eq. 5), by hand: every canvas latent is the unweighted mean of the
+    values the windows containing it give it, whatever the views hold (they disagree here)."""
+    space = PanoramaSpace(512, 1024, stride=24, loop=loop)
+    x = torch.randn(space.num_views, *space.view_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    _, h, w = space.canonical_shape
+    total = torch.zeros(space.canonical_shape, dtype=torch.float64)
+    count = torch.zeros(h, w, dtype=torch.float64)
+    for view, (top, left) in zip(x, space.windows):
+        cols = [(left + j) % w for j in range(space.window)]
+        total[:, top:top + space.window, cols] += view
+        count[top:top + space.window, cols] += 1
+    assert count.min() >= 1
+    assert torch.allclose(space.unproject(x), total / count, atol=1e-12)
+    # and the fading option (the upscale's) really weights: it differs from the plain mean
+    fading = PanoramaSpace(512, 1024, stride=24, loop=loop, weights="fading")
+    assert not torch.allclose(fading.unproject(x), total / count, atol=1e-3)

@@ -63,7 +63,37 @@ def test_every_usage_command_runs_offline(args, tmp_path, monkeypatch):
     runs += ["controlnet=tiny"] * bool(controlnet) + [f"model={twin(args)}", "steps=2", "progress=false",
                                                       f"out={tmp_path / 'run'}"]
     assert main(runs) == 0
-    assert (tmp_path / "run").is_dir()
+    app = next((a.split("=", 1)[1] for a in args if a.startswith("app=")), "panorama")
+    expected = FILES[app] | {"config.yaml", "run.json"} | ({"layout.png"} if any(a.startswith("regions=") for a in args)
+                                                           else set())
+    if "-m" in args:  # a sweep: one run folder per combination, and their index
+        folders = sorted(p for p in (tmp_path / "run").iterdir() if p.is_dir())
+        assert len(folders) == 4 and (tmp_path / "run" / "multirun.csv").is_file()
+    else:
+        folders = [tmp_path / "run"]
+    for folder in folders:
+        assert {p.name for p in folder.iterdir()} == expected, (args, folder)
+
+
+# What each app writes, as the README lists it (test_the_readme_lists_every_file checks the text)
+FILES = {
+    "panorama": {"panorama.png"},
+    "upscale": {"upscaled.png", "input.png"},
+    "panorama360": {"equirect.png", "views.png", "viewer.html"},
+    "mesh": {"texture.png", "mesh.glb", "renders.png", "views.png", "viewer.html"},
+    "anagram": {"image.png", "views.png", "anagram.gif"},
+    "splats": {"splats.ply", "renders.png", "views.png", "viewer.html"},
+}
+
+
+def test_the_readme_lists_every_file_of_every_app():
+    writes = README.split("Each run writes one folder", 1)[1].split("\n\n", 1)[0]
+    splats = README.split("## Gaussian splats", 1)[1]
+    for app, names in FILES.items():
+        text = splats if app == "splats" else writes
+        for name in names | {"config.yaml", "run.json"}:
+            assert f"`{name}`" in text or name in ("config.yaml", "run.json") and f"`{name}`" in writes, (app, name)
+    assert "`layout.png`" in writes
 
 
 def test_the_offline_python_example_runs(tmp_path, monkeypatch):

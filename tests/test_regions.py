@@ -10,6 +10,7 @@ from PIL import Image
 from syncframe.cli import main
 from syncframe.config import resolve
 from syncframe.errors import ConfigError
+from syncframe.images import from_pil
 from syncframe.pipeline import generate, generate_from_config, prepare
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -160,16 +161,32 @@ def test_api_array_masks_need_no_temporary_files_and_their_run_folder_reproduces
         generate(model="tiny", regions=[{"prompt": "x", "mask": np.zeros((2, 2, 2, 2))}])
 
 
-def test_regions_on_the_360_and_mesh_spaces(tiny_denoiser, tmp_path):
+def test_regions_on_the_360_and_mesh_spaces_paint_their_prompt_where_their_mask_is(tmp_path):
+    """On the closed-form mixture prior (day: a blue-green sky, sunset: red), a "sunset" region over
+    the equirect's sky, or over half of the vase's texture, turns that part red and leaves the rest
+    as it was (3 seeds; the scenes' red channels differ by ~1)."""
     top = labels(tmp_path / "top.png", 64, 32, {(255, 0, 0): (0, 0, 1, 0.3)})  # the sky of an equirect
     half = labels(tmp_path / "half.png", 32, 32, {(0, 0, 255): (0, 0, 0.5, 1)})  # half of the UV texture
-    for args, image in ((["app=panorama360", "width=256", "height=128", "app.viewer=false", f"regions={top}"],
-                         "equirect.png"),
-                        (["app=mesh", f"mesh={ASSETS / 'vase.obj'}", "app.viewer=false", f"regions={half}",
-                          "app.views=[{elevation: 0, count: 4}]"], "texture.png")):
-        result = generate_from_config(resolve(["model=tiny", "steps=2", "progress=false", "regions.prompts=[a sky]",
-                                               *args]), tiny_denoiser)
-        assert result.images["layout.png"].size == result.images[image].size
+    base = ["model=gaussian-mixture", "steps=10", "progress=false", "prompt=day", "app.viewer=false"]
+    for args, layout, image in (
+            (["app=panorama360", "width=512", "height=256", "app.rings=[{pitch: 0, count: 6, fov: 90}, "
+              "{pitch: 60, count: 3, fov: 90}, {pitch: -60, count: 3, fov: 90}]"], top, "equirect.png"),
+            (["app=mesh", f"mesh={ASSETS / 'vase.obj'}", "app.views=[{elevation: 0, count: 4}, {elevation: 30, count: 2}]"],
+             half, "texture.png")):
+        gains = []
+        for seed in range(3):
+            plain = generate_from_config(resolve([*base, *args, f"seed={seed}"]))
+            painted = generate_from_config(resolve([*base, *args, f"seed={seed}", f"regions={layout}",
+                                                    "regions.prompts=[sunset]"]))
+            assert painted.images["layout.png"].size == painted.images[image].size
+            red = [from_pil(r.images[image])[0] for r in (plain, painted)]  # [H, W]
+            height, width = red[0].shape
+            inside = (slice(0, int(0.25 * height)), slice(None)) if layout == top else (slice(None), slice(0, width // 2))
+            outside = (slice(int(0.4 * height), None), slice(None)) if layout == top else \
+                (slice(None), slice(width // 2 + 2, None))
+            gains.append((red[1][inside].mean() - red[0][inside].mean()).item())
+            assert abs(red[1][outside].mean() - red[0][outside].mean()) < 0.12, (image, seed)
+        assert sum(gains) / len(gains) > 0.25, (image, gains)
 
 
 def test_mesh_regions_by_part_cover_exactly_the_texels_of_that_materials_faces(tmp_path, capsys):

@@ -85,10 +85,15 @@ def test_overlapping_windows_agree_after_every_step(tiny_denoiser, small_cfg, sy
     assert not torch.allclose(space.sync(independent[-1]), independent[-1], atol=1e-2)
 
 
-def test_sync_until_stops_synchronizing(tiny_denoiser, small_cfg):
-    space, seen = views_after_each_step(small_cfg("sync=synctweedies", "sync.until=0.5"), tiny_denoiser)
-    assert torch.allclose(space.sync(seen[1]), seen[1], atol=1e-5)
-    assert not torch.allclose(space.sync(seen[3]), seen[3], atol=1e-3)
+@pytest.mark.parametrize("sync", ["synctweedies", "multidiffusion", "eps-averaging"])
+def test_sync_until_stops_synchronizing_exactly_at_its_boundary(tiny_denoiser, small_cfg, sync):
+    """until=0.5 of 4 steps: steps 0 and 1 (fractions 0 and 0.25) are synchronized, step 2 (0.5)
+    and after are not: the boundary step itself is checked on both sides."""
+    space, seen = views_after_each_step(small_cfg(f"sync={sync}", "sync.until=0.5"), tiny_denoiser)
+    for index in (0, 1):
+        assert torch.allclose(space.sync(seen[index]), seen[index], atol=1e-5), index
+    for index in (2, 3):
+        assert not torch.allclose(space.sync(seen[index]), seen[index], atol=1e-3), index
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpmpp-2m", "euler"])

@@ -11,13 +11,14 @@ import torch
 from syncframe.cli import main
 from syncframe.config import resolve
 from syncframe.errors import ConfigError
-from syncframe.geometry.cameras import load_transforms, orbit_pinhole
+from syncframe.geometry.cameras import orbit_pinhole, read_transforms
 from syncframe.geometry.raster import OrbitCamera, fit_frame
 from syncframe.geometry.splat_raster import SparseRenderer, compositing_weights, look_at_camera
 from syncframe.geometry.splats import Splats, read_ply, splats_on_surface
 from scripts.shapes import vase
-from syncframe.pipeline import prepare
+from syncframe.pipeline import generate_from_config, prepare
 from syncframe.spaces.splats import SplatSpace
+from conftest import need_gpu, need_module
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 SCENE = f"splats={ASSETS / 'vase_splats.ply'}"
@@ -148,7 +149,8 @@ def test_transforms_json_cameras_are_turned_from_opengl_to_opencv(tmp_path):
     matrix[2, 3] = 4.0
     path = tmp_path / "transforms.json"
     path.write_text(json.dumps({"camera_angle_x": math.radians(60), "frames": [{"transform_matrix": matrix.tolist()}]}))
-    (camera,) = load_transforms(path, 64, 10)
+    app = prepare(resolve(["app=splats", SCENE, "model=tiny", "width=128", "height=128", f"app.cameras={path}"])).app
+    (camera,) = app.cameras(64)  # the app's own path: read_transforms, then a pinhole of 64² pixels
     points = torch.tensor([[0.0, 0, 0], [0, 1, 0], [1, 0, 0]], dtype=torch.float64)
     p = points @ camera.viewmat[:3, :3].T + camera.viewmat[:3, 3]
     pixels = (p @ camera.K.T)[:, :2] / p[:, 2:]
@@ -168,7 +170,7 @@ def test_bad_transforms_files_are_one_clear_error(tmp_path, text, message):
     path = tmp_path / "transforms.json"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
-        load_transforms(path, 64, 10)
+        read_transforms(path, 10)
 
 
 def test_a_run_with_transforms_json_cameras(tmp_path):
@@ -262,21 +264,30 @@ def test_depth_controlnet_gets_the_rendered_depth(tmp_path):
     small = torch.nn.functional.interpolate(control, size=renderer.height)[:, 0]
     owned = renderer.alpha > 0.5
     assert (small[~owned] < 0.05).float().mean() > 0.95 and (small[owned] >= 0.15).float().mean() > 0.95
-    out = tmp_path / "cn"
-    assert main(["run", *FAST, "controlnet=tiny", f"out={out}"]) == 0
+    with_depth = generate_from_config(resolve([*FAST, "controlnet=tiny"]))
+    without = generate_from_config(resolve(FAST))
+    assert (with_depth.views - without.views).abs().mean() > 1e-2  # the depth reaches the UNet
 
 
 # -- the RGB domain on the other spaces ------------------------------------------------------------
 @pytest.mark.parametrize("args", [
-    ["app=mesh", f"mesh={ASSETS / 'vase.obj'}", "app.views=[{elevation: 0, count: 3}]", "app.texture_size=64",
-     "width=64", "height=64"],
-    ["app=panorama360", "width=256", "height=128", "app.rings=[{pitch: 0, count: 4, fov: 90}]"],
+    ["app=mesh", f"mesh={ASSETS / 'vase.obj'}", "app.views=[{elevation: 0, count: 4}, {elevation: 30, count: 2}]"],
+    ["app=panorama360", "width=512", "height=256",
+     "app.rings=[{pitch: 0, count: 6, fov: 90}, {pitch: 60, count: 3, fov: 90}, {pitch: -60, count: 3, fov: 90}]"],
 ])
-def test_the_rgb_domain_wraps_mesh_and_360_spaces(args, tmp_path):
-    out = tmp_path / "run"
-    assert main(["run", *args, "model=tiny", "steps=2", "progress=false", "app.viewer=false", "app.domain=rgb",
-                 f"out={out}"]) == 0
-    assert json.loads((out / "run.json").read_text())["num_views"] in (3, 4)
+def test_the_rgb_domain_makes_the_decoded_views_of_mesh_and_360_agree(args):
+    """On the closed-form mixture prior (structured images): the decoded final views, synchronized
+    through the app's RGB space (app.domain=rgb, SyncTweedies' x0), nearly agree where they meet;
+    independent views do not (measured: 0.012 vs 0.19 on the vase, 0.045 vs 0.60 on the 360)."""
+    gaps = {}
+    for sync, domain in (("none", "latent"), ("synctweedies", "rgb")):
+        cfg = resolve(["model=gaussian-mixture", "prompt=sunset", "steps=10", "progress=false", "app.viewer=false",
+                       *args, f"sync={sync}", f"app.domain={domain}"])
+        result = generate_from_config(cfg)
+        rgb = torch.nn.functional.interpolate(result.views, scale_factor=8, mode="bilinear").clamp(-1, 1)  # its decoder
+        space = prepare(cfg).app.rgb_space()
+        gaps[sync] = ((space.sync(rgb) - rgb).abs().mean() / rgb.abs().mean()).item()
+    assert gaps["synctweedies"] < gaps["none"] / 5, gaps
 
 
 @pytest.mark.parametrize("sync", ["multidiffusion", "syncdiffusion", "canonical-x0"])
@@ -287,11 +298,11 @@ def test_the_rgb_domain_refuses_averaging_noisy_states(sync, tmp_path):
 
 # -- GPU only: gsplat --------------------------------------------------------------------------------
 def need_gsplat():
-    if not torch.cuda.is_available():
-        pytest.skip("gsplat's rasterizer needs a CUDA GPU")
-    pytest.importorskip("gsplat", reason="gsplat is an optional GPU extra (pip install gsplat)")
+    need_gpu("gsplat's rasterizer")
+    need_module("gsplat", "gsplat, an optional GPU extra (pip install gsplat)")
 
 
+@pytest.mark.gpu
 def test_the_torch_renderer_equals_gsplat():
     need_gsplat()
     from syncframe.geometry.splat_gsplat import GsplatRenderer

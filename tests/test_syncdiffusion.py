@@ -4,7 +4,7 @@ import torch
 from syncframe.pipeline import generate_from_config, prepare
 from syncframe.loop import SampleContext
 from syncframe.samplers import DDIM
-from syncframe.weights import find_weight
+from conftest import need_weight
 
 
 def bound_guidance(cfg, denoiser):
@@ -38,6 +38,24 @@ def test_one_guidance_step_lowers_every_loss_and_leaves_anchor(tiny_denoiser, sm
     others = [i for i in range(len(x)) if i != sync.anchor]
     assert (after[others] < before[others]).all(), (before, after)
     assert before[others].min() > 0
+
+
+def test_the_step_before_model_applies_lowers_the_loss_of_every_view(tiny_denoiser, small_cfg):
+    """What the loop runs: ``before_model`` moves each non-anchor view down the gradient of its loss
+    (a sign flip, which would climb it, fails here), by w₀·decay^k, and leaves the anchor."""
+    cfg = small_cfg("sync=syncdiffusion", "sync.loss_resolution=128", "app.stride=16")
+    space, sync = bound_guidance(cfg, tiny_denoiser)
+    step = DDIM(tiny_denoiser.scheduler.config, 50).steps[3]
+    _, x = space.sample_noise(torch.Generator().manual_seed(2))
+    grad = sync.loss_gradient(x, step)
+    # a weight small enough for first-order descent: the step moves the farthest view by 1e-2
+    sync.weight = 1e-2 / (grad.flatten(1).norm(dim=1).max().item() * sync.decay ** step.index)
+    moved = sync.before_model(x, step)
+    others = [i for i in range(len(x)) if i != sync.anchor]
+    assert torch.equal(moved[sync.anchor], x[sync.anchor])
+    assert torch.allclose(moved, x - sync.weight * sync.decay ** step.index * grad)
+    before, after = per_view_loss(sync, x, step), per_view_loss(sync, moved, step)
+    assert (after[others] < before[others]).all(), (before, after)
 
 
 def test_guidance_without_unet_gradient_also_descends(tiny_denoiser, small_cfg):
@@ -93,9 +111,8 @@ def test_tiny_model_without_lpips_weights_says_so_once_and_uses_random(small_cfg
     assert err.count("random LPIPS weights") <= 1 and "UserWarning" not in err and "warnings.warn" not in err
 
 
-@pytest.mark.skipif(find_weight("taesd") is None, reason="TAESD weights (../shared/weights/taesd) not present")
 def test_taesd_decoder_for_the_loss(tiny_denoiser, small_cfg):
-    cfg = small_cfg("sync=syncdiffusion", "sync.decoder=taesd", f"sync.taesd={find_weight('taesd')}",
+    cfg = small_cfg("sync=syncdiffusion", "sync.decoder=taesd", f"sync.taesd={need_weight('taesd', 'TAESD weights')}",
                     "sync.loss_resolution=128")
     space, sync = bound_guidance(cfg, tiny_denoiser)
     step = DDIM(tiny_denoiser.scheduler.config, 50).steps[5]

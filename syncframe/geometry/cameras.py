@@ -38,13 +38,6 @@ def orbit_pinhole(camera: OrbitCamera, frame: Frame, size: int) -> PinholeCamera
     return pinhole(world_from_camera, frame.fov, size)
 
 
-def load_transforms(path: str | Path, size: int, max_views: int) -> list[PinholeCamera]:
-    """Cameras of a NeRF-synthetic ``transforms.json`` rendered as square ``size``² views with the
-    file's horizontal field of view."""
-    fov, frames = read_transforms(path, max_views)
-    return [pinhole(frame, fov, size) for frame in frames]
-
-
 def read_transforms(path: str | Path, max_views: int) -> tuple[float, list[np.ndarray]]:
     """(horizontal field of view in degrees, OpenCV camera-to-world matrices ``[4, 4]``) of a
     NeRF-synthetic ``transforms.json`` (``camera_angle_x`` and ``frames[].transform_matrix``,
