@@ -12,7 +12,7 @@ import difflib
 import itertools
 import re
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal
+from typing import Annotated, Any, ClassVar, Iterable, Literal
 
 import yaml
 from pydantic import field_validator
@@ -30,6 +30,33 @@ MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 64-bit seeds
 class MetricsOptions(Options):
     clip: Source | None = option(None, "a CLIP model (repository id or folder) for the CLIP scores of apps that report "
                                        "them (anagram: alignment and concealment); null = skipped")
+
+
+class LoraOptions(Options):
+    """One LoRA: ``lora=<file|folder|repo>`` sets ``path`` (its primary key), ``lora.scale=`` the rest."""
+
+    primary: ClassVar[str] = "path"
+    path: Source | None = option(None, "a LoRA in diffusers' or kohya's format: a .safetensors file, a folder or a "
+                                       "repository id")
+    scale: float = option(1.0, "how strongly the LoRA acts (0 = not at all)", ge=-10, le=10)
+    weight_name: str | None = option(None, "the file inside a folder or repository holding several")
+
+
+class IPAdapterOptions(Options):
+    """``ip_adapter=<repo|folder>`` sets ``path``; with ``ip_image=`` the image prompt every view shares."""
+
+    primary: ClassVar[str] = "path"
+    path: Source | None = option(None, "an IP-Adapter repository id or folder (SD 1/2, SDXL, FLUX), e.g. h94/IP-Adapter")
+    subfolder: str = option("models", "the folder inside it that holds the weights")
+    weight_name: str = option("ip-adapter_sd15.safetensors", "the weights' file name")
+    image_encoder: str | None = option(None, "the image encoder's folder inside it; null = diffusers' default search")
+    scale: float = option(1.0, "how strongly the image prompt acts", ge=0, le=10)
+
+
+class VaeOptions(Options):
+    slicing: bool = option(False, "decode one image at a time (diffusers' VAE slicing): less memory per decode")
+    tiling: bool = option(False, "decode and encode each image in tiles (diffusers' VAE tiling): for views far "
+                                 "larger than the model's")
 
 
 class RunOptions(Options):
@@ -73,6 +100,19 @@ class RunOptions(Options):
     max_memory_gb: float | None = option(None, "runs estimated to need more memory are refused; "
                                                "null = the memory available now", gt=0)
     metrics: MetricsOptions = option(MetricsOptions(), "optional measurements (metrics.KEY=VALUE)")
+    lora: LoraOptions = option(LoraOptions(), "a LoRA for the model: lora=<file|folder|repo> lora.scale=0.8")
+    loras: list[LoraOptions] = option([], "several LoRAs: loras='[{path: a.safetensors, scale: 0.8}, {path: b, "
+                                          "scale: 0.5}]' (with lora=, one more)")
+    lora_fuse: bool = option(False, "fuse the LoRAs into the weights once loaded: faster steps, a slower start")
+    ip_adapter: IPAdapterOptions = option(IPAdapterOptions(), "an image prompt's adapter: ip_adapter=<repo|folder> "
+                                                              "with ip_image=<image> (ip_adapter.scale=...)")
+    ip_image: Annotated[str, PathMark("path to an image")] | None = option(
+        None, "the image prompt (needs ip_adapter=); its embedding is computed once and shared by every view")
+    attention: Literal["sdpa", "xformers"] = option(
+        "sdpa", "attention kernels: sdpa (PyTorch's scaled dot-product attention) or xformers (pip install xformers)")
+    compile: bool = option(False, "torch.compile the UNet / transformer (the compile time is recorded apart from "
+                                  "sampling)")
+    vae: VaeOptions = option(VaeOptions(), "VAE memory switches (vae.slicing=true, vae.tiling=true)")
 
     @field_validator("device")
     @classmethod
@@ -194,6 +234,12 @@ def _choice(group: str, value: Any) -> str:
 
 def _set_top(top: dict, key: str, value: Any, app_name: str, inputs: dict) -> None:
     fields = {**RunOptions.model_fields, **inputs}
+    section = fields[key].annotation if key in fields else None
+    if isinstance(section, type) and issubclass(section, Options) and "primary" in section.__class_vars__ \
+            and not isinstance(value, dict):  # lora=<path>: the section's primary key
+        primary = section.primary
+        top[key][primary] = _value(section.model_fields[primary], value)
+        return
     if key not in fields:
         owners = [name for name in APPS.names() if APPS.entry(name).inputs and key in APPS.entry(name).inputs.model_fields]
         if owners:

@@ -17,8 +17,10 @@ import torch
 from . import __version__
 from .config import dump, resolve, section
 from .errors import ConfigError
+from .images import read_image
 from .messages import collecting, holding, quiet_libraries
 from .models.denoiser import ViewDenoiser, load_controlnet, pick_device, pick_dtype
+from .models import adapters
 from .models.hub import locate
 from .models.presets import load_model, model_spec
 from .models.spec import ModelSpec
@@ -108,9 +110,23 @@ def load_denoiser(cfg: dict, spec: ModelSpec | None = None):
     if cfg["controlnet"]:
         denoiser.controlnet = load_controlnet(cfg["controlnet"], denoiser.unet, device, dtype)
         denoiser.controlnet_scale = cfg["controlnet_scale"]
+    denoiser.extras = adapters.apply(denoiser, cfg, spec.family)
     if cfg["offload"] != "none":
         offload(denoiser, cfg["offload"], device)
     return denoiser
+
+
+def warm_up_compiled(denoiser, space, sampler) -> None:
+    """Compile the backbone (``compile=true``) and run it once on the loop's batch shape, so the
+    compile time is measured on its own and sampling starts compiled."""
+    if not denoiser.compiled:
+        adapters.compile_backbone(denoiser)
+        denoiser.compiled = True
+    batch = denoiser.resolve_batch_size(space.num_views)
+    cond = denoiser.encode_prompts([""], "", [0] * batch)
+    with torch.no_grad():
+        denoiser.predict(torch.zeros(batch, *space.view_shape, device=denoiser.device), sampler.steps[0], cond,
+                         batch_size=batch)
 
 
 def offload(denoiser, how: str, device: torch.device) -> None:
@@ -190,6 +206,7 @@ def prepare(cfg: dict) -> Prepared:
     if app.control_given() and not cfg["controlnet"]:
         raise ConfigError("this run has a control input (depth=) but no ControlNet: set controlnet=<repo|folder> "
                           "or drop the control input")
+    adapters.check(cfg, spec.family)
     sampler = build_sampler(cfg, spec)
     sync = SYNCS.get(cfg["sync"]["name"])(cfg, app.space)
     sync.check_sampler(sampler)
@@ -213,6 +230,9 @@ def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = N
         elif not isinstance(denoiser, ViewDenoiser):
             raise ConfigError(f"denoiser={_short(denoiser)}: expected a loaded syncframe denoiser (from "
                               "syncframe.pipeline.load_denoiser or a previous run), or leave it out")
+        elif adapters.wanted(cfg) != adapters.loaded(denoiser):
+            raise ConfigError("this run names LoRAs or an IP-Adapter that the denoiser passed in was not loaded with; "
+                              "a denoiser is used as it is: load it with them (load_denoiser(cfg)), or leave it out")
         with guidance_of(denoiser, cfg["guidance"]):
             return run_loaded(cfg, denoiser, prepared, notes, timings, clock)
 
@@ -238,9 +258,17 @@ def run_loaded(cfg: dict, denoiser: ViewDenoiser, prepared: Prepared, notes: lis
         torch.cuda.reset_peak_memory_stats(denoiser.device)
     timings["load"] = time.perf_counter() - clock
 
+    if cfg["compile"]:
+        clock = time.perf_counter()
+        warm_up_compiled(denoiser, app.space, prepared.sampler)
+        timings["compile"] = time.perf_counter() - clock
+
     clock = time.perf_counter()
     prompts, view_prompt = app.view_conditioning()
     cond = denoiser.encode_prompts(prompts, cfg["negative_prompt"], view_prompt)
+    if cfg["ip_image"]:  # one embedding of the image prompt, shared by every view
+        embed = adapters.image_prompt_embeds(denoiser, read_image(cfg["ip_image"], "ip_image"))
+        cond.tensors["ip_image"] = embed[None].expand(len(prompts), *embed.shape).to(denoiser.dtype)
     control = app.view_control() if denoiser.controlnet is not None else None
     if control is not None:
         cond.control = control.to(denoiser.device, denoiser.dtype)
@@ -273,6 +301,7 @@ def run_loaded(cfg: dict, denoiser: ViewDenoiser, prepared: Prepared, notes: lis
         "family": spec.family, "sampler": cfg["sampler"]["name"], "window_px": spec.window_px,
         "sizes": app.sizes(),
         "resolved": prepared.settled,
+        **({"model_extras": denoiser.extras} if denoiser.extras else {}),
         "notes": notes,
         "versions": {"syncframe": __version__, "python": platform.python_version(), "torch": torch.__version__,
                      "diffusers": _version("diffusers"), "transformers": _version("transformers")},

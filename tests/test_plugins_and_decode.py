@@ -36,7 +36,7 @@ def test_a_new_space_and_app_plug_in_without_touching_the_core(tiny_denoiser):
             return MirrorSpace()
 
         def finalize(self, views, denoiser):
-            z = self.space.unproject(views)
+            z = self.base_space.unproject(views)
             return {"image.png": to_pil(denoiser.decode(z[None])[0])}, z
 
     result = syncframe.generate("app=mirror-test", "model=tiny", "steps=3", "progress=false",

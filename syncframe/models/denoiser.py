@@ -55,6 +55,8 @@ class ViewDenoiser(nn.Module):
     guidance: float = 7.5
     view_batch_size: int | None = None
     pipe = None  # the family's diffusers pipeline over the same components (None: no diffusers model)
+    extras: dict = {}  # what was loaded into it beyond the model (LoRAs, IP-Adapter), for run.json
+    compiled: bool = False  # its backbone went through torch.compile (compile=true)
 
     @property
     def uses_cfg(self) -> bool:

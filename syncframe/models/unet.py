@@ -77,6 +77,8 @@ class UNetDenoiser(DiffusersDenoiser):
         extra = {}
         if self.family == "sdxl":
             extra["added_cond_kwargs"] = {"text_embeds": states["pooled"], "time_ids": states["time_ids"]}
+        if "ip_image" in states:  # an IP-Adapter's image prompt (adapters.image_prompt_embeds)
+            extra.setdefault("added_cond_kwargs", {})["image_embeds"] = [states["ip_image"]]
         if control is not None:
             if self.controlnet is None:
                 raise ConfigError("this run has ControlNet images (e.g. depth=) but no ControlNet: set controlnet=")

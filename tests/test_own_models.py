@@ -1,0 +1,126 @@
+"""The user's own model, the way they load it: LoRAs of every family (made here with PEFT on the
+offline twins, saved in diffusers' LoRA format), checked against the family's diffusers pipeline
+with the same LoRA loaded; bad LoRAs are one line."""
+import pytest
+import torch
+
+from conftest import TWINS
+from syncframe.config import resolve
+from syncframe.errors import ConfigError
+from syncframe.pipeline import generate_from_config, load_denoiser, prepare
+from test_families import diffusers_latents, one_window
+from test_sampler import diffusers_scheduler
+
+SAMPLER = {"tiny": "ddim", "tiny-sdxl": "ddim", "tiny-sd3": "flow-euler", "tiny-flux": "flow-euler"}
+TARGETS = {"tiny": ["to_q", "to_k", "to_v", "to_out.0"], "tiny-sdxl": ["to_q", "to_k", "to_v", "to_out.0"],
+           "tiny-sd3": ["to_q", "to_k", "to_v", "to_out.0"], "tiny-flux": ["to_q", "to_k", "to_v", "to_out.0"]}
+
+
+def make_lora(model: str, folder, seed: int = 0, rank: int = 4):
+    """A LoRA of the twin ``model`` with random (non-zero) weights, saved by its pipeline class's
+    ``save_lora_weights`` in diffusers' format; returns the folder."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    denoiser = load_denoiser(resolve([f"model={model}"]))
+    backbone = denoiser.backbone
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=TARGETS[model],
+                                        init_lora_weights="gaussian"))
+        for name, parameter in backbone.named_parameters():
+            if "lora_B" in name:  # gaussian init leaves B at zero: the LoRA must act
+                torch.nn.init.normal_(parameter, std=0.2)
+    layers = get_peft_model_state_dict(backbone)
+    key = "unet_lora_layers" if model in ("tiny", "tiny-sdxl") else "transformer_lora_layers"
+    type(denoiser.pipe).save_lora_weights(folder, **{key: layers})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def loras(tmp_path_factory):
+    return {model: make_lora(model, tmp_path_factory.mktemp(f"lora-{model}")) for model in TWINS}
+
+
+def run_window(model: str, *extra):
+    cfg = one_window(model, f"sampler={SAMPLER[model]}", "steps=4", *extra)
+    return generate_from_config(cfg), cfg
+
+
+def diffusers_with(model: str, cfg, folders_and_scales):
+    """The family's diffusers pipeline on a fresh twin with the LoRAs loaded as diffusers loads them."""
+    denoiser = load_denoiser(resolve([f"model={model}"]))
+    names = []
+    for i, (folder, _) in enumerate(folders_and_scales):
+        denoiser.pipe.load_lora_weights(folder, adapter_name=f"ref_{i}")
+        names.append(f"ref_{i}")
+    denoiser.pipe.set_adapters(names, adapter_weights=[scale for _, scale in folders_and_scales])
+    ran = prepare(cfg).cfg
+    return diffusers_latents(denoiser, ran, diffusers_scheduler(SAMPLER[model], denoiser.scheduler.config))
+
+
+@pytest.mark.parametrize("model", TWINS)
+def test_a_lora_equals_the_family_pipeline_with_the_same_lora(loras, model):
+    result, cfg = run_window(model, f"lora={loras[model]}", "lora.scale=0.8")
+    plain, _ = run_window(model)
+    reference = diffusers_with(model, cfg, [(loras[model], 0.8)])
+    assert torch.allclose(result.canonical, reference, atol=1e-4, rtol=1e-4), (result.canonical - reference).abs().max()
+    assert (result.canonical - plain.canonical).abs().max() > 1e-2  # and it does act
+    (record,) = result.metadata["model_extras"]["loras"]
+    assert record["scale"] == 0.8 and len(record["sha256"]) == 64
+    assert result.config["lora"]["path"] == str(loras[model])
+
+
+def test_scale_zero_is_no_lora_and_two_loras_stack_as_diffusers_stacks_them(loras, tmp_path):
+    model = "tiny"
+    zero, _ = run_window(model, f"lora={loras[model]}", "lora.scale=0")
+    plain, _ = run_window(model)
+    assert torch.equal(zero.canonical, plain.canonical)
+    second = make_lora(model, tmp_path / "second", seed=1)
+    both, cfg = run_window(model, f"lora={loras[model]}", "lora.scale=0.8", f"loras=[{{path: {second}, scale: 0.5}}]")
+    reference = diffusers_with(model, cfg, [(loras[model], 0.8), (second, 0.5)])
+    assert torch.allclose(both.canonical, reference, atol=1e-4, rtol=1e-4)
+    assert [r["scale"] for r in both.metadata["model_extras"]["loras"]] == [0.8, 0.5]
+
+
+def test_a_fused_lora_gives_the_unfused_result(loras):
+    unfused, _ = run_window("tiny", f"lora={loras['tiny']}", "lora.scale=0.7")
+    fused, _ = run_window("tiny", f"lora={loras['tiny']}", "lora.scale=0.7", "lora_fuse=true")
+    assert torch.allclose(fused.canonical, unfused.canonical, atol=1e-4)
+
+
+def test_config_yaml_reproduces_a_run_with_loras(loras, tmp_path):
+    from syncframe.cli import main
+
+    out = tmp_path / "first"
+    common = ["run", "model=tiny", "width=512", "height=512", "steps=2", "progress=false"]
+    assert main([*common, f"lora={loras['tiny']}", "lora.scale=0.6", f"out={out}"]) == 0
+    assert main(["run", f"--config={out / 'config.yaml'}", f"out={tmp_path / 'again'}"]) == 0
+    assert (out / "panorama.png").read_bytes() == (tmp_path / "again" / "panorama.png").read_bytes()
+
+
+def test_bad_loras_are_one_line(loras, tmp_path):
+    (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
+    (tmp_path / "empty").mkdir()
+    cases = [
+        ([f"lora={tmp_path / 'missing.safetensors'}"], "no such file"),
+        ([f"lora={tmp_path / 'broken.safetensors'}"], "is not a readable safetensors file"),
+        ([f"lora={tmp_path / 'empty'}"], "holds no single LoRA file"),
+        ([f"lora={loras['tiny-flux']}"], "is a LoRA for an SD3 or FLUX transformer, and this model is sd"),
+        (["model=tiny-flux", f"lora={loras['tiny']}"], "is a LoRA for an SD 1/2 or SDXL UNet, and this model is flux"),
+        (["lora=someone/not-a-cached-lora"], "lora=someone/not-a-cached-lora is not in the local Hugging Face cache"),
+        (["lora.scale=20"], "lora.scale=20: expected a number in [-10, 10]"),
+        (["ip_image=x.png"], "ip_image= needs an IP-Adapter"),
+        (["ip_adapter=someone/ip"], "ip_adapter= needs an image prompt"),
+        (["attention=xformers"], "attention=xformers needs the xformers package"),
+    ]
+    for args, message in cases:
+        with pytest.raises(ConfigError) as caught:
+            prepare(resolve(["model=tiny", *args]))
+        assert message in str(caught.value), (args, str(caught.value))
+
+
+def test_a_lora_for_another_model_size_is_one_line(loras):
+    """A LoRA of the same kind of network but other shapes (SD's into SDXL's UNet): refused on load."""
+    with pytest.raises(ConfigError, match="could not be loaded into this sdxl model"):
+        load_denoiser(resolve(["model=tiny-sdxl", f"lora={loras['tiny']}"]))
