@@ -124,3 +124,79 @@ def test_a_lora_for_another_model_size_is_one_line(loras):
     """A LoRA of the same kind of network but other shapes (SD's into SDXL's UNet): refused on load."""
     with pytest.raises(ConfigError, match="could not be loaded into this sdxl model"):
         load_denoiser(resolve(["model=tiny-sdxl", f"lora={loras['tiny']}"]))
+
+
+# -- IP-Adapter image prompts ---------------------------------------------------------------------
+def make_ip_adapter(folder, unet, seed: int = 0):
+    """An IP-Adapter for ``unet`` with random weights, in the layout diffusers' load_ip_adapter reads
+    (h94/IP-Adapter's): models/ip-adapter.safetensors ("image_proj.*": 4 image tokens from the CLIP
+    image embedding; "ip_adapter.<k>.to_k_ip/to_v_ip": one pair per cross-attention, k = 1, 3, 5, ...)
+    and models/image_encoder (a tiny CLIP vision model with projection)."""
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    generator = torch.Generator().manual_seed(seed)
+    cross, embed = unet.config.cross_attention_dim, 16
+    tensors = {"image_proj.proj.weight": torch.randn(4 * cross, embed, generator=generator) * 0.2,
+               "image_proj.proj.bias": torch.zeros(4 * cross),
+               "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
+    key = 1
+    for name, processor in unet.attn_processors.items():
+        if name.endswith("attn2.processor"):
+            block = int(name[len("down_blocks.")]) if name.startswith("down_blocks") else None
+            widths = unet.config.block_out_channels
+            hidden = (widths[-1] if name.startswith("mid_block") else list(reversed(widths))[int(name[len("up_blocks.")])]
+                      if name.startswith("up_blocks") else widths[block])
+            for part in ("to_k_ip", "to_v_ip"):
+                tensors[f"ip_adapter.{key}.{part}.weight"] = torch.randn(hidden, cross, generator=generator) * 0.5
+            key += 2
+    (folder / "models").mkdir(parents=True)
+    save_file(tensors, str(folder / "models" / "ip-adapter.safetensors"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+            hidden_size=32, intermediate_size=37, projection_dim=embed, num_hidden_layers=2, num_attention_heads=4,
+            image_size=224, patch_size=32))
+    encoder.save_pretrained(folder / "models" / "image_encoder")
+    return folder
+
+
+def test_an_ip_adapter_image_prompt_reaches_every_view_computed_once(tmp_path):
+    from PIL import Image
+
+    unet = load_denoiser(resolve(["model=tiny"])).unet
+    adapter = make_ip_adapter(tmp_path / "ip", unet)
+    for name, colour in (("red", (230, 40, 30)), ("blue", (20, 60, 220))):
+        Image.new("RGB", (300, 200), colour).save(tmp_path / f"{name}.png")
+    common = ["model=tiny", "width=768", "height=512", "app.stride=32", "steps=3", "progress=false",
+              f"ip_adapter={adapter}", "ip_adapter.weight_name=ip-adapter.safetensors"]
+    runs = {}
+    for name in ("red", "blue"):
+        cfg = resolve([*common, f"ip_image={tmp_path / f'{name}.png'}"])
+        denoiser = load_denoiser(cfg)
+        calls = []
+        denoiser.pipe.image_encoder.register_forward_hook(lambda *args: calls.append(1))
+        runs[name] = generate_from_config(cfg, denoiser)
+        assert calls == [1]  # the image embedding is computed once for all views
+    plain = generate_from_config(resolve(common[:6]))
+    per_view = (runs["red"].views - runs["blue"].views).flatten(1).abs().mean(1)
+    assert len(per_view) == 2 and (per_view > 1e-3).all(), per_view  # the image reaches every view
+    assert ((runs["red"].views - plain.views).flatten(1).abs().mean(1) > 1e-3).all()
+    assert runs["red"].metadata["model_extras"]["ip_adapter"]["scale"] == 1.0
+    half = generate_from_config(resolve([*common, f"ip_image={tmp_path / 'red.png'}", "ip_adapter.scale=0"]))
+    assert torch.allclose(half.views, plain.views, atol=1e-5)  # scale 0: the adapter's attention adds nothing
+
+
+# -- speed switches: the same numbers -----------------------------------------------------------------
+def test_sdpa_attention_equals_the_classic_kernel_and_compile_equals_eager():
+    from diffusers.models.attention_processor import AttnProcessor
+
+    base = ["model=tiny", "width=512", "height=512", "steps=2", "progress=false"]
+    sdpa = generate_from_config(resolve([*base, "attention=sdpa"]))
+    classic = load_denoiser(resolve(base))
+    classic.unet.set_attn_processor(AttnProcessor())  # the matmul-softmax kernel, not SDPA
+    assert torch.allclose(generate_from_config(resolve(base), classic).canonical, sdpa.canonical, atol=1e-5)
+    compiled = generate_from_config(resolve([*base, "compile=true"]))
+    assert torch.allclose(compiled.canonical, sdpa.canonical, atol=1e-5)
+    timings = compiled.metadata["timings_s"]
+    assert "compile" in timings and "compile" not in sdpa.metadata["timings_s"]  # measured apart from sampling
