@@ -203,3 +203,66 @@ def test_sdpa_attention_equals_the_classic_kernel_and_compile_equals_eager():
     assert close(compiled.canonical, sdpa.canonical)
     timings = compiled.metadata["timings_s"]
     assert "compile" in timings and "compile" not in sdpa.metadata["timings_s"]  # measured apart from sampling
+
+
+# -- single-file checkpoints ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """The tiny SD and SDXL twins as single files in the original key layout (.safetensors and
+    .ckpt), with their configs in a diffusers folder that holds no weights at all."""
+    from safetensors.torch import save_file
+
+    from ldm_layout import single_file_state
+
+    out = {}
+    for model in ("tiny", "tiny-sdxl"):
+        folder = tmp_path_factory.mktemp(f"single-{model}")
+        pipe = load_denoiser(resolve([f"model={model}"])).pipe
+        pipe.save_pretrained(folder / "configs")
+        for weights in (folder / "configs").rglob("*.safetensors"):
+            weights.unlink()  # the checkpoint alone carries the weights
+        state = single_file_state(pipe)
+        save_file(state, str(folder / "model.safetensors"))
+        torch.save(state, folder / "model.ckpt")
+        out[model] = folder
+    return out
+
+
+@pytest.mark.parametrize("model, suffix", [("tiny", "safetensors"), ("tiny", "ckpt"), ("tiny-sdxl", "safetensors")])
+def test_a_single_file_checkpoint_equals_the_folder_model_bit_for_bit(checkpoints, model, suffix):
+    folder = checkpoints[model]
+    spec = prepare(one_window(model)).spec
+    cfg = one_window(model, f"model={folder / f'model.{suffix}'}", f"model.config={folder / 'configs'}", "steps=3")
+    loaded = prepare(cfg)
+    assert loaded.spec.family == spec.family and loaded.spec.window == spec.window  # read from the keys and configs
+    result = generate_from_config(cfg)
+    twin = generate_from_config(one_window(model, "steps=3"))
+    assert torch.equal(result.canonical, twin.canonical)
+
+
+def test_bad_single_files_are_one_line(checkpoints, tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    save_file({"some.other.weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    torch.save({"x": RunsCode()}, tmp_path / "code.ckpt")
+    folder = checkpoints["tiny"]
+    cases = [
+        ([f"model={tmp_path / 'missing.safetensors'}"], "no such file; give a .safetensors or .ckpt checkpoint"),
+        ([f"model={tmp_path / 'junk.safetensors'}"], "is not a readable checkpoint"),
+        ([f"model={tmp_path / 'code.ckpt'}"], "is not a readable checkpoint"),
+        ([f"model={tmp_path / 'other.safetensors'}"], "is a checkpoint of a layout syncframe does not know"),
+        ([f"model={folder / 'model.safetensors'}"], "its pipeline's configs (sizes, scheduler, tokenizers) come from "
+                                                    "model.config=<local diffusers folder|repo>"),
+        (["model=tiny", f"model.config={folder / 'configs'}"], "unknown config key 'model.config' for model=tiny"),
+    ]
+    for args, message in cases:
+        with pytest.raises(ConfigError) as caught:
+            prepare(resolve(args))
+        assert message in str(caught.value), (args, str(caught.value))
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (print, ("this pickle ran code",))

@@ -9,6 +9,7 @@ diffusers pipeline and says what it did, for ``run.json``.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import time
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def check(cfg: dict, family: str) -> None:
         image_size(cfg["ip_image"], "ip_image")
     if cfg["attention"] == "xformers":
         try:
-            import xformers.ops  # noqa: F401
+            importlib.import_module("xformers.ops")
         except ImportError as exc:
             raise ConfigError(f"attention=xformers needs the xformers package ({exc}); pip install xformers on a "
                               "CUDA machine, or use attention=sdpa") from None

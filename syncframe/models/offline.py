@@ -137,10 +137,11 @@ def build_sdxl(prediction_type: str, **kwargs):
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
         addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=6 * 8 + 32,
-        cross_attention_dim=64, norm_num_groups=8)
+        cross_attention_dim=80, norm_num_groups=8)
     vae = latent_vae(4, scaling_factor=0.13025)
     text_encoder = CLIPTextModel(clip_config(tokenizer, 32))
-    text_encoder_2 = CLIPTextModelWithProjection(clip_config(tokenizer, 32, projection_dim=32))
+    # a width of its own, as SDXL's (768 and 1280): single-file loading tells the two encoders apart by it
+    text_encoder_2 = CLIPTextModelWithProjection(clip_config(tokenizer, 48, projection_dim=32))
     scheduler = EulerDiscreteScheduler.from_config({**SDXL_SCHEDULE, "prediction_type": prediction_type})
     return UNetDenoiser.from_components(unet, vae, text_encoder, tokenizer, scheduler, text_encoder_2=text_encoder_2,
                                         tokenizer_2=tokenizer, **kwargs)

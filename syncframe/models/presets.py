@@ -11,6 +11,7 @@ from typing import Literal
 
 import torch
 
+from ..errors import ConfigError
 from ..options import Options, Source, option
 from ..registry import MODELS, register_model
 from ..samplers import VP
@@ -23,6 +24,8 @@ class PretrainedOptions(Options):
     kind: Literal["pretrained"] = option("pretrained", "weights from a diffusers repository or folder")
     repo: Source = option("stabilityai/stable-diffusion-2-base", "diffusers repository id or local folder")
     family: Family = option("auto", "model family; auto = read from the repository's model_index.json")
+    config: Source | None = option(None, "a single-file checkpoint's pipeline configs: a diffusers folder or repository "
+                                         "of the same family; null = the family's reference repository")
     t5: Literal["same", "cpu", "drop"] = option(
         "same", "SD3 / FLUX T5 text encoder: on the run's device, on the CPU (saves ~9 GB of GPU memory), "
                 "or dropped (SD3 only: zeros for its embedding)")
@@ -49,8 +52,15 @@ def model_spec(cfg: dict) -> ModelSpec:
     m = cfg["model"]
     if m["kind"] == "pretrained":
         from .hub import locate
+        from .single_file import is_single_file, resolve_checkpoint
         from .spec import pretrained_spec
 
+        if is_single_file(m["repo"]):
+            family, config = resolve_checkpoint(m["repo"], m["family"], m["config"])
+            return pretrained_spec(config, family, m["repo"])
+        if m["config"] is not None:
+            raise ConfigError(f"model.config={m['config']} is for single-file checkpoints; model={m['repo']} is a "
+                              "diffusers folder or repository with configs of its own: drop model.config=")
         return pretrained_spec(locate(m["repo"], "model"), m["family"], m["repo"])
     if m["kind"] == "offline":
         from .offline import offline_spec
@@ -71,8 +81,14 @@ def load_model(cfg: dict, spec: ModelSpec, device: torch.device, dtype: torch.dt
 def load_pretrained(options: dict, spec: ModelSpec, device, dtype, **kwargs):
     """Any diffusers SD 1.x/2.x, SDXL, SD3 or FLUX repository id or local folder."""
     from .hub import locate
+    from .single_file import is_single_file, load_pipeline, resolve_checkpoint
 
-    source, name = locate(options["repo"], "model"), options["repo"]
+    name = options["repo"]
+    if is_single_file(name):
+        family, config = resolve_checkpoint(name, spec.family, options["config"])
+        return wrap_pipeline(load_pipeline(name, family, config, dtype, name), family, device, name, options["t5"],
+                             **kwargs)
+    source = locate(options["repo"], "model")
     if spec.family in ("sd", "sdxl"):
         from .unet import load_unet_family
 
@@ -84,6 +100,21 @@ def load_pretrained(options: dict, spec: ModelSpec, device, dtype, **kwargs):
     from .flux import load_flux
 
     return load_flux(source, device, dtype, name, t5=options["t5"], **kwargs)
+
+
+def wrap_pipeline(pipe, family: str, device, name: str, t5: str = "same", **kwargs):
+    """The denoiser of ``family`` over an already-built diffusers pipeline's components."""
+    if family in ("sd", "sdxl"):
+        from .unet import unet_from_pipe
+
+        return unet_from_pipe(pipe, family, device, name, **kwargs)
+    if family == "sd3":
+        from .sd3 import sd3_from_pipe
+
+        return sd3_from_pipe(pipe, device, name, t5, **kwargs)
+    from .flux import flux_from_pipe
+
+    return flux_from_pipe(pipe, device, name, t5, **kwargs)
 
 
 PRETRAINED = {

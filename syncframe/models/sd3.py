@@ -67,6 +67,11 @@ def load_sd3(source: str, device: torch.device, dtype: torch.dtype, name: str, t
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not load model {name!r}: {str(exc).splitlines()[0]}. Fix: give a diffusers "
                           "SD3 repository id or local folder (gated repositories need a Hugging Face token)") from None
+    return sd3_from_pipe(pipe, device, name, t5, **kwargs)
+
+
+def sd3_from_pipe(pipe, device, name: str, t5: str = "same", **kwargs) -> SD3Denoiser:
+    """The denoiser over an SD3 pipeline's components; T5 on the run's device or the CPU."""
     denoiser = SD3Denoiser(pipe, name=name, t5_device=t5, **kwargs).to(device)
     if pipe.text_encoder_3 is not None:
         pipe.text_encoder_3.to("cpu" if t5 == "cpu" else device)

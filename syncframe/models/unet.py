@@ -129,4 +129,9 @@ def load_unet_family(source: str, family: str, device: torch.device, dtype: torc
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not load model {name!r}: {str(exc).splitlines()[0]}. Fix: give a diffusers "
                           f"{family.upper()} repository id or local folder, or use model=tiny offline") from None
+    return unet_from_pipe(pipe, family, device, name, **kwargs)
+
+
+def unet_from_pipe(pipe, family: str, device, name: str, **kwargs) -> UNetDenoiser:
+    """The denoiser over an SD 1.x/2.x or SDXL pipeline's components as they are."""
     return UNetDenoiser(pipe, family, name=name, **kwargs).to(device)
