@@ -12,4 +12,12 @@ def generate(*overrides, **kwargs):
     return _generate(*overrides, **kwargs)
 
 
-__all__ = ["ConfigError", "generate", "register_app", "register_space", "register_sync", "__version__"]
+def __getattr__(name: str):
+    if name == "SyncPipeline":  # imported on first use: it imports diffusers
+        from .sync_pipeline import SyncPipeline
+
+        return SyncPipeline
+    raise AttributeError(f"module 'syncframe' has no attribute {name!r}")
+
+
+__all__ = ["ConfigError", "SyncPipeline", "generate", "register_app", "register_space", "register_sync", "__version__"]

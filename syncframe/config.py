@@ -227,6 +227,8 @@ def _cuda() -> bool:
 
 
 def _choice(group: str, value: Any) -> str:
+    if isinstance(value, Path):  # model=Path(...) from Python
+        value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{group}={value!r}: expected a name; choose one of: {', '.join(group_names(group))}")
     return value

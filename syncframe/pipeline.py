@@ -164,14 +164,39 @@ def peak_memory_mb(device: torch.device) -> dict:
     return peak
 
 
-def generate(*overrides, denoiser=None, **kwargs) -> Result:
+def generate(*overrides, denoiser=None, pipe=None, **kwargs) -> Result:
     """Run one job. Overrides as ``"key=value"`` strings and/or keyword arguments.
 
     ``denoiser`` reuses already-loaded components (e.g. across a sweep); its model must
-    match ``cfg.model``.
+    match ``cfg.model``. ``pipe``: a diffusers pipeline you built (SD 1.x/2.x, SDXL, SD3, FLUX,
+    with its LoRAs, adapters, scheduler, device, dtype and offload hooks), used as it is.
     """
+    if pipe is not None:
+        return generate_with_pipe(pipe, overrides, kwargs, denoiser)
     cfg = resolve(overrides_from_kwargs(overrides, kwargs))
     return generate_from_config(cfg, denoiser)
+
+
+def generate_with_pipe(pipe, overrides: tuple, kwargs: dict, denoiser=None) -> Result:
+    """A run on the components of a diffusers pipeline the user built: its configs give the spec,
+    its scheduler's config the sampler's schedule; nothing of it is reloaded, moved or changed.
+    ``config.yaml`` names the repository it came from (``model=``), not what was done to it in
+    Python: ``run.json`` lists its class and adapters."""
+    from .models.from_pipe import denoiser_of
+
+    if denoiser is not None:
+        raise ConfigError("generate(pipe=..., denoiser=...): give one of the two")
+    pairs = overrides_from_kwargs(overrides, kwargs)
+    cfg = resolve(pairs)
+    named = {key for key, _ in (p if isinstance(p, tuple) else p.split("=", 1) for p in pairs)}
+    refused = sorted(named & {"model", "lora", "loras", "ip_adapter", "ip_image", "controlnet", "offload", "dtype",
+                              "device"} | {k for k in named if k.startswith(("model.", "lora.", "ip_adapter."))})
+    if refused:
+        raise ConfigError(f"generate(pipe=...) uses the pipeline as it is; {', '.join(refused)} would load or move "
+                          "something: do that on the pipeline itself (pipe.load_lora_weights, pipe.to, ...) and drop it")
+    built, spec = denoiser_of(pipe, 7.5, cfg["view_batch_size"])
+    cfg = resolve([*pairs, ("model", built.name)])  # what config.yaml names: the repository it came from
+    return generate_from_config(cfg, built, prepare(cfg, spec))
 
 
 @dataclass
@@ -186,12 +211,13 @@ class Prepared:
     cfg: dict  # the config as it will run: a copy of the one given, with what was left to the model settled
 
 
-def prepare(cfg: dict) -> Prepared:
+def prepare(cfg: dict, spec: ModelSpec | None = None) -> Prepared:
     """Check everything the config names and build the app (and its space), the synchronizer and
-    the sampler; no weights are loaded. The model's spec comes first (its configs only): the
-    window, channels and schedule every later piece follows. ``cfg`` itself is not changed."""
+    the sampler; no weights are loaded. The model's spec comes first (its configs only, or
+    ``spec`` when the model is already built): the window, channels and schedule every later
+    piece follows. ``cfg`` itself is not changed."""
     cfg = copy.deepcopy(cfg)
-    spec = model_spec(cfg)
+    spec = spec or model_spec(cfg)
     if cfg["controlnet"] and cfg["controlnet"] != "tiny":
         locate(cfg["controlnet"], "controlnet")
     if cfg["controlnet"] and spec.family not in ("sd", "sdxl"):

@@ -1,6 +1,7 @@
 """The user's own model, the way they load it: LoRAs of every family (made here with PEFT on the
 offline twins, saved in diffusers' LoRA format), checked against the family's diffusers pipeline
 with the same LoRA loaded; bad LoRAs are one line."""
+import numpy as np
 import pytest
 import torch
 
@@ -266,3 +267,59 @@ def test_bad_single_files_are_one_line(checkpoints, tmp_path, monkeypatch):
 class RunsCode:
     def __reduce__(self):
         return (print, ("this pickle ran code",))
+
+
+# -- a pipeline you built, and SyncPipeline ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """The tiny SD twin saved as a diffusers folder (what from_pretrained loads)."""
+    folder = tmp_path_factory.mktemp("tiny-folder")
+    load_denoiser(resolve(["model=tiny"])).pipe.save_pretrained(folder)
+    return folder
+
+
+def test_generate_with_a_pipeline_you_built_equals_the_same_folder_as_model(tiny_folder):
+    from diffusers import StableDiffusionPipeline
+
+    import syncframe
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_folder, safety_checker=None, requires_safety_checker=False)
+    before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    common = dict(width=768, height=512, steps=3, progress=False, seed=2)
+    ours = syncframe.generate(pipe=pipe, **common)
+    direct = syncframe.generate(model=str(tiny_folder), **common)
+    assert torch.equal(ours.canonical, direct.canonical)
+    assert ours.metadata["model_extras"]["pipeline"] == "StableDiffusionPipeline"
+    assert pipe.unet.training is False and all(torch.equal(v, pipe.unet.state_dict()[k]) for k, v in before.items())
+    img2img = syncframe.generate(pipe=__import__("diffusers").StableDiffusionImg2ImgPipeline.from_pipe(pipe), **common)
+    assert torch.equal(img2img.canonical, direct.canonical)  # another pipeline class over the same components
+    with pytest.raises(ConfigError, match=r"generate\(pipe=...\) uses the pipeline as it is; lora"):
+        syncframe.generate(pipe=pipe, lora="x.safetensors", **common)
+
+
+def test_sync_pipeline_one_window_equals_the_plain_pipeline_and_a_panorama_equals_syncframe_run(tiny_folder, tmp_path):
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    from syncframe import SyncPipeline
+
+    pipe = SyncPipeline.from_pretrained(tiny_folder)
+    assert pipe.unet is not None and pipe.transformer is None
+    one = pipe("a lighthouse", width=512, height=512, num_inference_steps=4, generator=torch.Generator().manual_seed(3),
+               sync="none", output_type="latent").images
+    plain = StableDiffusionPipeline.from_pretrained(tiny_folder, safety_checker=None, requires_safety_checker=False)
+    plain.scheduler = DDIMScheduler.from_config(plain.scheduler.config)
+    plain.set_progress_bar_config(disable=True)
+    reference = plain("a lighthouse", width=512, height=512, num_inference_steps=4, output_type="latent",
+                      generator=torch.Generator().manual_seed(3)).images
+    assert torch.allclose(one, reference, atol=1e-4, rtol=1e-4)
+    # the deprecated panorama pipeline's call, ported: same arguments, same meaning
+    out = pipe("a photo of the dolomites", height=512, width=1024, num_inference_steps=3, guidance_scale=7.5,
+               view_batch_size=2, circular_padding=True, generator=torch.Generator().manual_seed(1))
+    run = __import__("syncframe").generate(model=str(tiny_folder), prompt="a photo of the dolomites", width=1024,
+                                           height=512, steps=3, seed=1, progress=False, view_batch_size=2,
+                                           **{"app": {"name": "panorama", "loop": True}})
+    assert np.array_equal(np.asarray(out.images[0]), np.asarray(run.images["panorama.png"]))
+    arrays = pipe("x", width=512, height=512, num_inference_steps=2, output_type="np").images
+    assert arrays.shape == (1, 512, 512, 3) and 0 <= arrays.min() and arrays.max() <= 1
+    again = SyncPipeline.from_pipe(plain)  # components shared, no reload
+    assert again.unet is plain.unet

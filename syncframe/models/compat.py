@@ -36,3 +36,8 @@ def flux_image_ids(batch: int, height: int, width: int, device, dtype: torch.dty
     from diffusers import FluxPipeline
 
     return FluxPipeline._prepare_latent_image_ids(batch, height, width, device, dtype)
+
+
+def execution_device(pipe) -> torch.device:
+    """Where a pipeline runs its models: its device, or the accelerator its offload hooks move them to."""
+    return pipe._execution_device

@@ -131,9 +131,11 @@ class DiffusersDenoiser(ViewDenoiser):
     def dtype(self) -> torch.dtype:
         return self.backbone.dtype
 
+    run_device: torch.device | None = None  # where it runs when that is not where its weights are (offload hooks)
+
     @property
     def device(self) -> torch.device:
-        return self.backbone.device
+        return self.run_device or self.backbone.device
 
     @property
     def latent_channels(self) -> int:

@@ -19,7 +19,7 @@ class FluxDenoiser(DiffusersDenoiser):
     prediction_type = "flow"
 
     def __init__(self, pipe, guidance: float = 3.5, view_batch_size: int | None = None, name: str = "custom",
-                 t5_device: str = "same"):
+                 t5_device: str = "same", frozen: bool = True):
         super().__init__()
         self.name, self.pipe, self.scheduler = name, pipe, pipe.scheduler
         self.transformer, self.vae = pipe.transformer, pipe.vae
@@ -27,7 +27,8 @@ class FluxDenoiser(DiffusersDenoiser):
         self.t5_device = t5_device  # T5 is not a submodule: moving the denoiser leaves it where it was put
         self.guidance, self.view_batch_size = guidance, view_batch_size
         self.controlnet = None  # not supported for this family yet
-        freeze(self.transformer, self.vae, pipe.text_encoder, pipe.text_encoder_2)
+        if frozen:  # a pipeline the user built (generate(pipe=...)) is used as it is
+            freeze(self.transformer, self.vae, pipe.text_encoder, pipe.text_encoder_2)
         self.area_factor = 4.0
 
     uses_cfg = False  # distilled: guidance is the model's input (dev) or absent (schnell)

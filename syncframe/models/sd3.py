@@ -17,7 +17,7 @@ class SD3Denoiser(DiffusersDenoiser):
     prediction_type = "flow"
 
     def __init__(self, pipe, guidance: float = 7.0, view_batch_size: int | None = None, name: str = "custom",
-                 t5_device: str = "same"):
+                 t5_device: str = "same", frozen: bool = True):
         super().__init__()
         self.name, self.pipe, self.scheduler = name, pipe, pipe.scheduler
         self.transformer, self.vae = pipe.transformer, pipe.vae
@@ -25,7 +25,8 @@ class SD3Denoiser(DiffusersDenoiser):
         self.t5_device = t5_device  # T5 is not a submodule: moving the denoiser leaves it where it was put
         self.guidance, self.view_batch_size = guidance, view_batch_size
         self.controlnet = None  # not supported for this family yet
-        freeze(self.transformer, self.vae, *self.text_encoders, pipe.text_encoder_3)
+        if frozen:  # a pipeline the user built (generate(pipe=...)) is used as it is
+            freeze(self.transformer, self.vae, *self.text_encoders, pipe.text_encoder_3)
         self.area_factor = 4 * (self.transformer.config.sample_size / 128) ** 2
 
     @property

@@ -18,7 +18,7 @@ class UNetDenoiser(DiffusersDenoiser):
     """``family``: sd | sdxl; ``pipe``: the family's diffusers pipeline over the components."""
 
     def __init__(self, pipe, family: str, guidance: float = 7.5, view_batch_size: int | None = None,
-                 name: str = "custom", controlnet=None, controlnet_scale: float = 1.0):
+                 name: str = "custom", controlnet=None, controlnet_scale: float = 1.0, frozen: bool = True):
         super().__init__()
         self.family, self.name = family, name
         self.unet, self.vae = pipe.unet, pipe.vae
@@ -26,7 +26,8 @@ class UNetDenoiser(DiffusersDenoiser):
         self.pipe, self.scheduler = pipe, pipe.scheduler
         self.guidance, self.view_batch_size = guidance, view_batch_size
         self.controlnet, self.controlnet_scale = controlnet, controlnet_scale
-        freeze(self.unet, self.vae, *self.text_encoders, controlnet)
+        if frozen:  # a pipeline the user built (generate(pipe=...)) is used as it is
+            freeze(self.unet, self.vae, *self.text_encoders, controlnet)
         self.area_factor = (self.unet.config.sample_size / 64) ** 2
 
     @classmethod
