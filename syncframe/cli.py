@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import signal
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, distributed
 from .config import (GROUPS, RunOptions, expand_multirun, group_entry, group_names, overrides_from_file,
                      parse_overrides, resolve)
 from .errors import ConfigError
@@ -93,13 +94,17 @@ def run_jobs(args: list[str], multirun: bool) -> None:
         base = Path(cfgs[0]["out"] or default_out(cfgs[0]["app"]["name"]))
         for i, cfg in enumerate(cfgs):
             cfg["out"] = str(base / str(i))
+    group = distributed.init_from_environment(cfgs[0]["device"])  # under torchrun: one canvas, many processes
     rows = []
     for job, cfg in zip(jobs, cfgs):
         out, result = run(cfg)
+        if out is None:  # a distributed run's other ranks: rank 0 writes and speaks
+            continue
         timing = result.metadata["timings_s"]
-        print(f"wrote {out} ({' '.join(job) or 'defaults'}; sample {timing['sample']:.1f} s)")
+        shared = f"; {group.world} processes" if group is not None else ""
+        print(f"wrote {out} ({' '.join(job) or 'defaults'}; sample {timing['sample']:.1f} s{shared})")
         rows.append((out, job, result.metadata))
-    if sweep:
+    if sweep and rows:
         write_index(base, rows)
 
 
@@ -137,6 +142,21 @@ def printable(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = run_command(argv)
+    group = distributed.current()
+    if group is not None:  # leave the process group; after a failure its teardown could wait for the dead
+        if code == 0:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+        else:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return code
+
+
+def run_command(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("--version", "-V", "version"):
         print(f"syncframe {__version__}")
@@ -169,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print("syncframe: interrupted; no output was written for the unfinished run", file=sys.stderr)
         return 128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
+    except distributed.PeerFailed as exc:
+        rank = distributed.current().rank if distributed.current() is not None else 0
+        print(f"syncframe: error: another process of this distributed run failed or left (rank {rank} saw: "
+              f"{printable(str(exc))[:160]}); nothing was written", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -17,12 +17,19 @@ from .spaces import CanonicalSpace
 
 @dataclass
 class SampleContext:
-    """What synchronizers that call the model themselves (SyncDiffusion) need."""
+    """What synchronizers that call the model themselves (SyncDiffusion) need. In a distributed run
+    ``owner[i]`` is the rank that denoises view i and ``group`` the run's process group."""
 
     denoiser: object
     cond: Conditioning
     space: CanonicalSpace
     batch_size: int
+    group: object = None
+    owner: list[int] | None = None
+
+    def mine(self, view: int) -> bool:
+        """Whether this process denoises ``view`` (every view in one process)."""
+        return self.group is None or self.owner[view] == self.group.rank
 
 
 class Synchronizer:
@@ -63,17 +70,40 @@ class Synchronizer:
 
 def sample(space: CanonicalSpace, denoiser, sync: Synchronizer, cond: Conditioning, sampler: Sampler,
            generator: torch.Generator, progress: bool = True, callback=None,
-           init: torch.Tensor | None = None, strength: float = 1.0, before_step=None) -> torch.Tensor:
+           init: torch.Tensor | None = None, strength: float = 1.0, before_step=None, group=None) -> torch.Tensor:
     """Run the joint loop; returns the final views ``x_0: [N, C, h, w]`` (float32).
 
     ``init``: a canonical latent to start from part-way (SDEdit): with the space's own
     view-consistent noise ε, x = a x0 + s ε at the first of the steps ``strength`` leaves.
     ``before_step(x, step) -> x``: changes the views at the start of each step (region
-    bootstrapping)."""
+    bootstrapping). ``group`` (syncframe/distributed.py): this process denoises its share of the
+    views; the view tensors keep every view's row (the rows of other processes are not read), the
+    space completes its sums over views across the group, and the final views are gathered."""
+    from .distributed import partition
+
     device = denoiser.device
-    batch_size = denoiser.resolve_batch_size(space.num_views)
+    owner = None
+    if group is not None:
+        group.bytes_reduced = group.reductions = 0
+        runs = partition(space.view_costs(), group.world)
+        owner = [rank for rank, run in enumerate(runs) for _ in run]
+        local = torch.tensor([rank == group.rank for rank in owner])
+        space.distribute(local, group)
+        group.timings["views"] = int(local.sum())
+    mine = torch.arange(space.num_views) if group is None else local.nonzero().flatten()
+    batch_size = denoiser.resolve_batch_size(max(1, len(mine)))
     space.bind(denoiser)
-    sync.bind(SampleContext(denoiser, cond, space, batch_size))
+    sync.bind(SampleContext(denoiser, cond, space, batch_size, group, owner))
+    try:
+        return run_steps(space, denoiser, sync, cond, sampler, generator, progress, callback, init, strength,
+                         before_step, mine, batch_size, group, device)
+    finally:
+        if group is not None:
+            space.distribute(None, None)
+
+
+def run_steps(space, denoiser, sync, cond, sampler, generator, progress, callback, init, strength, before_step,
+              mine: torch.Tensor, batch_size: int, group, device) -> torch.Tensor:
     steps = sampler.steps if init is None else sampler.steps_from(strength)
     z_noise, x_noise = (v.to(device) for v in space.sample_noise(generator))
     if init is None:
@@ -86,12 +116,12 @@ def sample(space: CanonicalSpace, denoiser, sync: Synchronizer, cond: Conditioni
         z_T, x_T = a * init + s * z_noise, a * space.project(init) + s * x_noise
     x = sync.start(space, z_T, x_T, sampler)
     memory: dict = {}  # a multistep sampler's history of the views
-    for step in tqdm(steps, desc="denoising", disable=not progress):
+    for step in tqdm(steps, desc="denoising", disable=not progress or (group is not None and not group.leader)):
         if before_step is not None:
             x = before_step(x, step)
         x = sync.before_model(x, step)
         with torch.no_grad():
-            x0, eps = denoiser.predict(x, step, cond, batch_size=batch_size)
+            x0, eps = predict_views(denoiser, x, step, cond, mine, batch_size)
         x0, eps = sync.after_prediction(x, x0, eps, step)
         noise = None
         if sampler.stochastic:  # drawn through the space, so views share it where they overlap
@@ -100,4 +130,21 @@ def sample(space: CanonicalSpace, denoiser, sync: Synchronizer, cond: Conditioni
                             step, noise)
         if callback is not None:
             callback(step, x)
+    if group is not None:  # every view's final row, from the process that denoised it
+        group.timings["loop"] = (group.bytes_reduced, group.reductions)
+        rows = torch.zeros(space.num_views, dtype=torch.bool, device=x.device)
+        rows[mine.to(x.device)] = True
+        x = group.all_reduce(torch.where(rows.reshape(-1, 1, 1, 1), x, torch.zeros_like(x)))
     return x
+
+
+def predict_views(denoiser, x: torch.Tensor, step, cond: Conditioning, mine: torch.Tensor, batch_size: int):
+    """(x0, ε) of the views ``mine`` (all of them in one process), as full ``[N, ...]`` tensors whose
+    other rows are zero."""
+    if len(mine) == x.shape[0]:
+        return denoiser.predict(x, step, cond, batch_size=batch_size)
+    x0, eps = torch.zeros_like(x), torch.zeros_like(x)
+    if len(mine):
+        ids = mine.to(x.device)
+        x0[ids], eps[ids] = denoiser.predict(x[ids], step, cond, view_ids=mine, batch_size=batch_size)
+    return x0, eps

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .config import dump, resolve, section
 from .errors import ConfigError
 from .images import read_image
@@ -308,11 +308,20 @@ def run_loaded(cfg: dict, denoiser: ViewDenoiser, prepared: Prepared, notes: lis
             init = app.init_latents(denoiser, generator)
         timings["encode_init"] = time.perf_counter() - clock
     clock = time.perf_counter()
+    group = distributed.current()
     views = sample(app.space, denoiser, sync, cond, prepared.sampler, generator, progress=cfg["progress"],
                    init=init, strength=1.0 if cfg["strength"] is None else cfg["strength"],
-                   before_step=app.bootstrap_hook(denoiser))
+                   before_step=app.bootstrap_hook(denoiser), group=group)
     timings["sample"] = time.perf_counter() - clock
     num_views = app.space.num_views  # the views the loop ran (finish collapses regions' views)
+    shares = None
+    if group is not None:  # every rank's share, for run.json; only rank 0 finishes and writes
+        shares = group.gather_objects({"rank": group.rank, "device": str(denoiser.device),
+                                       "views": group.timings["views"], "sample_s": round(timings["sample"], 4),
+                                       "bytes_reduced": group.timings["loop"][0],
+                                       "reductions": group.timings["loop"][1]})
+        if not group.leader:
+            return Result({}, views.detach().cpu(), views.detach().cpu(), cfg, {"rank": group.rank})
 
     clock = time.perf_counter()
     images, canonical = app.finish(views, denoiser)
@@ -328,6 +337,7 @@ def run_loaded(cfg: dict, denoiser: ViewDenoiser, prepared: Prepared, notes: lis
         "sizes": app.sizes(),
         "resolved": prepared.settled,
         **({"model_extras": denoiser.extras} if denoiser.extras else {}),
+        **({"distributed": distributed_report(shares, len(prepared.sampler.steps))} if shares else {}),
         "notes": notes,
         "versions": {"syncframe": __version__, "python": platform.python_version(), "torch": torch.__version__,
                      "diffusers": _version("diffusers"), "transformers": _version("transformers")},
@@ -340,17 +350,39 @@ def run_loaded(cfg: dict, denoiser: ViewDenoiser, prepared: Prepared, notes: lis
     return Result(images, canonical.detach().cpu(), views.detach().cpu(), cfg, metadata)
 
 
-def run(cfg: dict, out: str | Path | None = None, denoiser=None) -> tuple[Path, Result]:
+def run(cfg: dict, out: str | Path | None = None, denoiser=None) -> tuple[Path | None, Result]:
     """Claim the output folder, check everything, generate, and publish the folder; a failed or
-    interrupted run leaves nothing behind."""
+    interrupted run leaves nothing behind. In a distributed run rank 0 claims and writes the one
+    folder (the others learn whether it could, and return no folder)."""
     target = out or cfg["out"]
-    folder = RunFolder(target or default_out(cfg["app"]["name"]), explicit=target is not None).claim()
+    group = distributed.current()
+    if group is not None and not group.leader:
+        refusal = group.broadcast_object(None)  # rank 0's claim: None, or its error line
+        if refusal is not None:
+            raise ConfigError(refusal)
+        return None, generate_from_config(cfg, denoiser)
     try:
+        folder = RunFolder(target or default_out(cfg["app"]["name"]), explicit=target is not None).claim()
+    except ConfigError as exc:
+        if group is not None:
+            group.broadcast_object(str(exc))
+        raise
+    try:
+        if group is not None:
+            group.broadcast_object(None)
         result = generate_from_config(cfg, denoiser)
         return result.write(folder), result
     except BaseException:
         folder.abandon()
         raise
+
+
+def distributed_report(shares: list[dict], steps: int) -> dict:
+    """What a distributed run records: the world size, each rank's views, device and sampling time,
+    and the bytes all-reduced per step (each rank sends its canonical sums)."""
+    sent = shares[0]["bytes_reduced"]
+    return {"world_size": len(shares), "ranks": shares, "bytes_reduced_per_step": round(sent / max(steps, 1)),
+            "reductions_per_step": round(shares[0]["reductions"] / max(steps, 1), 2)}
 
 
 def _version(name: str) -> str | None:

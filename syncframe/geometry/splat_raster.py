@@ -183,7 +183,7 @@ def look_at_camera(eye, target, up, fov_degrees: float, size: int, dtype=torch.f
 
 class SparseRenderer:
     """Colours of fixed splats rendered in V views of ``height x width`` pixels through their
-    stacked weights ``W: [V·h·w, N]`` (CSR, float32, with ``Wᵀ`` kept for the adjoint).
+    stacked weights ``W: [V·h·w, N]`` (CSR, float64, with ``Wᵀ`` kept for the adjoint).
 
     ``render`` is the premultiplied ``W c`` (no background), ``alpha [V, h, w]`` the row sums A,
     ``depth [V, h, w]`` the expected camera depth ``W d / A`` (0 where A = 0)."""
@@ -199,7 +199,7 @@ class SparseRenderer:
             camera_depth = means @ camera.viewmat[2, :3].to(means) + camera.viewmat[2, 3].to(means)
             alpha = pixel_alpha(W)
             depth = torch.sparse.mm(W, camera_depth[:, None])[:, 0]
-            blocks.append(W.float())
+            blocks.append(W)  # float64: least squares over these products is ill-conditioned in float32
             alphas.append(alpha.reshape(self.height, self.width).float())
             depths.append(torch.where(alpha > 0, depth / alpha.clamp_min(1e-12), torch.zeros_like(depth))
                           .reshape(self.height, self.width).float())
@@ -215,11 +215,11 @@ class SparseRenderer:
         return int(self.W.values().numel())
 
     def render(self, colours: torch.Tensor) -> torch.Tensor:
-        """``colours [N, C]`` -> ``[V, C, h, w]`` = W c."""
-        flat = (self.W.to(colours.device) @ colours.float()).to(colours.dtype)
+        """``colours [N, C]`` -> ``[V, C, h, w]`` = W c (computed in float64, returned as ``colours``)."""
+        flat = (self.W.to(colours.device) @ colours.double()).to(colours.dtype)
         return flat.reshape(self.num_views, self.height, self.width, -1).permute(0, 3, 1, 2)
 
     def adjoint(self, views: torch.Tensor) -> torch.Tensor:
-        """``views [V, C, h, w]`` -> ``[N, C]`` = Wᵀ x."""
+        """``views [V, C, h, w]`` -> ``[N, C]`` = Wᵀ x (computed in float64, returned as ``views``)."""
         flat = views.permute(0, 2, 3, 1).reshape(-1, views.shape[1])
-        return (self.Wt.to(views.device) @ flat.float()).to(views.dtype)
+        return (self.Wt.to(views.device) @ flat.double()).to(views.dtype)

@@ -191,6 +191,12 @@ def load_controlnet(source: str, unet, device: torch.device, dtype: torch.dtype)
 
 
 def pick_device(device: str) -> torch.device:
+    """The run's device; in a distributed run, this rank's (``cuda:LOCAL_RANK`` or the CPU)."""
+    from ..distributed import current
+
+    group = current()
+    if group is not None:
+        return group.device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)

@@ -22,6 +22,10 @@ class CanonicalSpace:
     num_views: int
     view_shape: tuple[int, int, int]
     canonical_shape: tuple[int, ...]
+    # A distributed run (syncframe/distributed.py): the views this process denoises, and the group
+    # the sums over views are completed across. None and None in one process.
+    local: torch.Tensor | None = None
+    group = None
 
     def project(self, z: torch.Tensor) -> torch.Tensor:
         """canonical ``z`` -> views ``[N, C, h, w]``."""
@@ -39,9 +43,30 @@ class CanonicalSpace:
     def unproject(self, x: torch.Tensor) -> torch.Tensor:
         """``z = Σ P_iᵀ(w_i x_i) / Σ P_iᵀ(w_i)``, then :meth:`fill` (entries no view sees stay 0 by default)."""
         w = self.view_weights(x)
-        num = self.project_adjoint(w * x)
-        den = self.project_adjoint(w.expand_as(x))
+        num = self.view_sum(w * x)
+        den = self.view_sum(w.expand_as(x))
         return self.fill(torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), num))
+
+    def view_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """``Σ_i P_iᵀ x_i`` over every view of the run: the one seam of a distributed run. In one
+        process it is ``project_adjoint``; across processes each sums the views it denoises (the
+        others' rows of ``x`` are not its to read) and the sums are all-reduced. A space that
+        overrides :meth:`unproject` and sums over views there calls this, not ``project_adjoint``."""
+        if self.local is None:
+            return self.project_adjoint(x)
+        mine = self.local.to(x.device).reshape(-1, *([1] * (x.dim() - 1)))
+        summed = self.project_adjoint(torch.where(mine, x, torch.zeros_like(x)))
+        return self.group.all_reduce(summed)
+
+    def view_costs(self) -> list[float]:
+        """What denoising each view costs, relative to one window (a distributed run balances its
+        ranks by it); one each by default: every view is one model call."""
+        return [1.0] * self.num_views
+
+    def distribute(self, local: torch.Tensor | None, group) -> None:
+        """Denoise only the views ``local`` (``[N]`` bool) here, completing sums over views across
+        ``group`` (None, None: one process again). Spaces that wrap others pass it on."""
+        self.local, self.group = local, group
 
     def fill(self, z: torch.Tensor) -> torch.Tensor:
         """Give canonical entries no view sees a value (identity by default)."""

@@ -31,21 +31,41 @@ class RGBDomain(CanonicalSpace):
     def bind(self, denoiser) -> None:
         self.denoiser = denoiser
 
+    def distribute(self, local, group) -> None:
+        super().distribute(local, group)
+        self.rgb.distribute(local, group)
+        self.latent.distribute(local, group)
+
+    def mine(self) -> torch.Tensor:
+        """Indices of the views this process decodes and encodes (all of them in one process)."""
+        return torch.arange(self.num_views) if self.local is None else self.local.nonzero().flatten()
+
     def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Latent views -> RGB views in [-1, 1], ``batch_size`` per decoder call."""
+        """Latent views -> RGB views in [-1, 1], ``batch_size`` per decoder call (this process's
+        views only; the others' rows stay zero)."""
+        ids = self.mine()
         with torch.no_grad():
-            return torch.cat([self.denoiser.decode(x[i:i + self.batch_size]).float().clamp(-1, 1)
-                              for i in range(0, len(x), self.batch_size)])
+            rgb = torch.cat([self.denoiser.decode(x[ids[i:i + self.batch_size]]).float().clamp(-1, 1)
+                             for i in range(0, len(ids), self.batch_size)]) if len(ids) else None
+        out = torch.zeros(x.shape[0], 3, *self.rgb.view_shape[1:], device=x.device)
+        if rgb is not None:
+            out[ids.to(x.device)] = rgb.to(x.device)
+        return out
 
     def encode(self, rgb: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """RGB views -> latent views (the VAE posterior's mode), as ``like``'s dtype and device."""
+        """RGB views -> latent views (the VAE posterior's mode), as ``like``'s dtype and device
+        (this process's views; the others' rows are ``like``'s)."""
+        ids = self.mine()
+        out = like.clone()
         with torch.no_grad():
-            latents = [self.denoiser.encode(rgb[i:i + self.batch_size].to(self.denoiser.dtype))
-                       for i in range(0, len(rgb), self.batch_size)]
-        return torch.cat(latents).to(like.device, like.dtype)
+            for i in range(0, len(ids), self.batch_size):
+                batch = ids[i:i + self.batch_size]
+                out[batch.to(like.device)] = self.denoiser.encode(rgb[batch].to(self.denoiser.dtype)).to(like)
+        return out
 
     def project(self, z: torch.Tensor) -> torch.Tensor:
-        return self.encode(self.rgb.project(z.to(torch.float32)), z)
+        rgb = self.rgb.project(z.to(torch.float32))
+        return self.encode(rgb, torch.zeros(rgb.shape[0], *self.view_shape, dtype=z.dtype, device=z.device))
 
     def unproject(self, x: torch.Tensor) -> torch.Tensor:
         return self.rgb.unproject(self.decode(x))

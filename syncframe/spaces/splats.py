@@ -75,10 +75,12 @@ class SplatSpace(CanonicalSpace):
         """CG on ``(Wᵀ Ω W + μ I) z = Wᵀ Ω (A x) + μ z₀`` with Ω = A and z₀ = ``start``, every
         channel at once from z₀; μ = λ times the mean row sum of Wᵀ Ω W over seen splats. Rows of
         splats no view sees are μ z = μ z₀, so they keep z₀'s fill exactly."""
+        dtype = x.dtype
+        x, start = x.double(), start.double()  # CG in float32 depends on the order of its sums (1%)
         a = self.view_weights(x)
         damping = self.lsq_damping * self.lsq_scale
-        apply = lambda z: self.project_adjoint(a * self.project(z)) + damping * z  # noqa: E731
-        rhs = self.project_adjoint(a * a * x) + damping * start
+        apply = lambda z: self.view_sum(a * self.project(z)) + damping * z  # noqa: E731
+        rhs = self.view_sum(a * a * x) + damping * start
         z = start.clone()
         residual = rhs - apply(z)
         direction, rho = residual.clone(), (residual * residual).sum(1)
@@ -91,7 +93,7 @@ class SplatSpace(CanonicalSpace):
             if bool((new_rho <= 1e-12 * (rhs * rhs).sum(1)).all()):
                 break
             direction, rho = residual + (new_rho / rho.clamp_min(1e-30))[:, None] * direction, new_rho
-        return z
+        return z.to(dtype)
 
     def fill(self, z: torch.Tensor) -> torch.Tensor:
         return z[:, self.fill_source.to(z.device)]
@@ -124,7 +126,8 @@ class SplatSpace(CanonicalSpace):
         if W is not None:
             squared = torch.sparse_csr_tensor(W.crow_indices(), W.col_indices(), W.values() ** 2, W.shape,
                                               check_invariants=False)  # W's own structure
-            return (squared @ torch.ones(W.shape[1], 1)).sqrt().reshape(self.num_views, 1, *self.view_shape[1:])
+            norms = (squared @ torch.ones(W.shape[1], 1, dtype=W.dtype)).sqrt()
+            return norms.float().reshape(self.num_views, 1, *self.view_shape[1:])
         generator = torch.Generator("cpu").manual_seed(0)
         z = torch.randn(probes, self.canonical_shape[1], generator=generator)
         return self.renderer.render(z.T).pow(2).mean(1, keepdim=True).sqrt().cpu()

@@ -108,9 +108,8 @@ class GuidedSync(AveragingSync):
         grad = torch.zeros_like(x_t)
         size = self.grad_batch_size or max(1, self.ctx.batch_size // 2)
         for anchor, members in self.groups:
-            with torch.no_grad():
-                target = self.decode(self.predict_x0(x_t[anchor:anchor + 1], step, torch.tensor([anchor])))
-            others = [i for i in members if i != anchor]
+            target = self.anchor_target(x_t, anchor, step)
+            others = [i for i in members if i != anchor and self.ctx.mine(i)]  # this process's views
             for start in range(0, len(others), size):
                 ids = torch.tensor(others[start:start + size])
                 with torch.enable_grad():
@@ -119,6 +118,18 @@ class GuidedSync(AveragingSync):
                     loss = self.loss(images, target.expand_as(images)).sum()
                     grad[ids] = torch.autograd.grad(loss, view)[0].to(grad.dtype)
         return grad
+
+    def anchor_target(self, x_t: torch.Tensor, anchor: int, step: Step) -> torch.Tensor:
+        """The anchor's decoded prediction ``[1, 3, H, W]``: computed by the process that denoises the
+        anchor and broadcast to the others in a distributed run."""
+        ctx = self.ctx
+        if ctx.mine(anchor):
+            with torch.no_grad():
+                target = self.decode(self.predict_x0(x_t[anchor:anchor + 1], step, torch.tensor([anchor])))
+        else:
+            side = self.loss_resolution or x_t.shape[-1] * ctx.denoiser.latent_scale
+            target = torch.zeros(1, 3, side, side, device=x_t.device)
+        return target if ctx.group is None else ctx.group.broadcast(target, ctx.owner[anchor])
 
     def before_model(self, x_t, step):
         if not self.guided(step):

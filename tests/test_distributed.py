@@ -1,0 +1,126 @@
+"""One canvas over two processes (torchrun, gloo, CPU): the result equals the one-process run, for
+every app and the three methods; a rank killed mid-run takes the others down cleanly."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from syncframe.config import resolve
+from syncframe.pipeline import generate_from_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "assets"
+BASE = ["model=tiny", "steps=3", "progress=false", "seed=4"]
+SYNCDIFFUSION = ["sync=syncdiffusion", "sync.loss_resolution=64", "sync.grad_through_unet=false", "sync.weight=5"]
+APPS = {
+    "panorama": ["app=panorama", "width=1024", "height=512", "app.stride=16"],
+    "panorama360": ["app=panorama360", "width=256", "height=128", "app.viewer=false",
+                    "app.rings=[{pitch: 0, count: 4, fov: 90}, {pitch: 90, count: 1, fov: 90}]"],
+    "mesh": ["app=mesh", f"mesh={ASSETS / 'vase.obj'}", "app.viewer=false", "app.views=[{elevation: 0, count: 4}]"],
+    "splats": ["app=splats", f"splats={ASSETS / 'vase_splats.ply'}", "width=128", "height=128", "app.viewer=false",
+               "app.views=[{elevation: 0, count: 3}]", "app.novel_views=0"],
+}
+SYNCS = {"multidiffusion": ["sync=multidiffusion"], "synctweedies": ["sync=synctweedies"], "syncdiffusion": SYNCDIFFUSION}
+CASES = {f"{app}-{sync}": [*BASE, *args, *extra] for app, args in APPS.items() for sync, extra in SYNCS.items()}
+CASES["panorama-regions-syncdiffusion"] = [*BASE, *APPS["panorama"], *SYNCDIFFUSION, f"regions={ASSETS / 'layout.yaml'}"]
+CASES["splats-lsq-synctweedies"] = [*BASE, *APPS["splats"], "app.unproject=lsq"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             f"--master_port={free_port()}", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("distributed")
+    process = torchrun(str(ROOT / "tests" / "dist_worker.py"), json.dumps(CASES), str(out), cwd=ROOT)
+    stdout, stderr = process.communicate(timeout=1500)
+    assert process.returncode == 0, stderr[-3000:]
+    return out
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_two_processes_equal_one(two_process_runs, name):
+    saved = torch.load(two_process_runs / f"{name}.pt", weights_only=False)
+    one = generate_from_config(resolve(CASES[name]))
+    scale = one.views.abs().max()
+    assert ((saved["views"] - one.views).abs().max() / scale).item() < 1e-5, name
+    report = saved["metadata"]["distributed"]
+    assert report["world_size"] == 2 and sum(r["views"] for r in report["ranks"]) == one.metadata["num_views"]
+    assert all(r["views"] >= 1 for r in report["ranks"]) and report["bytes_reduced_per_step"] > 0
+
+
+def test_the_command_line_writes_one_folder_equal_to_one_process(tmp_path):
+    args = ["run", "model=tiny", "steps=2", "width=1024", "progress=false"]
+    process = torchrun("-m", "syncframe", *args, f"out={tmp_path / 'two'}", cwd=tmp_path)
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-2000:]
+    assert stdout.count("wrote ") == 1 and "2 processes" in stdout  # rank 0 speaks, and writes
+    done = subprocess.run([sys.executable, "-m", "syncframe", *args, f"out={tmp_path / 'one'}"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    from PIL import Image
+    import numpy as np
+
+    a, b = (np.asarray(Image.open(tmp_path / name / "panorama.png")).astype(int) for name in ("one", "two"))
+    assert np.abs(a - b).max() <= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
+    meta = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert meta["distributed"]["world_size"] == 2
+
+
+def test_a_rank_killed_mid_run_takes_every_rank_down_and_leaves_nothing(tmp_path):
+    process = torchrun("-m", "syncframe", "run", "model=tiny", "steps=40", "width=2048", "progress=false",
+                       f"out={tmp_path / 'run'}", cwd=tmp_path)
+    deadline = time.monotonic() + 180
+    while not (tmp_path / "run.partial").exists():  # rank 0 has claimed the folder: the run is on
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    time.sleep(3)
+    victims = [pid for pid in ranks_of(process.pid) if rank_of(pid) == 1]
+    assert victims, "rank 1 not found"
+    os.kill(victims[0], signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode != 0
+    ours = [line for line in stderr.splitlines() if line.startswith("syncframe:")]
+    assert len(ours) == 1 and ("another process of this distributed run failed" in ours[0]
+                               or "interrupted; no output was written" in ours[0]), stderr[-2000:]
+    assert "Traceback" not in "\n".join(ours)
+    assert list(tmp_path.iterdir()) == []  # no folder, no .partial
+
+
+def ranks_of(parent: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                children.append(int(entry.name))
+    return children
+
+
+def rank_of(pid: int) -> int | None:
+    try:
+        env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+    except OSError:
+        return None
+    return int(env["RANK"]) if "RANK" in env else None
