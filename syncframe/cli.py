@@ -1,8 +1,6 @@
 """``syncframe run key=value ...`` — one command for every app, Hydra-style overrides."""
 from __future__ import annotations
 
-import csv
-import io
 import os
 import signal
 import sys
@@ -82,44 +80,54 @@ def split_config(args: list[str]) -> tuple[list, list[str]]:
     return pairs, rest
 
 
-def run_jobs(args: list[str], multirun: bool) -> None:
+def run_jobs(args: list[str], multirun: bool) -> int:
+    from .launchers import launcher_options, run_local, run_ray, write_index
     from .outputs import default_out
     from .pipeline import run
 
     from_file, args = split_config(args)
+    launch = [a for a in args if a.split("=", 1)[0] == "launcher" or a.startswith("launcher.")]
+    args = [a for a in args if a not in launch]
+    options = launcher_options(parse_overrides(launch))
+    if launch and not multirun:
+        raise ConfigError("launcher= decides where a sweep's runs go: add -m (e.g. -m seed=0,1,2 launcher=ray)")
     jobs = expand_multirun(args) if multirun else [args]
     cfgs = [resolve([*from_file, *parse_overrides(job)]) for job in jobs]  # every job is checked before any runs
     sweep = multirun and len(cfgs) > 1
-    if sweep:
-        base = Path(cfgs[0]["out"] or default_out(cfgs[0]["app"]["name"]))
-        for i, cfg in enumerate(cfgs):
-            cfg["out"] = str(base / str(i))
+    if options["name"] == "ray" and distributed.launched():
+        raise ConfigError("launcher=ray under torchrun: a sweep's runs go to Ray, or one run to torchrun's "
+                          "processes, not both")
     group = distributed.init_from_environment(cfgs[0]["device"])  # under torchrun: one canvas, many processes
-    rows = []
-    for job, cfg in zip(jobs, cfgs):
-        out, result = run(cfg)
-        if out is None:  # a distributed run's other ranks: rank 0 writes and speaks
-            continue
-        timing = result.metadata["timings_s"]
-        shared = f"; {group.world} processes" if group is not None else ""
-        print(f"wrote {out} ({' '.join(job) or 'defaults'}; sample {timing['sample']:.1f} s{shared})")
-        rows.append((out, job, result.metadata))
-    if sweep and rows:
-        write_index(base, rows)
+    shared = f"; {group.world} processes" if group is not None else ""
+    if not sweep:
+        out, result = run(cfgs[0])
+        if out is not None:  # a distributed run's other ranks: rank 0 writes and speaks
+            print(f"wrote {out} ({' '.join(jobs[0]) or 'defaults'}; sample "
+                  f"{result.metadata['timings_s']['sample']:.1f} s{shared})")
+        return 0
+    base = Path(cfgs[0]["out"] or default_out(cfgs[0]["app"]["name"]))
+    for i, cfg in enumerate(cfgs):
+        cfg["out"] = str(base / str(i))
 
+    def report(outcome) -> None:
+        if outcome.status == "ok" and outcome.folder is not None and outcome.metadata.get("timings_s"):
+            print(f"wrote {outcome.folder} ({' '.join(outcome.job)}; sample "
+                  f"{outcome.metadata['timings_s']['sample']:.1f} s{shared})", flush=True)
+        elif outcome.status != "ok":
+            print(f"syncframe: failed: {outcome.folder} ({' '.join(outcome.job)}): {printable(outcome.error)}",
+                  file=sys.stderr, flush=True)
 
-def write_index(base: Path, rows: list) -> None:
-    """``multirun.csv`` in the sweep folder: run folder, its overrides, timings and metrics."""
-    metric_keys = sorted({k for _, _, meta in rows for k, v in meta.get("metrics", {}).items()
-                          if isinstance(v, (int, float))})
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["folder", "overrides", "sample_s", *metric_keys])
-    for out, job, meta in rows:
-        metrics = meta.get("metrics", {})
-        writer.writerow([out.name, " ".join(job), meta["timings_s"]["sample"], *(metrics.get(k, "") for k in metric_keys)])
-    (base / "multirun.csv").write_text(buffer.getvalue(), encoding="utf-8")
-    print(f"wrote {base / 'multirun.csv'} ({len(rows)} runs)")
+    outcomes = run_ray(cfgs, jobs, options, report) if options["name"] == "ray" else run_local(cfgs, jobs, report)
+    if group is not None and not group.leader:
+        return 0
+    index = write_index(base, outcomes)
+    failed = [o for o in outcomes if o.status != "ok"]
+    print(f"wrote {index} ({len(outcomes)} runs, {len(failed)} failed)")
+    if failed:
+        print(f"syncframe: error: {len(failed)} of {len(outcomes)} runs of the sweep failed; multirun.csv says why",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 class Terminated(KeyboardInterrupt):
@@ -179,7 +187,7 @@ def run_command(argv: list[str] | None = None) -> int:
         args = [a for a in args if a not in ("-m", "--multirun")]
         previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP)}
         try:
-            run_jobs(args, multirun)
+            code = run_jobs(args, multirun)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
@@ -194,7 +202,7 @@ def run_command(argv: list[str] | None = None) -> int:
         print(f"syncframe: error: another process of this distributed run failed or left (rank {rank} saw: "
               f"{printable(str(exc))[:160]}); nothing was written", file=sys.stderr)
         return 1
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -289,12 +289,46 @@ def check_device(device: str) -> None:
 
 
 def expand_multirun(args: list[str]) -> list[list[str]]:
-    """``seed=0,1 sync=a,b`` -> the cartesian product of runs; ``\\,`` keeps a literal comma."""
+    """``seed=0,1 sync=a,b`` -> the cartesian product of runs; ``\\,`` keeps a literal comma;
+    ``mesh=glob:meshes/*.obj`` sweeps over the files the pattern matches (sorted)."""
     axes = []
     for key, value in parse_overrides(args):
-        parts = [p.replace("\\,", ",") for p in re.split(r"(?<!\\),", value)]
-        axes.append([f"{key}={p}" for p in parts])
+        if value.startswith("glob:"):
+            import glob
+
+            matches = sorted(glob.glob(value[len("glob:"):], recursive=True))
+            if not matches:
+                raise ConfigError(f"{key}={value}: the pattern matches no file; check the path (relative to "
+                                  f"{Path.cwd()})")
+            axes.append([f"{key}={m}" for m in matches])
+            continue
+        axes.append([f"{key}={p}" for p in sweep_values(value)])
     return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
+
+
+def sweep_values(value: str) -> list[str]:
+    """``0,1,2`` -> three values; commas inside brackets, braces or quotes (a YAML list or mapping)
+    and ``\\,`` do not split."""
+    parts, current, depth, quote, i = [], "", 0, None, 0
+    while i < len(value):
+        char = value[i]
+        if char == "\\" and value[i + 1:i + 2] == ",":
+            current, i = current + ",", i + 2
+            continue
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        elif char == "," and depth == 0:
+            parts.append(current)
+            current, i = "", i + 1
+            continue
+        current, i = current + char, i + 1
+    return [*parts, current]
 
 
 def dump(cfg: dict) -> str:
