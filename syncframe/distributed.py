@@ -40,6 +40,8 @@ class Group:
     device: torch.device
     bytes_reduced: int = 0  # what this rank sent to all-reduces (the canonical sums), for run.json
     reductions: int = 0
+    communication_s: float = 0.0  # wall time spent in collectives (waiting for the slowest rank included)
+    bytes_broadcast: int = 0  # SyncDiffusion's anchor targets
     timings: dict = field(default_factory=dict)
 
     @property
@@ -51,7 +53,9 @@ class Group:
         import torch.distributed as dist
 
         out = tensor.detach().contiguous().clone()
+        clock = time.perf_counter()
         wait(dist.all_reduce(out, async_op=True))
+        self.communication_s += time.perf_counter() - clock
         self.bytes_reduced += out.numel() * out.element_size()
         self.reductions += 1
         return out
@@ -61,7 +65,10 @@ class Group:
         import torch.distributed as dist
 
         out = tensor.detach().contiguous().clone()
+        clock = time.perf_counter()
         wait(dist.broadcast(out, source, async_op=True))
+        self.communication_s += time.perf_counter() - clock
+        self.bytes_broadcast += out.numel() * out.element_size()
         return out
 
     def broadcast_object(self, obj, source: int = 0):

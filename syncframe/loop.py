@@ -84,7 +84,8 @@ def sample(space: CanonicalSpace, denoiser, sync: Synchronizer, cond: Conditioni
     device = denoiser.device
     owner = None
     if group is not None:
-        group.bytes_reduced = group.reductions = 0
+        group.bytes_reduced = group.reductions = group.bytes_broadcast = 0
+        group.communication_s = 0.0
         runs = partition(space.view_costs(), group.world)
         owner = [rank for rank, run in enumerate(runs) for _ in run]
         local = torch.tensor([rank == group.rank for rank in owner])
@@ -131,7 +132,7 @@ def run_steps(space, denoiser, sync, cond, sampler, generator, progress, callbac
         if callback is not None:
             callback(step, x)
     if group is not None:  # every view's final row, from the process that denoised it
-        group.timings["loop"] = (group.bytes_reduced, group.reductions)
+        group.timings["loop"] = (group.bytes_reduced, group.reductions, group.communication_s, group.bytes_broadcast)
         rows = torch.zeros(space.num_views, dtype=torch.bool, device=x.device)
         rows[mine.to(x.device)] = True
         x = group.all_reduce(torch.where(rows.reshape(-1, 1, 1, 1), x, torch.zeros_like(x)))

@@ -319,7 +319,9 @@ def run_loaded(cfg: dict, denoiser: ViewDenoiser, prepared: Prepared, notes: lis
         shares = group.gather_objects({"rank": group.rank, "device": str(denoiser.device),
                                        "views": group.timings["views"], "sample_s": round(timings["sample"], 4),
                                        "bytes_reduced": group.timings["loop"][0],
-                                       "reductions": group.timings["loop"][1]})
+                                       "reductions": group.timings["loop"][1],
+                                       "communication_s": round(group.timings["loop"][2], 4),
+                                       "bytes_broadcast": group.timings["loop"][3]})
         if not group.leader:
             return Result({}, views.detach().cpu(), views.detach().cpu(), cfg, {"rank": group.rank})
 
