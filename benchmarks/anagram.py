@@ -56,9 +56,10 @@ def sd2_vae():
                              down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
 
 
-def taesd_errors() -> dict[str, float] | None:
-    """The trained TAESD (``../shared/weights/taesd``) on latents of real-looking images (the
-    landscape asset, encoded by TAESD itself): what a trained decoder does."""
+def taesd_errors(size: int = 512, crops: int = 3) -> dict[str, float] | None:
+    """The trained TAESD (``../shared/weights/taesd``) on latents of real-looking images (``crops``
+    squares of the landscape asset resized to ``size``, encoded by TAESD itself): what a trained
+    decoder does."""
     from pathlib import Path
 
     from diffusers import AutoencoderTiny
@@ -72,11 +73,12 @@ def taesd_errors() -> dict[str, float] | None:
         return None
     taesd = AutoencoderTiny.from_pretrained(str(path)).float().eval()
     landscape = Image.open(Path(__file__).resolve().parents[1] / "assets" / "landscape.png")
-    crops = torch.stack([from_pil(landscape.crop((x, 0, x + 512, 512))) for x in (0, 512, 1024)])
+    squares = torch.stack([from_pil(landscape.crop((x, 0, x + 512, 512)).resize((size, size), Image.LANCZOS))
+                           for x in (0, 512, 1024)[:crops]])
     with torch.no_grad():
-        z = taesd.encode(crops).latents
+        z = taesd.encode(squares).latents
     decode = (lambda latents: taesd.decode(latents).sample)
-    return commutation_errors(decode, 4, 64, latents=z)
+    return commutation_errors(decode, 4, size // 8, latents=z)
 
 
 def main():

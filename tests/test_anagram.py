@@ -131,7 +131,7 @@ def test_which_transforms_commute_with_a_decoder():
     assert random_errors["identity"] == 0
     assert min(v for k, v in random_errors.items() if k != "identity") > 0.3
     need_weight("taesd", "TAESD weights, the trained decoder's half of the test")
-    trained = taesd_errors()
+    trained = taesd_errors(512, 1)  # one 512² crop (the benchmark: three): 0.03-0.06, jigsaw 0.15, negate 0.75
     for name in ("flip-h", "flip-v", "rot90", "rot180", "rot270", "transpose", "inner-rotate"):
         assert trained[name] < 0.1, (name, trained[name])
     assert trained["jigsaw"] < 0.25 and trained["negate"] > 0.5

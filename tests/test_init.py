@@ -12,7 +12,7 @@ from PIL import Image
 from syncframe.config import resolve
 from syncframe.images import from_pil
 from syncframe.models.offline import FLOW_SCHEDULE, SD_SCHEDULE
-from syncframe.pipeline import generate_from_config
+from syncframe.pipeline import generate_from_config, prepare
 from syncframe.samplers import DDIM, DDPM, DPMSolverPP2M, Euler, FlowEuler
 from syncframe.tiling import encode_tiled
 
@@ -84,6 +84,7 @@ def test_one_window_with_init_equals_the_img2img_pipeline(tiny_denoiser, image_f
     cfg = resolve(["model=tiny", "progress=false", "width=512", "height=512", f"init={image_file}", "strength=0.6",
                    "steps=10", "seed=4", "sync=multidiffusion"])
     ours = generate_from_config(cfg, tiny_denoiser).canonical
+    cfg = prepare(cfg).cfg  # guidance settled as the run settles it (null = the family's)
     p = tiny_denoiser.pipe
     pipe = StableDiffusionImg2ImgPipeline(vae=p.vae, text_encoder=p.text_encoder, tokenizer=p.tokenizer, unet=p.unet,
                                           scheduler=p.scheduler, safety_checker=None, feature_extractor=None,
@@ -135,7 +136,8 @@ def test_every_sync_starts_from_content_on_every_app(sync, tiny_denoiser, tmp_pa
                        ("panorama360", ["width=256", "height=128", "app.viewer=false",
                                         "app.rings=[{pitch: 0, count: 4, fov: 90}, {pitch: 90, count: 1, fov: 90}]"]),
                        ("mesh", [f"mesh={assets / 'vase.obj'}", "app.viewer=false", "app.views=[{elevation: 0, count: 3}]"])):
-        results = [run(f"app={app}", f"sync={sync}", "steps=4", "strength=0.5", f"init={image}", *extra,
+        cheap = ["sync.loss_resolution=64", "sync.grad_through_unet=false"] if sync == "syncdiffusion" else []
+        results = [run(f"app={app}", f"sync={sync}", "steps=4", "strength=0.5", f"init={image}", *extra, *cheap,
                        denoiser=tiny_denoiser) for image in (equirect, other)]
         assert torch.isfinite(results[0].views).all() and "encode_init" in results[0].metadata["timings_s"], app
         assert (results[0].views - results[1].views).abs().mean() > 1e-2, app  # the content reaches the result
@@ -202,10 +204,10 @@ def peak_rss_mb(tmp_path, size: int) -> float:
 
 
 def test_upscale_memory_grows_far_less_than_the_canvas(tmp_path):
-    """2048² -> 4096² is 4x the pixels; the run's peak memory grows far less (measured: 927 MB ->
+    """1024² -> 2048² is 4x the pixels; the run's peak memory grows far less (2048² -> 4096² measured: 927 MB ->
     1487 MB, 1.6x, from the canvas-sized buffers; the model, the windows and the tiles are the same;
     1024² -> 2048² was 1.1x)."""
-    small, large = peak_rss_mb(tmp_path, 2048), peak_rss_mb(tmp_path, 4096)
+    small, large = peak_rss_mb(tmp_path, 1024), peak_rss_mb(tmp_path, 2048)
     assert large / small < 2.0, (small, large)
 
 
