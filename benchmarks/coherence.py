@@ -1,9 +1,11 @@
 """Coherence of wide panoramas from the analytic mixture prior, per synchronizer, over many seeds.
 
     python benchmarks/coherence.py --seeds 20 --picture docs/images/coherence.png
+    python benchmarks/coherence.py --seeds 4 --syncs none,multidiffusion,stochsync,spotdiffusion
 
-Prints a Markdown table (scene incoherence, share of runs that mix scenes, Intra-LPIPS) and
-writes the side-by-side picture of every synchronizer on one seed.
+Prints a Markdown table (scene incoherence, share of runs that mix scenes, Intra-LPIPS, the
+worst column step: a seam anywhere, model calls and seconds per run) and writes the side-by-side
+picture of every synchronizer on one seed.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from syncframe.config import resolve
 from syncframe.images import from_pil
-from syncframe.metrics import panorama_coherence
+from syncframe.metrics import panorama_coherence, worst_column_step
 from syncframe.models.perceptual import load_lpips
 from syncframe.pipeline import generate_from_config, load_denoiser
 
@@ -28,6 +30,8 @@ COHERENCE_SYNCS = {
     "multidiffusion": [],
     "synctweedies": [],
     "syncdiffusion": ["sync.loss=lpips-alex", "sync.loss_resolution=128"],
+    "stochsync": ["steps=25"],  # its published schedule: 25 steps of 25-step trajectories
+    "spotdiffusion": [],
 }
 
 
@@ -37,7 +41,8 @@ def coherence_runs(overrides: list[str], seeds, denoiser, lpips=None):
     for seed in seeds:
         result = generate_from_config(resolve([*overrides, f"seed={seed}"]), denoiser)
         image = from_pil(result.images["panorama.png"])
-        yield seed, result, panorama_coherence(result.canonical, image, denoiser.classify, lpips)
+        metrics = panorama_coherence(result.canonical, image, denoiser.classify, lpips)
+        yield seed, result, {**metrics, "worst_column_step": worst_column_step(image)}
 
 
 def picture(rows: dict[str, Image.Image], width: int = 1536) -> Image.Image:
@@ -61,27 +66,36 @@ def main(argv=None):
     parser.add_argument("--stride", type=int, default=16)
     parser.add_argument("--picture-seed", type=int, default=0)
     parser.add_argument("--picture", type=Path, default=None)
+    parser.add_argument("--syncs", default=",".join(COHERENCE_SYNCS), help="comma-separated, of: " + ", ".join(COHERENCE_SYNCS))
     args = parser.parse_args(argv)
+    unknown = set(args.syncs.split(",")) - set(COHERENCE_SYNCS)
+    if unknown:
+        parser.error(f"--syncs: unknown {', '.join(sorted(unknown))}; use some of {', '.join(COHERENCE_SYNCS)}")
     base = ["app=panorama", "model=gaussian-mixture", f"width={args.width}", f"steps={args.steps}",
             f"app.stride={args.stride}", "progress=false"]
     denoiser = load_denoiser(resolve(base))
     lpips = load_lpips("alex", None, allow_random=False)
     rows, shown = [], {}
-    for name, extra in COHERENCE_SYNCS.items():
-        incoherence, intra, clock = [], [], time.perf_counter()
-        for seed, result, m in coherence_runs([*base, f"sync={name}", *extra], range(args.seeds), denoiser, lpips):
+    for name in args.syncs.split(","):
+        incoherence, intra, seams, calls, clock = [], [], [], [], time.perf_counter()
+        for seed, result, m in coherence_runs([*base, f"sync={name}", *COHERENCE_SYNCS[name]], range(args.seeds),
+                                              denoiser, lpips):
             incoherence.append(m["scene_incoherence"])
             intra.append(m["intra_lpips"])
+            seams.append(m["worst_column_step"])
+            calls.append(result.metadata["views_predicted"])
             if seed == args.picture_seed:
                 shown[name] = result.images["panorama.png"]
         seconds = (time.perf_counter() - clock) / args.seeds
         rows.append((name, statistics.mean(incoherence), statistics.mean(i > 0 for i in incoherence),
-                     statistics.mean(intra), statistics.stdev(intra) if len(intra) > 1 else 0.0, seconds))
-    print(f"{args.seeds} seeds, {args.steps} DDIM steps, {args.width}x512, stride {args.stride}\n")
-    print("| sync | scene incoherence (mean) | runs mixing scenes | Intra-LPIPS (alex) mean ± sd | s / run |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name, inc, mixed, il, il_sd, sec in rows:
-        print(f"| {name} | {inc:.3f} | {mixed:.2f} | {il:.3f} ± {il_sd:.3f} | {sec:.1f} |")
+                     statistics.mean(intra), statistics.stdev(intra) if len(intra) > 1 else 0.0,
+                     statistics.mean(seams), statistics.mean(calls), seconds))
+    print(f"{args.seeds} seeds, {args.steps} DDIM steps (stochsync: 25), {args.width}x512, stride {args.stride}\n")
+    print("| sync | scene incoherence (mean) | runs mixing scenes | Intra-LPIPS (alex) mean ± sd | worst column step "
+          "| model calls / run | s / run |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, inc, mixed, il, il_sd, seam, calls, sec in rows:
+        print(f"| {name} | {inc:.3f} | {mixed:.2f} | {il:.3f} ± {il_sd:.3f} | {seam:.2f} | {calls:.0f} | {sec:.1f} |")
     if args.picture:
         args.picture.parent.mkdir(parents=True, exist_ok=True)
         picture(shown).save(args.picture)

@@ -119,6 +119,24 @@ MUTATIONS = [
              "t = torch.full((x.shape[0],), step.t, device=x.device, dtype=torch.float32)",
              "t = torch.full((x.shape[0],), step.t / 1000, device=x.device, dtype=torch.float32)",
              "SD3's timestep scaled like FLUX's", ["tests/test_families.py"]),
+    # -- the methods that came after ----------------------------------------------------------------
+    Mutation("cross-view-average", "syncframe/models/cross_view.py", "out = (out + plan.weight * seen) / (1 + plan.weight)",
+             "out = (out + plan.weight * out) / (1 + plan.weight)", "cross-view attention's reference view not read",
+             ["tests/test_cross_view.py"]),
+    Mutation("cross-view-threshold", "syncframe/models/cross_view.py",
+             "self.weight = 1.0 if t > TRAIN_STEPS * (1 - self.until)", "self.weight = 1.0 if t < TRAIN_STEPS * (1 - self.until)",
+             "the reference read late instead of early", ["tests/test_cross_view.py"]),
+    Mutation("spot-flush", "syncframe/syncs/spotdiffusion.py", "(a, b - a, min(a, size - window))", "(a, b - a, a)",
+             "a border cell's window not flush with the canvas border", ["tests/test_spotdiffusion.py"]),
+    Mutation("spot-wrap", "syncframe/syncs/spotdiffusion.py", "return [((offset + k * window) % size,",
+             "return [((offset + k * window + 1) % size,", "wrapped cells shifted off their windows",
+             ["tests/test_spotdiffusion.py"]),
+    Mutation("stoch-last-clean", "syncframe/syncs/stochsync.py", "after = (1.0, 0.0) if t_next == 0",
+             "after = (1.0, 0.0) if t_next < 0", "a trajectory that stops at the ᾱ₀ level, short of x0",
+             ["tests/test_stochsync.py"]),
+    Mutation("stoch-keep-unseen", "syncframe/spaces/base.py", "num / den.clamp_min(torch.finfo(den.dtype).tiny), z.to(x.dtype))",
+             "num / den.clamp_min(torch.finfo(den.dtype).tiny), torch.zeros_like(num))",
+             "a view set's fit forgets what it does not see", ["tests/test_stochsync.py"]),
 ]
 
 

@@ -59,6 +59,24 @@ class VaeOptions(Options):
                                  "larger than the model's")
 
 
+class AttentionOptions(Options):
+    """``attention=sdpa|xformers`` sets ``kernels`` (its primary key); ``attention.cross_view=`` and the
+    rest, SyncTweedies' cross-view attention (syncframe/models/cross_view.py)."""
+
+    primary: ClassVar[str] = "kernels"
+    kernels: Literal["sdpa", "xformers"] = option(
+        "sdpa", "attention kernels: sdpa (PyTorch's scaled dot-product attention) or xformers (pip install xformers)")
+    cross_view: Literal["auto", "neighbours", "none"] = option(
+        "auto", "each view's self-attention also reads its neighbour views' tokens (SyncTweedies' official code); "
+                "auto = neighbours for sync=synctweedies on the apps it ran (panorama, panorama360, mesh, splats) in "
+                "one process, none otherwise")
+    reference_until: float = option(0.2, "while t > 1000 (1 - this), views also attend to the centre view (the "
+                                         "official ref_attention_end); 0 = never", ge=0, le=1)
+    wrap: Literal["auto", "always"] = option(
+        "auto", "who neighbours whom: auto = the space says (a loop's ends are neighbours, a plain panorama's are "
+                "not); always = the views before and after in order, last and first included (the official code)")
+
+
 class RunOptions(Options):
     """The common keys of every run (``syncframe run key=value``)."""
 
@@ -108,8 +126,8 @@ class RunOptions(Options):
                                                               "with ip_image=<image> (ip_adapter.scale=...)")
     ip_image: Annotated[str, PathMark("path to an image")] | None = option(
         None, "the image prompt (needs ip_adapter=); its embedding is computed once and shared by every view")
-    attention: Literal["sdpa", "xformers"] = option(
-        "sdpa", "attention kernels: sdpa (PyTorch's scaled dot-product attention) or xformers (pip install xformers)")
+    attention: AttentionOptions = option(AttentionOptions(), "attention: attention=sdpa|xformers (the kernels), "
+                                                             "attention.cross_view=auto|neighbours|none")
     compile: bool = option(False, "torch.compile the UNet / transformer (the compile time is recorded apart from "
                                   "sampling)")
     vae: VaeOptions = option(VaeOptions(), "VAE memory switches (vae.slicing=true, vae.tiling=true)")
@@ -200,7 +218,8 @@ def resolve(overrides: Iterable[tuple[str, Any]] | Iterable[str] = ()) -> dict:
             raise ConfigError(f"unknown config key {key!r}: {head} has no sub-keys")
         else:
             _set_top(top, key, value, app_name, inputs)
-    for key, value in app_entry.common.items():  # null means "the app's default"
+    sync_entry = SYNCS.entry(sync_name)
+    for key, value in [*app_entry.common.items(), *sync_entry.common.items()]:  # null: the app's (sync's) default
         if top.get(key) is None:
             top[key] = copy.deepcopy(value)
     top.update(app=app_name, sync=sync_name, model=model_name, sampler=sampler_name, regions=regions_name)

@@ -50,6 +50,14 @@ def panorama_coherence(canvas: torch.Tensor, image: torch.Tensor, classify, lpip
     return out
 
 
+def worst_column_step(image: torch.Tensor) -> float:
+    """The largest mean step across one column boundary of ``image: [C, H, W]`` over the mean step
+    across all of them: a seam anywhere (fixed window borders or not) makes one column stand out.
+    ≈ a few for a smooth image, large for a visible vertical seam."""
+    steps = (image.float()[:, :, 1:] - image.float()[:, :, :-1]).abs().mean(dim=(0, 1))  # [W-1]
+    return (steps.max() / steps.mean().clamp_min(1e-12)).item()
+
+
 def equirect_seam(image: torch.Tensor, band: int = 4) -> float:
     """Discontinuity across the 0°/360° junction of an equirect ``image: [C, H, W]``: the mean
     step between the last and first columns relative to the mean step between neighbouring

@@ -19,6 +19,7 @@ from .config import dump, resolve, section
 from .errors import ConfigError
 from .images import read_image
 from .messages import collecting, holding, quiet_libraries
+from .models.cross_view import cross_view_attention
 from .models.denoiser import ViewDenoiser, load_controlnet, pick_device, pick_dtype
 from .models import adapters
 from .models.hub import locate
@@ -235,9 +236,59 @@ def prepare(cfg: dict, spec: ModelSpec | None = None) -> Prepared:
     adapters.check(cfg, spec.family)
     sampler = build_sampler(cfg, spec)
     sync = SYNCS.get(cfg["sync"]["name"])(cfg, app.space)
+    sync.check_domain(cfg["app"].get("domain") or "latent")
     sync.check_sampler(sampler)
     settled.update(sync.resolved())
+    settled.update(settle_cross_view(cfg, spec, app))
     return Prepared(spec, app, sync, sampler, settled, cfg)
+
+
+CROSS_VIEW_APPS = ("panorama", "panorama360", "mesh", "splats")  # where the official SyncTweedies code uses it
+
+
+def settle_cross_view(cfg: dict, spec: ModelSpec, app) -> dict:
+    """``attention.cross_view``: ``auto`` becomes ``neighbours`` where SyncTweedies' official code
+    runs it (sync=synctweedies on its apps, a UNet, every view of a step in one model call: one
+    process, no smaller view_batch_size) and ``none`` elsewhere; ``neighbours`` asked for where it
+    cannot work is refused. Changes ``cfg`` in place (config.yaml is what ran); returns what auto became."""
+    attention = cfg["attention"]
+    asked = attention["cross_view"]
+    official = cfg["sync"]["name"] == "synctweedies" and cfg["app"]["name"] in CROSS_VIEW_APPS
+    if asked == "none" or (asked == "auto" and not official):
+        attention["cross_view"] = "none"
+        return {} if asked == "none" else {"attention.cross_view": "none"}
+    num_views = app.space.num_views
+    problems = []
+    if spec.family not in ("sd", "sdxl"):
+        problems.append(f"model={cfg['model']['name']} is {spec.family}, and it is a UNet's self-attention that reads "
+                        "the neighbours: use an SD 1.x/2.x or SDXL model")
+    if distributed.launched() or distributed.current() is not None:
+        problems.append("this run is split over processes, and a view's neighbours may be in another: run it in one "
+                        "process")
+    if cfg["view_batch_size"] and cfg["view_batch_size"] < num_views:
+        problems.append(f"view_batch_size={cfg['view_batch_size']} splits the {num_views} views into several model "
+                        "calls, and neighbours must share one: drop view_batch_size")
+    if attention["wrap"] != "always" and app.space.neighbours() is None:
+        problems.append(f"the views of app={cfg['app']['name']}{' with regions=' if cfg['regions']['name'] != 'none' else ''}"
+                        " have no neighbours (each sees the whole canvas): use attention.wrap=always for the "
+                        "official ring, or attention.cross_view=none")
+    if asked == "neighbours" and problems:
+        raise ConfigError(f"attention.cross_view=neighbours: {problems[0]}")
+    if asked != "auto":
+        return {}
+    attention["cross_view"] = "neighbours" if not problems and num_views > 1 else "none"
+    return {"attention.cross_view": attention["cross_view"]}
+
+
+def cross_view_plan(cfg: dict, space):
+    """The run's :class:`~syncframe.models.cross_view.CrossViewPlan`, or None (attention.cross_view=none)."""
+    from .models.cross_view import CrossViewPlan, ring
+
+    attention = cfg["attention"]
+    if attention["cross_view"] != "neighbours":
+        return None
+    neighbours = ring(space.num_views) if attention["wrap"] == "always" else space.neighbours()
+    return CrossViewPlan(neighbours, [space.num_views // 2], attention["reference_until"])
 
 
 def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = None) -> Result:
@@ -309,9 +360,11 @@ def run_loaded(cfg: dict, denoiser: ViewDenoiser, prepared: Prepared, notes: lis
         timings["encode_init"] = time.perf_counter() - clock
     clock = time.perf_counter()
     group = distributed.current()
-    views = sample(app.space, denoiser, sync, cond, prepared.sampler, generator, progress=cfg["progress"],
-                   init=init, strength=1.0 if cfg["strength"] is None else cfg["strength"],
-                   before_step=app.bootstrap_hook(denoiser), group=group)
+    stats: dict = {}
+    with cross_view_attention(denoiser, cross_view_plan(cfg, app.space)):
+        views = sample(app.space, denoiser, sync, cond, prepared.sampler, generator, progress=cfg["progress"],
+                       init=init, strength=1.0 if cfg["strength"] is None else cfg["strength"],
+                       before_step=app.bootstrap_hook(denoiser), group=group, stats=stats)
     timings["sample"] = time.perf_counter() - clock
     num_views = app.space.num_views  # the views the loop ran (finish collapses regions' views)
     shares = None
@@ -321,7 +374,8 @@ def run_loaded(cfg: dict, denoiser: ViewDenoiser, prepared: Prepared, notes: lis
                                        "bytes_reduced": group.timings["loop"][0],
                                        "reductions": group.timings["loop"][1],
                                        "communication_s": round(group.timings["loop"][2], 4),
-                                       "bytes_broadcast": group.timings["loop"][3]})
+                                       "bytes_broadcast": group.timings["loop"][3],
+                                       "views_predicted": stats["views_predicted"]})
         if not group.leader:
             return Result({}, views.detach().cpu(), views.detach().cpu(), cfg, {"rank": group.rank})
 
@@ -332,6 +386,8 @@ def run_loaded(cfg: dict, denoiser: ViewDenoiser, prepared: Prepared, notes: lis
     metadata = {
         "app": cfg["app"]["name"], "sync": cfg["sync"]["name"], "model": cfg["model"]["name"],
         "seed": cfg["seed"], "steps": cfg["steps"], "num_views": num_views,
+        # model calls of one view (CFG's pair counted once), over every process of the run
+        "views_predicted": sum(s["views_predicted"] for s in shares) if shares else stats["views_predicted"],
         "view_batch_size": denoiser.resolve_batch_size(num_views),
         "device": str(denoiser.device), "dtype": str(denoiser.dtype).replace("torch.", ""),
         "gpu": torch.cuda.get_device_name(denoiser.device) if denoiser.device.type == "cuda" else None,

@@ -67,6 +67,7 @@ class Sampler:
     name = ""
     kinds = (VP,)  # the schedules it is sound for
     stochastic = False
+    alphas_cumprod: list[float] | None = None  # ᾱ per training timestep, for samplers that keep the table
 
     def __init__(self, steps: list[Step], initial_scale: float = 1.0):
         self.steps = steps
@@ -111,6 +112,7 @@ class DDIM(Sampler):
         scheduler = DDIMScheduler.from_config(config)
         scheduler.set_timesteps(num_steps)
         alphas = scheduler.alphas_cumprod.double()
+        self.alphas_cumprod = alphas.tolist()
         timesteps = [int(t) for t in scheduler.timesteps]
         check_range(timesteps, len(alphas), num_steps)
         stride = scheduler.config.num_train_timesteps // num_steps
@@ -144,6 +146,7 @@ class DDPM(DDIM):
         scheduler = DDPMScheduler.from_config(config)
         scheduler.set_timesteps(num_steps)
         alphas = scheduler.alphas_cumprod.double()
+        self.alphas_cumprod = alphas.tolist()
         timesteps = [int(t) for t in scheduler.timesteps]
         check_range(timesteps, len(alphas), num_steps)
         steps = []

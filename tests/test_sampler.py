@@ -103,7 +103,8 @@ def test_averaging_cases_coincide_for_exact_crops(tiny_denoiser, small_cfg, sync
     (DPM++ 2M also in its previous x0, which is the synchronized one), so averaging ε, x0 or
     x_{t-1} gives the same canvas (SyncTweedies, Sec. 4) — a closed-form check of every case."""
     reference = run_canvas(small_cfg("sync=multidiffusion", f"sampler={sampler}"), tiny_denoiser)
-    ours = run_canvas(small_cfg(f"sync={sync}", f"sampler={sampler}"), tiny_denoiser)
+    # the averaging alone: SyncTweedies' cross-view attention changes the model's predictions
+    ours = run_canvas(small_cfg(f"sync={sync}", f"sampler={sampler}", "attention.cross_view=none"), tiny_denoiser)
     assert torch.allclose(ours, reference, atol=1e-4), (ours - reference).abs().max()
 
 

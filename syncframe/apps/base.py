@@ -121,7 +121,9 @@ class App:
         raise NotImplementedError
 
     def check_rgb_domain(self) -> None:
-        """``app.domain=rgb`` takes neither latent-domain features nor syncs that average noisy states."""
+        """``app.domain=rgb`` takes no latent-domain features, and no averaging of noisy states (checked
+        here, before the space is built; the synchronizer checks again once built:
+        :meth:`~syncframe.loop.Synchronizer.check_domain`)."""
         from syncframe.spaces.rgb_domain import check_rgb_sync
 
         name = self.cfg["app"]["name"]
@@ -129,7 +131,8 @@ class App:
             raise ConfigError(f"regions= works in the latent domain: drop regions= or set app.domain=latent (app={name})")
         if self.init is not None:
             raise ConfigError(f"init= works in the latent domain: drop init= or set app.domain=latent (app={name})")
-        check_rgb_sync(self.cfg["sync"])
+        sync = self.cfg["sync"]
+        check_rgb_sync(sync["name"], sync.get("aggregate"), sync.get("state", "instance"))
 
     def apply_rgb_domain(self) -> None:
         """``app.domain=rgb``: the loop's views are synchronized through :meth:`rgb_space`."""

@@ -71,7 +71,7 @@ def check(cfg: dict, family: str) -> None:
         from ..images import image_size
 
         image_size(cfg["ip_image"], "ip_image")
-    if cfg["attention"] == "xformers":
+    if cfg["attention"]["kernels"] == "xformers":
         try:
             importlib.import_module("xformers.ops")
         except ImportError as exc:
@@ -127,7 +127,7 @@ def apply(denoiser, cfg: dict, family: str) -> dict:
         denoiser.vae.enable_slicing()
     if cfg["vae"]["tiling"]:
         denoiser.vae.enable_tiling()
-    if cfg["attention"] == "xformers":
+    if cfg["attention"]["kernels"] == "xformers":
         try:
             denoiser.backbone.enable_xformers_memory_efficient_attention()
         except Exception as exc:  # xformers raises for devices and dtypes it does not support

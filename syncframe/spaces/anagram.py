@@ -65,6 +65,10 @@ class AnagramSpace(CanonicalSpace):
         views = flat.transpose(0, 1) * self.signs.to(z.device, z.dtype)[:, None, None]
         return views.reshape(self.num_views, c, *self.canonical_shape[1:])
 
+    def neighbours(self) -> None:
+        """Every view is the whole image, transformed: no view is nearer to one than to another."""
+        return None
+
     def project_adjoint(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
         signed = (x * self.signs.to(x.device, x.dtype)[:, None, None, None]).transpose(0, 1).reshape(c, -1)

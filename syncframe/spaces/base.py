@@ -47,6 +47,40 @@ class CanonicalSpace:
         den = self.view_sum(w.expand_as(x))
         return self.fill(torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), num))
 
+    def unproject_views(self, x: torch.Tensor, views: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The canonical fitted to the views ``views`` (``[N]`` bool) of ``x`` alone, keeping ``z``
+        where none of them sees (StochSync's alternating view sets): their weighted average by
+        default, as :meth:`unproject` (a space that overrides it overrides this too)."""
+        w = self.view_weights(x) * views.to(x.device, x.dtype).reshape(-1, 1, 1, 1)
+        num = self.view_sum(w * x)
+        den = self.view_sum(w.expand_as(x))
+        return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), z.to(x.dtype))
+
+    def canvas(self) -> tuple[bool, bool] | None:
+        """Whether the canonical tensor is a grid of latents ``[C, H, W]`` that windows of the model's
+        size can be cut from directly, and if so whether it wraps around (rows, columns):
+        SpotDiffusion's shifted tiles. None (the default): it is not (a texture atlas, splats)."""
+        return None
+
+    def neighbours(self) -> list[list[int]] | None:
+        """Each view's neighbours, itself included (SyncTweedies' cross-view attention): by default
+        the view and the two views that share the most canonical entries with it (those sharing
+        none are not neighbours). None: views have no neighbours (every view sees it all)."""
+        seen = torch.stack([self.project_adjoint(self._one_view(v))[0].flatten() > 0
+                            for v in range(self.num_views)]).float()  # [N, canonical entries]
+        shared = seen @ seen.T
+        lists = []
+        for v in range(self.num_views):
+            shared[v, v] = -1
+            order = sorted(range(self.num_views), key=lambda u: (-float(shared[v, u]), u))
+            lists.append(sorted([v, *[u for u in order[:2] if shared[v, u] > 0]]))
+        return lists
+
+    def _one_view(self, view: int) -> torch.Tensor:
+        ones = torch.zeros(self.num_views, 1, *self.view_shape[1:])
+        ones[view] = 1
+        return ones
+
     def view_sum(self, x: torch.Tensor) -> torch.Tensor:
         """``Σ_i P_iᵀ x_i`` over every view of the run: the one seam of a distributed run. In one
         process it is ``project_adjoint``; across processes each sums the views it denoises (the

@@ -161,6 +161,10 @@ class EquirectSpace(CanonicalSpace):
         with uniform weights every view border is a step in the synchronized views."""
         return fading_weights(self.view_size, self.num_views, like)
 
+    def canvas(self) -> tuple[bool, bool]:
+        """The equirect map is a grid of latents whose columns (longitude) wrap around."""
+        return False, True
+
     # -- coverage, filling and noise ------------------------------------------------------
     def seen(self, device="cpu") -> torch.Tensor:
         """``[H, W]`` bool: texels at least one view pixel reads (with non-zero weight)."""

@@ -78,6 +78,29 @@ class PanoramaSpace(CanonicalSpace):
             return super().view_weights(like)
         return fading_weights(self.window, self.num_views, like)
 
+    def canvas(self) -> tuple[bool, bool]:
+        """The latent canvas itself; its columns wrap around in a loop."""
+        return False, self.loop
+
+    def neighbours(self) -> list[list[int]]:
+        """The windows beside each window: left and right in its row (around the seam of a loop),
+        above and below in its column."""
+        where = {window: i for i, window in enumerate(self.windows)}
+        tops = sorted({t for t, _ in self.windows})
+        lefts = sorted({l for _, l in self.windows})
+        lists = []
+        for top, left in self.windows:
+            row, col = tops.index(top), lefts.index(left)
+            near = {(top, left)}
+            for c in (col - 1, col + 1):
+                if 0 <= c < len(lefts) or (self.loop and len(lefts) > 2):
+                    near.add((top, lefts[c % len(lefts)]))
+            for r in (row - 1, row + 1):
+                if 0 <= r < len(tops):
+                    near.add((tops[r], left))
+            lists.append(sorted(where[w] for w in near))
+        return lists
+
     @property
     def anchor(self) -> int:
         """The centre window, SyncDiffusion's anchor."""

@@ -58,6 +58,11 @@ class RegionSpace(CanonicalSpace):
         z, x = self.base.sample_noise(generator, dtype, device)
         return z, x[self.base_index.to(x.device)]  # a window's duplicates share its noise
 
+    def neighbours(self) -> None:
+        """Views of one window per region share all of it; neighbours across regions are not
+        SyncTweedies' notion (cross-view attention takes no regions= yet)."""
+        return None
+
     def to_base(self, views: torch.Tensor) -> torch.Tensor:
         """The base views of the synchronized result (the regions mixed by their masks)."""
         return self.base.project(self.unproject(views))

@@ -6,7 +6,8 @@ and encoded again. Decoding and encoding are not linear, so this only makes sens
 quantity: the Tweedie x0 (``sync=synctweedies``) or the noise estimate ε (``sync=eps-averaging``)
 of each view on its own (``sync.state=instance``). Averaging noisy x_{t-1} in RGB
 (``multidiffusion``, ``syncdiffusion``) or denoising one canonical state is refused
-(:func:`check_rgb_sync`).
+(:func:`check_rgb_sync`, which the averaging synchronizers' ``check_domain`` applies and the apps
+apply again before they build their spaces, so a refused run costs nothing).
 """
 from __future__ import annotations
 
@@ -36,14 +37,18 @@ class RGBDomain(CanonicalSpace):
         self.rgb.distribute(local, group)
         self.latent.distribute(local, group)
 
-    def mine(self) -> torch.Tensor:
-        """Indices of the views this process decodes and encodes (all of them in one process)."""
-        return torch.arange(self.num_views) if self.local is None else self.local.nonzero().flatten()
+    def mine(self, views: torch.Tensor | None = None) -> torch.Tensor:
+        """Indices of the views this process decodes and encodes (all of them in one process), of
+        ``views`` (``[N]`` bool) only when given."""
+        local = torch.ones(self.num_views, dtype=torch.bool) if self.local is None else self.local.cpu()
+        if views is not None:
+            local = local & views.cpu()
+        return local.nonzero().flatten()
 
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
+    def decode(self, x: torch.Tensor, views: torch.Tensor | None = None) -> torch.Tensor:
         """Latent views -> RGB views in [-1, 1], ``batch_size`` per decoder call (this process's
-        views only; the others' rows stay zero)."""
-        ids = self.mine()
+        views, of ``views`` only when given; the others' rows stay zero)."""
+        ids = self.mine(views)
         with torch.no_grad():
             rgb = torch.cat([self.denoiser.decode(x[ids[i:i + self.batch_size]]).float().clamp(-1, 1)
                              for i in range(0, len(ids), self.batch_size)]) if len(ids) else None
@@ -70,8 +75,14 @@ class RGBDomain(CanonicalSpace):
     def unproject(self, x: torch.Tensor) -> torch.Tensor:
         return self.rgb.unproject(self.decode(x))
 
+    def unproject_views(self, x: torch.Tensor, views: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.rgb.unproject_views(self.decode(x, views), views, z)
+
     def sync(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(self.rgb.sync(self.decode(x)), x)
+
+    def neighbours(self) -> list[list[int]] | None:
+        return self.latent.neighbours()
 
     def sample_noise(self, generator: torch.Generator, dtype=torch.float32, device="cpu"):
         """The latent space's view-consistent noise (its canonical half is the latent one: only
@@ -79,11 +90,10 @@ class RGBDomain(CanonicalSpace):
         return self.latent.sample_noise(generator, dtype, device)
 
 
-def check_rgb_sync(options: dict) -> None:
-    """Refuse synchronizers (their config section, ``options``) that average noisy states or
-    denoise a canonical state, which an RGB domain cannot carry (see the module docstring)."""
-    name, aggregate, state = options["name"], options.get("aggregate"), options.get("state", "instance")
-    if name == "none" or (aggregate in ("x0", "eps") and state == "instance"):
+def check_rgb_sync(name: str, aggregate: str | None, state: str = "instance") -> None:
+    """Refuse a synchronizer that averages noisy states or denoises a canonical state, which an
+    RGB domain cannot carry (see the module docstring). ``aggregate`` None: not an averaging sync."""
+    if aggregate is None or (aggregate in ("x0", "eps") and state == "instance"):
         return
     raise ConfigError(f"sync={name} with app.domain=rgb: the RGB domain decodes what is synchronized, and averaging "
                       "noisy x_t/x_{t-1} (or denoising one canonical state) through a decoder is meaningless; use "

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from ..options import Options, option
+from ..spaces.rgb_domain import check_rgb_sync
 from ..registry import register_sync
 from ..errors import ConfigError
 from ..loop import Synchronizer
@@ -31,8 +32,14 @@ class AveragingOptions(Options):
 
 
 class AveragingSync(Synchronizer):
-    def __init__(self, aggregate: str, state: str = "instance", until: float = 1.0):
-        self.aggregate, self.state, self.until = aggregate, state, until
+    def __init__(self, aggregate: str, state: str = "instance", until: float = 1.0, name: str = "synctweedies"):
+        self.aggregate, self.state, self.until, self.name = aggregate, state, until, name
+
+    def check_domain(self, domain: str) -> None:
+        """The RGB domain decodes what is synchronized: a clean quantity of each view on its own (x0,
+        or ε) survives that; noisy x_t / x_{t-1}, or one canonical state, does not."""
+        if domain == "rgb":
+            check_rgb_sync(self.name, self.aggregate, self.state)
 
     def check_sampler(self, sampler) -> None:
         """ε-averaging recovers x0 = (x_t − s ε) / a, undefined where a schedule starts at a = 0 (σ = 1,
@@ -85,7 +92,7 @@ class AveragingSync(Synchronizer):
 
 
 def averaging_from_config(options) -> AveragingSync:
-    return AveragingSync(options["aggregate"], options["state"], options["until"])
+    return AveragingSync(options["aggregate"], options["state"], options["until"], options["name"])
 
 
 class NoOptions(Options):

@@ -61,7 +61,7 @@ class GuidedSync(AveragingSync):
                  decay: float = 0.95, thres: int | None = None, freq: int = 1, anchor="center",
                  loss_resolution: int | None = None, grad_through_unet: bool = True,
                  decoder=None, grad_batch_size: int | None = None):
-        super().__init__(averaging.aggregate, averaging.state, averaging.until)
+        super().__init__(averaging.aggregate, averaging.state, averaging.until, averaging.name)
         self.loss, self.weight, self.decay, self.thres, self.freq = loss, weight, decay, thres, freq
         self.anchor_option, self.loss_resolution = anchor, loss_resolution
         self.grad_through_unet, self.decoder, self.grad_batch_size = grad_through_unet, decoder, grad_batch_size

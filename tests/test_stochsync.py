@@ -1,0 +1,139 @@
+"""StochSync: the official schedule and trajectories, the fit to alternating view sets, edge-
+preserving seam removal, the published settings per app, and refusals where it is unsound."""
+import pytest
+import torch
+
+from syncframe.config import resolve
+from syncframe.errors import ConfigError
+from syncframe.loop import SampleContext
+from syncframe.pipeline import generate_from_config, prepare
+from syncframe.samplers import Step
+from syncframe.spaces.panorama import PanoramaSpace
+from syncframe.syncs.stochsync import StochSync, annealed_level, edge_mask, trajectory_levels
+
+
+def stochsync(space, **options):
+    defaults = dict(t_max=999, t_min=270, warmup=2, ode_steps=25, seam_removal=2, seam_ode_steps=50,
+                    seam_mask="horizontal", view_sets=2)
+    return StochSync({**defaults, **options})
+
+
+def test_the_levels_fall_linearly_after_warm_up_and_double_in_seam_removal():
+    from syncframe.samplers import DDIM
+    from syncframe.models.offline import SD_SCHEDULE
+
+    sampler = DDIM(SD_SCHEDULE, 25)
+    steps = stochsync(None).schedule(sampler.steps, sampler)
+    levels = [s.t for s in steps]
+    expected = [int(999 + (270 - 999) * k / 25) for k in range(25)]
+    expected[:2] = [999, 999]
+    expected[-2:] = [min(2 * t, 999) for t in expected[-2:]]
+    assert levels == expected and levels[-1] == 2 * 299
+    # every step ends on the clean estimate, at the table's coefficients of its own level
+    ac = sampler.alphas_cumprod
+    assert all(s.a_prev == 1.0 and s.s_prev == 0.0 and abs(s.a ** 2 - ac[int(s.t)]) < 1e-12 for s in steps)
+
+
+def test_a_trajectory_runs_the_official_grid_below_its_start():
+    grid = torch.linspace(999, 0, 25).long().tolist()
+    assert trajectory_levels(600, 25) == [600, *[t for t in grid if 0 < t < 600], 0]
+    assert trajectory_levels(999, 25)[:2] == [999, 957] and trajectory_levels(0, 25) == [0]
+
+
+def test_the_edge_mask_is_zero_at_the_borders_and_one_in_the_middle():
+    mask = edge_mask(64, 8, "horizontal")
+    assert mask.shape == (64, 64) and mask[:, 0].eq(0).all() and mask[:, -1].eq(0).all()
+    assert mask[:, 31].min() > 0.95 and torch.equal(mask, mask.flip(1))
+    assert torch.equal(edge_mask(64, 8, "vertical"), mask.T)
+    assert torch.equal(edge_mask(64, 8, "both"), torch.minimum(mask, mask.T))
+
+
+class ExactPrior:
+    """A stand-in ViewModel whose data is one known latent ``c`` (x0 = c exactly): every DDIM
+    trajectory must end on ``c``, whatever its noise. Records the views and levels it is called at."""
+
+    def __init__(self, space, c):
+        self.views_of_c, self.calls = space.project(c), []
+
+    def __call__(self, x, step, views=None):
+        self.calls.append((None if views is None else views.clone(), step.t))
+        x0 = self.views_of_c.expand_as(x)
+        return x0, (x - step.a * x0) / step.s
+
+
+def test_one_step_fits_the_canonical_to_its_view_set_and_keeps_the_rest():
+    space = PanoramaSpace(512, 1024, window=64, stride=16)  # 5 windows over 128 latents
+    c = torch.randn(4, 64, 128, generator=torch.Generator().manual_seed(0))
+    sync = stochsync(space, warmup=0, seam_removal=0, ode_steps=5)
+    from syncframe.samplers import DDIM
+    from syncframe.models.offline import SD_SCHEDULE
+
+    sampler = DDIM(SD_SCHEDULE, 4)
+    steps = sync.schedule(sampler.steps, sampler)
+    z_T = torch.randn(4, 64, 128)
+    sync.bind(SampleContext(type("D", (), {"latent_scale": 8, "device": torch.device("cpu")})(), None, space, 5,
+                            generator=torch.Generator().manual_seed(1)))
+    sync.start(space, z_T, space.project(z_T), sampler)
+    prior = ExactPrior(space, c)
+    x = sync.before_model(space.project(z_T), steps[0])
+    x0, _ = sync.predict(x, steps[0], prior)
+    sync.after_prediction(x, x0, None, steps[0])
+    # set 0 = views 0, 2, 4 (latents 0-64, 32-96, 64-128): they see everything, so z0 = c
+    assert all(torch.equal(v, torch.tensor([True, False, True, False, True])) for v, _ in prior.calls)
+    assert [t for _, t in prior.calls] == trajectory_levels(int(steps[0].t), 5)[:-1]
+    assert torch.allclose(sync.z0, c, atol=1e-4)
+    # a set that sees only part of the canvas keeps the rest: views 1, 3 cover latents 16-112
+    sync.z0 = torch.full_like(c, 5.0)
+    x = sync.before_model(space.project(z_T), steps[1])
+    x0, _ = sync.predict(x, steps[1], prior)
+    sync.after_prediction(x, x0, None, steps[1])
+    assert torch.allclose(sync.z0[..., 16:112], c[..., 16:112], atol=1e-4)
+    assert sync.z0[..., :16].eq(5).all() and sync.z0[..., 112:].eq(5).all()
+
+
+def test_the_published_settings_follow_the_app():
+    pano = prepare(resolve(["model=tiny", "sync=stochsync", "width=1024"]))
+    assert pano.cfg["steps"] == 25
+    assert {k: pano.settled[k] for k in ("sync.warmup", "sync.ode_steps", "sync.seam_removal", "sync.seam_mask")} == {
+        "sync.warmup": 2, "sync.ode_steps": 25, "sync.seam_removal": 2, "sync.seam_mask": "horizontal"}
+    sphere = prepare(resolve(["model=tiny", "sync=stochsync", "app=panorama360"]))
+    assert sphere.sync.options["seam_mask"] == "both"
+    mesh = prepare(resolve(["model=tiny", "sync=stochsync", "app=mesh", "mesh=assets/vase.obj", "sync.warmup=3"]))
+    assert mesh.sync.options["warmup"] == 3 and mesh.sync.options["ode_steps"] == 20
+    assert mesh.sync.options["seam_removal"] == 4 and "sync.warmup" not in mesh.settled
+
+
+@pytest.mark.parametrize("extra", [["app=panorama", "width=1024"], ["app=panorama360", "width=256", "height=128"],
+                                   ["app=mesh", "mesh=assets/vase.obj"]])
+def test_it_runs_on_its_apps_and_counts_every_trajectory_call(tiny_denoiser, extra):
+    cfg = resolve(["model=tiny", "progress=false", "sync=stochsync", "steps=3", "sync.warmup=1",
+                   "sync.seam_removal=1", "sync.ode_steps=3", "sync.seam_ode_steps=3", *extra])
+    result = generate_from_config(cfg, tiny_denoiser)
+    assert torch.isfinite(result.canonical).all()
+    n = result.metadata["num_views"]
+    sets = [(n + 1) // 2, n // 2, (n + 1) // 2]  # views 0, 2, ... then 1, 3, ...
+    levels = [len(trajectory_levels(t, 3)) - 1 for t in (999, annealed_level(1, 3, 999, 270),
+                                                          min(2 * annealed_level(2, 3, 999, 270), 999))]
+    assert result.metadata["views_predicted"] == sum(s * k for s, k in zip(sets, levels))
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["model=tiny-sd3"], "sampler=flow-euler keeps none"),
+    (["sampler=euler"], "use sampler=ddim"),
+    (["steps=3"], "lower them or raise steps"),
+    (["sync.view_sets=99"], "sync.view_sets<="),
+    (["sync.t_min=999", "sync.t_max=500"], "the levels fall"),
+    (["app=anagram", "width=512", "views=[{prompt: a}, {transform: rot180, prompt: b}]"], "use sync.view_sets=1"),
+])
+def test_where_it_is_unsound_it_refuses_in_one_line(extra, words):
+    with pytest.raises(ConfigError, match=words) as error:
+        prepare(resolve(["model=tiny", "sync=stochsync", "width=1024", *extra]))
+    assert "\n" not in str(error.value)
+
+
+def test_sdxl_runs_it(twins):
+    size = prepare(resolve(["model=tiny-sdxl"])).spec.window_px
+    cfg = resolve(["model=tiny-sdxl", "progress=false", "sync=stochsync", "steps=2", f"height={size}",
+                   f"width={size * 2}", "sync.warmup=1", "sync.seam_removal=1", "sync.ode_steps=2",
+                   "sync.seam_ode_steps=2"])
+    assert torch.isfinite(generate_from_config(cfg, twins["tiny-sdxl"]).canonical).all()
