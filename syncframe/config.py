@@ -355,15 +355,19 @@ def dump(cfg: dict) -> str:
 
 
 def overrides_from_file(path: str | Path) -> list[tuple[str, Any]]:
-    """A run's ``config.yaml`` -> override pairs that resolve to the same config."""
+    """A config file -> override pairs: a run's ``config.yaml`` (resolves to the same config) or
+    a partial one (``configs/``: only the keys it sets; a group is its name, ``sync: synctweedies``,
+    or a mapping with an optional ``name`` and its options)."""
     path = Path(path)
-    data = read_yaml(path, f"--config {path}", "a run's config.yaml")
-    if not isinstance(data, dict) or not all(isinstance(data.get(g), dict) and "name" in data[g] for g in GROUPS):
-        raise ConfigError(f"--config {path}: not a syncframe config.yaml (needs app, model and sync sections)")
+    data = read_yaml(path, f"--config {path}", "a run's config.yaml or a file of configs/")
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"--config {path}: not a syncframe config (a mapping of keys such as app, model, sync, "
+                          "prompt); see configs/ for examples")
     pairs: list[tuple[str, Any]] = []
     for key, value in data.items():
-        if key in GROUPS:
-            pairs.append((key, value["name"]))
+        if key in GROUPS and isinstance(value, dict):
+            if "name" in value:
+                pairs.append((key, value["name"]))
             pairs += [(f"{key}.{k}", v) for k, v in value.items() if k != "name"]
         else:
             pairs.append((key, value))

@@ -238,7 +238,7 @@ CASES = [
     (["out=/sys/x"], "out=/sys/x: cannot create /sys/x.partial"),
     ([f"out={I}/full"], "exists and is not empty"),
     (["--config", f"{I}/missing.yaml"], "--config in/missing.yaml: no such file; give a run's config.yaml"),
-    (["--config", f"{I}/config.yaml"], "not a syncframe config.yaml"),
+    (["--config", f"{I}/config.yaml"], "unknown config key 'just'"),
 ]
 
 
