@@ -13,6 +13,7 @@ from .errors import ConfigError
 from .options import CONTROL, field_help
 
 USAGE = """usage: syncframe run [-m] [--config RUN/config.yaml] [key=value ...] [--help]
+       syncframe eval runs=FOLDER out=TABLE.csv [metrics=a,b] [lpips_weights=FILE] [crop=512]
        syncframe --help | --version
 
   key=value          set a common key (prompt, seed, steps, width, ...)
@@ -23,7 +24,36 @@ USAGE = """usage: syncframe run [-m] [--config RUN/config.yaml] [key=value ...] 
                      (one run folder per combination under out/, indexed in multirun.csv;
                      write \\, for a literal comma)
   run ... --help     the options of the chosen app, sync and model, with types and defaults
+  eval               metrics of run folders (or images), grouped by the config keys that differ:
+                     a CSV, a Markdown table beside it and one plot per metric
+                     (metrics: intra_lpips, intra_style, worst_column_step; run.json's always)
 """
+
+EVAL_KEYS = ("runs", "out", "metrics", "lpips_weights", "crop", "progress")
+
+
+def run_eval(args: list[str]) -> int:
+    """``syncframe eval key=value ...`` (syncframe/evaluate.py)."""
+    from .evaluate import evaluate
+
+    options: dict = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in EVAL_KEYS:
+            raise ConfigError(f"syncframe eval: {printable(arg)!r} is not one of {', '.join(k + '=' for k in EVAL_KEYS)}")
+        options[key] = value
+    for key in ("runs", "out"):
+        if not options.get(key):
+            raise ConfigError(f"syncframe eval needs {key}=: syncframe eval runs=outputs/panorama/ out=table.csv")
+    if not options.get("crop", "512").isdigit() or int(options.get("crop", "512")) < 32:
+        raise ConfigError(f"crop={options['crop']}: a window side in pixels, at least 32 (SyncDiffusion's: 512)")
+    done = evaluate(options["runs"], options["out"],
+                    [m for m in options["metrics"].split(",") if m] if options.get("metrics") else None,
+                    options.get("lpips_weights") or None, int(options.get("crop", "512")),
+                    options.get("progress", "true").lower() not in ("false", "0", "no"))
+    print(f"wrote {done['csv']} ({len(done['rows'])} images), {done['markdown']} and {len(done['plots'])} plot(s)"
+          + (f"; {len(done['problems'])} not measured (listed in {done['markdown'].name})" if done["problems"] else ""))
+    return 0
 
 
 def describe() -> str:
@@ -177,8 +207,11 @@ def run_command(argv: list[str] | None = None) -> int:
         if argv[0] in ("-h", "--help", "help") or (wants_help and argv[0] != "run"):
             print(describe())
             return 0
+        if argv[0] == "eval":
+            return run_eval(argv[1:])
         if argv[0] != "run":
-            raise ConfigError(f"unknown command {argv[0]!r}; use `syncframe run key=value ...` (or --help)")
+            raise ConfigError(f"unknown command {argv[0]!r}; use `syncframe run key=value ...`, `syncframe eval "
+                              "runs=... out=...` (or --help)")
         args = [a for a in argv[1:] if a not in ("-h", "--help")]
         if wants_help:
             print(describe_run(args))
