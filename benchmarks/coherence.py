@@ -2,6 +2,15 @@
 
     python benchmarks/coherence.py --seeds 20 --picture docs/images/coherence.png
     python benchmarks/coherence.py --seeds 4 --syncs none,multidiffusion,stochsync,spotdiffusion
+    python benchmarks/coherence.py --seeds 6 --protocol outputs/coherence --reference 24
+
+``--protocol DIR`` also saves every run as a run folder under DIR and measures them with
+``syncframe eval``, SyncDiffusion's protocol: Intra-LPIPS and Intra-Style-L (VGG, 128-px windows
+on a CPU; ``--crop 512`` is the paper's), and FID, KID and KNN-GIQA of one random crop per run
+against ``--reference`` single-window generations of the prior, on the LPIPS VGG trunk's features
+(the papers' Inception weights are not on an offline machine: ``syncframe eval
+metrics.features=inception`` where they are). It prints the eval's table and the seconds it took
+against the seconds the runs took.
 
 Prints a Markdown table (scene incoherence, share of runs that mix scenes, Intra-LPIPS, the
 worst column step: a seam anywhere, model calls and seconds per run) and writes the side-by-side
@@ -58,6 +67,28 @@ def picture(rows: dict[str, Image.Image], width: int = 1536) -> Image.Image:
     return sheet
 
 
+def protocol(args, denoiser, generating: float) -> None:
+    """SyncDiffusion's protocol over the saved runs, through ``syncframe eval``."""
+    from syncframe.evaluate import SetOptions, evaluate
+
+    clock = time.perf_counter()
+    evaluate(args.protocol / "runs", args.protocol / "reference-make.csv", ["fid"], crop=args.crop, progress=False,
+             sets=SetOptions(reference=str(args.protocol / "reference"), make=args.reference, features="vgg"),
+             denoiser=denoiser)  # makes the reference set once (its time is generation, not eval)
+    making = time.perf_counter() - clock
+    clock = time.perf_counter()
+    done = evaluate(args.protocol / "runs", args.protocol / "table.csv",
+                    ["intra_lpips", "intra_style", "worst_column_step", "fid", "kid", "giqa"], crop=args.crop,
+                    progress=False, sets=SetOptions(reference=str(args.protocol / "reference"), features="vgg"))
+    seconds = time.perf_counter() - clock
+    print(f"\nsyncframe eval, SyncDiffusion's protocol ({args.crop}-px windows; FID, KID, GIQA on VGG features "
+          f"against {args.reference} single windows of the prior, made in {making:.0f} s):\n")
+    print(done["markdown"].read_text())
+    runs = len(done["rows"])
+    print(f"eval: {seconds:.1f} s for {runs} runs ({seconds / runs:.2f} s each) against {generating:.0f} s generating "
+          f"them: {100 * seconds / generating:.1f} %")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
@@ -67,6 +98,10 @@ def main(argv=None):
     parser.add_argument("--picture-seed", type=int, default=0)
     parser.add_argument("--picture", type=Path, default=None)
     parser.add_argument("--syncs", default=",".join(COHERENCE_SYNCS), help="comma-separated, of: " + ", ".join(COHERENCE_SYNCS))
+    parser.add_argument("--protocol", type=Path, default=None, help="save the runs here and measure them with "
+                                                                     "syncframe eval (SyncDiffusion's protocol)")
+    parser.add_argument("--reference", type=int, default=24, help="single-window generations for FID/KID/GIQA")
+    parser.add_argument("--crop", type=int, default=128, help="eval's window side (the paper's: 512)")
     args = parser.parse_args(argv)
     unknown = set(args.syncs.split(",")) - set(COHERENCE_SYNCS)
     if unknown:
@@ -75,7 +110,9 @@ def main(argv=None):
             f"app.stride={args.stride}", "progress=false"]
     denoiser = load_denoiser(resolve(base))
     lpips = load_lpips("alex", None, allow_random=False)
-    rows, shown = [], {}
+    rows, shown, generating = [], {}, 0.0
+    if args.protocol and args.protocol.exists() and any(args.protocol.iterdir()):
+        parser.error(f"--protocol {args.protocol}: exists and is not empty; choose another folder")
     for name in args.syncs.split(","):
         incoherence, intra, seams, calls, clock = [], [], [], [], time.perf_counter()
         for seed, result, m in coherence_runs([*base, f"sync={name}", *COHERENCE_SYNCS[name]], range(args.seeds),
@@ -86,6 +123,9 @@ def main(argv=None):
             calls.append(result.metadata["views_predicted"])
             if seed == args.picture_seed:
                 shown[name] = result.images["panorama.png"]
+            if args.protocol:
+                result.save(args.protocol / "runs" / f"{name}-{seed}")
+        generating += time.perf_counter() - clock
         seconds = (time.perf_counter() - clock) / args.seeds
         rows.append((name, statistics.mean(incoherence), statistics.mean(i > 0 for i in incoherence),
                      statistics.mean(intra), statistics.stdev(intra) if len(intra) > 1 else 0.0,
@@ -96,6 +136,8 @@ def main(argv=None):
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, inc, mixed, il, il_sd, seam, calls, sec in rows:
         print(f"| {name} | {inc:.3f} | {mixed:.2f} | {il:.3f} ± {il_sd:.3f} | {seam:.2f} | {calls:.0f} | {sec:.1f} |")
+    if args.protocol:
+        protocol(args, denoiser, generating)
     if args.picture:
         args.picture.parent.mkdir(parents=True, exist_ok=True)
         picture(shown).save(args.picture)

@@ -13,7 +13,9 @@ from .errors import ConfigError
 from .options import CONTROL, field_help
 
 USAGE = """usage: syncframe run [-m] [--config RUN/config.yaml] [key=value ...] [--help]
-       syncframe eval runs=FOLDER out=TABLE.csv [metrics=a,b] [lpips_weights=FILE] [crop=512]
+       syncframe eval runs=FOLDER out=TABLE.csv [metrics=all|a,b] [reference=FOLDER [reference.make=N]]
+                      [metrics.features=inception|clip|vgg] [metrics.inception=FILE] [metrics.clip=CLIP]
+                      [metrics.k=8] [lpips_weights=FILE] [crop=512] [seed=0]
        syncframe --help | --version
 
   key=value          set a common key (prompt, seed, steps, width, ...)
@@ -26,10 +28,12 @@ USAGE = """usage: syncframe run [-m] [--config RUN/config.yaml] [key=value ...] 
   run ... --help     the options of the chosen app, sync and model, with types and defaults
   eval               metrics of run folders (or images), grouped by the config keys that differ:
                      a CSV, a Markdown table beside it and one plot per metric
-                     (metrics: intra_lpips, intra_style, worst_column_step; run.json's always)
+                     (per image: intra_lpips, intra_style, worst_column_step, equirect_seam,
+                     pole_spread, giqa, clip_score; per group: fid, kid; run.json's always)
 """
 
-EVAL_KEYS = ("runs", "out", "metrics", "lpips_weights", "crop", "progress")
+EVAL_KEYS = ("runs", "out", "metrics", "lpips_weights", "crop", "progress", "reference", "reference.make",
+             "metrics.features", "metrics.inception", "metrics.clip", "metrics.k", "seed")
 
 
 def run_eval(args: list[str]) -> int:
@@ -45,12 +49,19 @@ def run_eval(args: list[str]) -> int:
     for key in ("runs", "out"):
         if not options.get(key):
             raise ConfigError(f"syncframe eval needs {key}=: syncframe eval runs=outputs/panorama/ out=table.csv")
-    if not options.get("crop", "512").isdigit() or int(options.get("crop", "512")) < 32:
-        raise ConfigError(f"crop={options['crop']}: a window side in pixels, at least 32 (SyncDiffusion's: 512)")
+    for key, least in (("crop", 32), ("reference.make", 0), ("metrics.k", 1), ("seed", 0)):
+        if key in options and (not options[key].isdigit() or int(options[key]) < least):
+            raise ConfigError(f"{key}={printable(options[key])}: a whole number, at least {least}")
+    from .evaluate import SetOptions
+
+    sets = SetOptions(reference=options.get("reference") or None, make=int(options.get("reference.make", 0)),
+                      features=options.get("metrics.features", "inception"),
+                      inception=options.get("metrics.inception") or None, clip=options.get("metrics.clip") or None,
+                      k=int(options.get("metrics.k", 8)), seed=int(options.get("seed", 0)))
     done = evaluate(options["runs"], options["out"],
                     [m for m in options["metrics"].split(",") if m] if options.get("metrics") else None,
                     options.get("lpips_weights") or None, int(options.get("crop", "512")),
-                    options.get("progress", "true").lower() not in ("false", "0", "no"))
+                    options.get("progress", "true").lower() not in ("false", "0", "no"), sets)
     print(f"wrote {done['csv']} ({len(done['rows'])} images), {done['markdown']} and {len(done['plots'])} plot(s)"
           + (f"; {len(done['problems'])} not measured (listed in {done['markdown'].name})" if done["problems"] else ""))
     return 0

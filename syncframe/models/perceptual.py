@@ -89,8 +89,13 @@ class LPIPS(nn.Module):
         return self.net((image - self.shift) / self.scale)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.distance(self.features(a), self.features(b))
+
+    def distance(self, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor]) -> torch.Tensor:
+        """LPIPS ``[B]`` from the five activations of each side (``features``), so that many pairs
+        of few images cost one trunk pass per image."""
         total = 0
-        for j, (fa, fb) in enumerate(zip(self.features(a), self.features(b))):
+        for j, (fa, fb) in enumerate(zip(feats_a, feats_b)):
             diff = (unit_normalize(fa) - unit_normalize(fb)) ** 2
             total = total + getattr(self, f"lin{j}").model(diff).mean(dim=(1, 2, 3))
         return total
@@ -104,8 +109,13 @@ class StyleLoss(nn.Module):
         self.lpips = lpips_vgg
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.distance(self.lpips.features(a), self.lpips.features(b))
+
+    @staticmethod
+    def distance(feats_a: list[torch.Tensor], feats_b: list[torch.Tensor]) -> torch.Tensor:
+        """The style distance ``[B]`` from the VGG activations of each side."""
         total = 0
-        for fa, fb in zip(self.lpips.features(a), self.lpips.features(b)):
+        for fa, fb in zip(feats_a, feats_b):
             total = total + ((gram(fa) - gram(fb)) ** 2).sum(dim=(1, 2))
         return total
 
