@@ -4,7 +4,8 @@ keys that differ between the runs, as a CSV, a Markdown table and one plot per m
     syncframe eval runs=outputs/panorama/ out=table.csv metrics=intra_lpips,intra_style,worst_column_step
 
 A run folder is one with a ``config.yaml``; its image is the app's main output
-(``panorama.png``, ``equirect.png``, ...). Any other ``.png``/``.jpg`` under ``runs=`` is an image
+(``panorama.png``, ``equirect.png``, ...); a mesh's or splats' are its ``heldout/`` renders, from
+cameras no view used (FID, KID, GIQA and CLIP-S over them; no window metrics). Any other ``.png``/``.jpg`` under ``runs=`` is an image
 of its own (group: its folder). Metrics (docs/design.md):
 
 - ``intra_lpips``: SyncDiffusion's Intra-LPIPS, the mean LPIPS (VGG) over the pairs of the
@@ -62,6 +63,7 @@ class Item:
     config: dict = field(default_factory=dict)
     recorded: dict = field(default_factory=dict)
     folder: Path | None = None  # the run folder, when it is one
+    heldout: list[Path] = field(default_factory=list)  # a mesh's or splats' renders from unused cameras
 
     @property
     def is_equirect(self) -> bool:
@@ -91,8 +93,9 @@ def find_items(root: Path) -> tuple[list[Item], list[str]]:
     folders = sorted({p.parent for p in root.rglob("config.yaml")})
     for folder in folders:
         image = next((folder / name for name in MAIN_IMAGES if (folder / name).is_file()), None)
-        if image is None:
-            problems.append(f"{folder}: no {' / '.join(MAIN_IMAGES)}")
+        heldout = sorted((folder / "heldout").glob("*.png"))
+        if image is None and not heldout:
+            problems.append(f"{folder}: no {' / '.join(MAIN_IMAGES)} and no heldout/ renders")
             continue
         try:
             config = flatten(yaml.safe_load((folder / "config.yaml").read_text()) or {})
@@ -101,7 +104,7 @@ def find_items(root: Path) -> tuple[list[Item], list[str]]:
             problems.append(f"{folder}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
             continue
         recorded = {k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))}
-        items.append(Item(image, config, recorded, folder))
+        items.append(Item(heldout[0] if heldout else image, config, recorded, folder, heldout))
     in_runs = set(folders)
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")):
         if not any(parent in in_runs for parent in path.parents):
@@ -164,6 +167,13 @@ def image_metrics(image: torch.Tensor, names: list[str], lpips=None, style=None,
     return out
 
 
+def heldout_crop(path: Path, size: int) -> torch.Tensor:
+    """A held-out render ``[3, size, size]`` (resized whole: it frames the object)."""
+    render = from_pil(Image.open(path).convert("RGB"))
+    return torch.nn.functional.interpolate(render[None], size=(size, size), mode="bilinear", align_corners=False,
+                                           antialias=True)[0]
+
+
 def crop_of(image: torch.Tensor, size: int, generator: torch.Generator, equirect: bool = False) -> torch.Tensor:
     """The one crop an image is measured by against the reference set: a random ``size``² crop; a
     360° map's perspective view (60°) at a random yaw on the horizon."""
@@ -213,7 +223,8 @@ def markdown(table: list[dict], keys: list[str], metrics: list[str]) -> str:
     for entry in table:
         cells = [str(entry["group"].get(k)) for k in keys] if keys else ["all"]
         cells.append(str(entry["n"]))
-        cells += ["" if entry[m] is None else f"{entry[m][0]:.4f} ± {entry[m][1]:.4f}" for m in metrics]
+        cells += ["" if entry[m] is None else f"{entry[m][0]:.4f}" if m == "fid" else
+                  f"{entry[m][0]:.4f} ± {entry[m][1]:.4f}" for m in metrics]  # one FID per group: no sd
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -321,7 +332,8 @@ def set_metrics(rows: list[dict], crops_by_row: list[torch.Tensor], groups: dict
                 names: list[str], opts: SetOptions, size: int, progress: bool,
                 net: torch.nn.Module | None = None,
                 lpips_weights: str | None = None) -> tuple[list[dict], dict, list[str]]:
-    """Per row: GIQA and CLIP-S of its crop; per group: FID and KID of its crops against the
+    """Per row: GIQA and CLIP-S of its crops ``[k, 3, s, s]`` (one for an image; a mesh's or
+    splats' held-out renders: their mean); per group: FID and KID of all its crops against the
     reference set's, on ``net``'s features (default: ``opts.features``). Returns
     ``(per row {metric: value}, {group: {metric: (value, sd)}}, problems)``."""
     from . import set_metrics as sm
@@ -332,8 +344,9 @@ def set_metrics(rows: list[dict], crops_by_row: list[torch.Tensor], groups: dict
         model, processor = sm.load_clip(opts.clip)
     if "clip_score" in names:
         score = sm.ClipScore(model, processor)
-        for row, crop, found in zip(rows, crops_by_row, per_row):
-            found["clip_score"] = score(sm.to_uint8(crop[None])[0], row["prompt"]) if row.get("prompt") else None
+        for row, crops, found in zip(rows, crops_by_row, per_row):
+            found["clip_score"] = statistics.mean(score(c, row["prompt"]) for c in sm.to_uint8(crops)) \
+                if row.get("prompt") else None
     if not {"fid", "kid", "giqa"} & set(names):
         return per_row, per_group, problems
     if net is None:
@@ -350,12 +363,15 @@ def set_metrics(rows: list[dict], crops_by_row: list[torch.Tensor], groups: dict
         raise ConfigError(f"reference={opts.reference}: {len(reference)} readable image(s); FID, KID and GIQA need "
                           "at least two (the papers use 500: reference.make=500)")
     real = sm.features_of(net, reference)
-    fake = sm.features_of(net, [sm.to_uint8(c[None])[0] for c in crops_by_row])
+    fake = sm.features_of(net, [c for crops in crops_by_row for c in sm.to_uint8(crops)])
+    owner = torch.tensor([i for i, crops in enumerate(crops_by_row) for _ in range(len(crops))])
     if "giqa" in names:
-        for found, value in zip(per_row, sm.knn_giqa(fake, real, opts.k).tolist()):
-            found["giqa"] = value
-    for values, members in groups.items():
+        scores = sm.knn_giqa(fake, real, opts.k)
+        for i, found in enumerate(per_row):
+            found["giqa"] = scores[owner == i].mean().item()
+    for values, rows_of_group in groups.items():
         entry = per_group[values] = {}
+        members = torch.isin(owner, torch.tensor(rows_of_group)).nonzero().flatten()
         if len(members) < 2:
             problems.append(f"group {values}: one image; FID and KID need at least two")
             continue
@@ -402,10 +418,15 @@ def evaluate(runs: str | Path, out: str | Path, metrics: list[str] | None = None
     rows, crops_by_row = [], []
     for item in tqdm(items, desc="measuring", disable=not progress):
         try:
-            image = from_pil(Image.open(item.image).convert("RGB"))
-            measured = image_metrics(image, names, lpips, style, crop, item.is_equirect)
-            if wants_crops:
-                crops_by_row.append(crop_of(image, crop, generator, item.is_equirect))
+            if item.heldout:  # a mesh or splats: its renders from cameras no view used are what is measured
+                measured = {}
+                if wants_crops:
+                    crops_by_row.append(torch.stack([heldout_crop(path, crop) for path in item.heldout]))
+            else:
+                image = from_pil(Image.open(item.image).convert("RGB"))
+                measured = image_metrics(image, names, lpips, style, crop, item.is_equirect)
+                if wants_crops:
+                    crops_by_row.append(crop_of(image, crop, generator, item.is_equirect)[None])
         except (OSError, ValueError) as exc:
             problems.append(f"{item.image}: {exc}")
             continue

@@ -121,6 +121,7 @@ class RunFolder:
     def _write(self, files: dict[str, object]) -> None:
         for name, item in files.items():
             path = self.partial / name
+            path.parent.mkdir(parents=True, exist_ok=True)  # heldout/novel_0.png
             if isinstance(item, str):
                 path.write_text(item, encoding="utf-8")
             elif isinstance(item, bytes):
@@ -179,6 +180,6 @@ def _owner(partial: Path) -> str:
     return f"process {pid}"
 
 
-def default_out(app: str) -> Path:
-    """``outputs/<app>/<date-time>``; a clash moves on to ``-1``, ``-2``, ... when claimed."""
-    return Path("outputs") / app / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+def default_out(app: str, root: str | Path = "outputs") -> Path:
+    """``<root>/<app>/<date-time>``; a clash moves on to ``-1``, ``-2``, ... when claimed."""
+    return Path(root) / app / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")

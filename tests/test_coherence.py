@@ -7,6 +7,7 @@ Fixed seeds, so the numbers are repeatable; the margins are about half the measu
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from syncframe.config import resolve
 from benchmarks.coherence import COHERENCE_SYNCS, coherence_runs
@@ -46,12 +47,15 @@ def coherence(run_folders):
     lpips = load_lpips("alex", None, allow_random=False)
     denoiser = load_denoiser(resolve(BASE))
     table = {}
-    for name in ("none", "multidiffusion", "synctweedies", "syncdiffusion"):  # the ones asserted on below
+    for name in ("none", "multidiffusion", "syncdiffusion", "synctweedies"):  # the ones asserted on below
         extra = COHERENCE_SYNCS[name]
         runs = []
-        for seed, result, measured in coherence_runs([*BASE, f"sync={name}", *extra], SEEDS, denoiser, lpips):
+        # SyncTweedies' canvas is MultiDiffusion's on a crop space (P U P = P, tests/test_sampler.py):
+        # one seed shows it here, bit for bit, and MultiDiffusion's six stand for its numbers.
+        seeds = SEEDS if name != "synctweedies" else range(1)
+        for seed, result, measured in coherence_runs([*BASE, f"sync={name}", *extra], seeds, denoiser, lpips):
             runs.append(measured)
-            if name in ("multidiffusion", "syncdiffusion"):
+            if name != "none":
                 result.save(run_folders / f"{name}-{seed}")
         table[name] = {
             "incoherence": float(np.mean([r["scene_incoherence"] for r in runs])),
@@ -73,13 +77,16 @@ def test_syncdiffusion_lowers_incoherence_below_multidiffusion(coherence):
     assert sd["intra_lpips"] <= md["intra_lpips"] - 0.08, coherence
 
 
-def test_synctweedies_lowers_incoherence_below_none(coherence):
-    """On a crop space with η=0 SyncTweedies' canvas equals MultiDiffusion's exactly
-    (tests/test_sampler.py), so its gain is over independent windows."""
-    none, st = coherence["none"], coherence["synctweedies"]
+def test_synctweedies_lowers_incoherence_below_none(coherence, run_folders):
+    """On a crop space with η=0 SyncTweedies' canvas equals MultiDiffusion's exactly (here on seed
+    0, bit for bit; tests/test_sampler.py in general), so its gain is MultiDiffusion's: over
+    independent windows."""
+    same = [np.asarray(Image.open(run_folders / f"{name}-0" / "panorama.png")) for name in ("synctweedies",
+                                                                                          "multidiffusion")]
+    assert (same[0] == same[1]).all()
+    none, st = coherence["none"], coherence["multidiffusion"]
     assert st["incoherence"] <= none["incoherence"] - 0.04, coherence
     assert st["intra_lpips"] <= none["intra_lpips"] - 0.02, coherence
-    assert st["incoherence"] == pytest.approx(coherence["multidiffusion"]["incoherence"])
 
 
 def test_syncframe_eval_ranks_syncdiffusion_below_multidiffusion_on_intra_lpips(coherence, run_folders, tmp_path):

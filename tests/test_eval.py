@@ -286,3 +286,25 @@ def test_reference_set_arguments_are_one_line(tmp_path, monkeypatch, kwargs, wor
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=words):
         evaluate(**{"runs": "empty", "out": "table.csv", **kwargs})
+
+
+def test_mesh_runs_are_measured_on_their_held_out_renders(tiny_denoiser, tmp_path):
+    """A mesh run writes heldout/ (cameras no view used); eval measures those renders, all of
+    them in FID and their mean in GIQA, and no window metric of the texture."""
+    from syncframe.pipeline import generate
+
+    common = ["app=mesh", f"mesh={ASSETS / 'vase.obj'}", "model=tiny", "steps=2", "width=256", "height=256",
+              "app.viewer=false", "app.views=[{elevation: 0, count: 4}]", "app.heldout_views=2", "progress=false"]
+    for seed in (0, 1):
+        generate(*common, f"seed={seed}", denoiser=tiny_denoiser).save(tmp_path / "runs" / str(seed))
+    heldout = sorted((tmp_path / "runs" / "0" / "heldout").iterdir())
+    assert [p.name for p in heldout] == ["novel_0.png", "novel_1.png"]
+    assert Image.open(heldout[0]).size == (256, 256)
+    for i, image in enumerate(noise_images(4, 64, seed=5)):
+        save_png(tmp_path / "ref" / f"{i}.png", image)
+    done = evaluate(tmp_path / "runs", tmp_path / "t.csv", ["intra_lpips", "fid", "giqa"], crop=64, progress=False,
+                    sets=SetOptions(reference=str(tmp_path / "ref")), feature_net=TinyFeatures())
+    assert all("intra_lpips" not in row and row["giqa"] > 0 for row in done["rows"])
+    (entry,) = done["table"]
+    assert entry["n"] == 2 and entry["fid"][0] > 0
+    assert "reprojection_error" in done["rows"][0]  # run.json's numbers come along

@@ -272,8 +272,9 @@ def test_view_prompts_name_the_side_each_camera_sees():
 def test_end_to_end_glb_reloads_with_its_texture_and_uvs(tmp_path):
     out = tmp_path / "run"
     assert main(["run", *FAST, f"mesh={ASSETS / 'figure.obj'}", "sync=synctweedies", f"out={out}"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "mesh.glb", "renders.png", "run.json",
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "heldout", "mesh.glb", "renders.png", "run.json",
                                                      "texture.png", "viewer.html", "views.png"]
+    assert sorted(p.name for p in (out / "heldout").iterdir()) == [f"novel_{k}.png" for k in range(4)]
     assert "syncframeMeshViewer" in (out / "viewer.html").read_text()
     source = load_mesh(ASSETS / "figure.obj")
     texture = np.array(Image.open(out / "texture.png"))

@@ -94,9 +94,9 @@ FILES = {
     "panorama": {"panorama.png"},
     "upscale": {"upscaled.png", "input.png"},
     "panorama360": {"equirect.png", "views.png", "viewer.html"},
-    "mesh": {"texture.png", "mesh.glb", "renders.png", "views.png", "viewer.html"},
+    "mesh": {"texture.png", "mesh.glb", "renders.png", "views.png", "viewer.html", "heldout"},
     "anagram": {"image.png", "views.png", "anagram.gif"},
-    "splats": {"splats.ply", "renders.png", "views.png", "viewer.html"},
+    "splats": {"splats.ply", "renders.png", "views.png", "viewer.html", "heldout"},
 }
 
 

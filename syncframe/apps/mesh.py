@@ -94,6 +94,8 @@ class MeshOptions(DomainOptions, DecodeOptions, SheetOptions, ViewerOptions):
     merge_parts: bool = option(True, "merge a multi-part scene into one mesh (re-unwrapped); false rejects it")
     unwrap_timeout: float = option(300.0, "seconds the UV unwrapper (xatlas, in a child process) may take", gt=0)
     rasterizer: Literal["embree", "nvdiffrast"] = option("embree", "embree (CPU ray casting) | nvdiffrast (CUDA)")
+    heldout_views: int = option(4, "cameras no view used (half-way between azimuths, 15° up), rendered unlit with the "
+                                   "final texture into heldout/ (syncframe eval measures them)", ge=0, le=64)
 
 
 class MeshInputs(Options):
@@ -140,7 +142,7 @@ class MeshApp(App):
         if self.init == "texture" and self.mesh.texture is None:
             raise ConfigError(f"init=texture: mesh={cfg['mesh']!r} has no texture image; give init=<image file> as its "
                               "texture, or drop init=")
-        posed = y_up(self.mesh, o["up"])
+        posed = self.posed = y_up(self.mesh, o["up"])
         self.cameras = rig_from_config(o["views"])
         self.frame = fit_frame(posed.vertices, self.cameras, o["projection"], float(o["fov"]), float(o["margin"]))
         latent_size = o["latent_texture_size"] or auto_texture_size(
@@ -231,9 +233,22 @@ class MeshApp(App):
             "renders.png": contact_sheet(shaded(renders, r), o["sheet_columns"]),
             "views.png": contact_sheet(rgb, o["sheet_columns"]),
         }
+        images.update(self.heldout(texture))
         if o["viewer"]:
             images["viewer.html"] = mesh_viewer_html(glb, title=self.cfg["prompt"])
         return images, self.base_space.unproject(views)
+
+    def heldout(self, texture: torch.Tensor) -> dict:
+        """``heldout/novel_<k>.png``: the textured mesh from ``app.heldout_views`` cameras no view
+        used (half-way between azimuths, 15° up), unlit on white, at the views' size."""
+        o, count = self.cfg["app"], self.cfg["app"]["heldout_views"]
+        if not count:
+            return {}
+        cameras = [OrbitCamera(360 * (k + 0.5) / count, 15.0) for k in range(count)]
+        r = rasterize(self.posed, cameras, self.frame, self.cfg["width"], o["rasterizer"])
+        space = MeshUVSpace(r.uv, r.mask, r.cosine, self.texture_size, channels=3, background=1.0, mode="bilinear")
+        renders = space.project(texture).clamp(-1, 1)
+        return {f"heldout/novel_{k}.png": to_pil(render) for k, render in enumerate(renders)}
 
 
 def shaded(renders: torch.Tensor, raster) -> torch.Tensor:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from syncframe.apps.base import App, DomainOptions, DecodeOptions, SheetOptions, ViewerOptions, contact_sheet
+from syncframe.apps.base import App, DomainOptions, DecodeOptions, SheetOptions, ViewerOptions, contact_sheet, to_pil
 from syncframe.apps.mesh import ViewRing, side_prompts
 from syncframe.errors import ConfigError
 from syncframe.messages import note
@@ -53,7 +53,8 @@ class SplatsOptions(DomainOptions, DecodeOptions, SheetOptions, ViewerOptions):
     rgb_size: int | None = option(None, "side of the views the final RGB colours are fitted to; null = the "
                                         "model's view size", ge=16, le=4096)
     background: float = option(1.0, "background of renders.png, -1 (black) to 1 (white)", ge=-1, le=1)
-    novel_views: int = option(4, "extra cameras between the rig's (elevation 15°) shown in renders.png", ge=0,
+    novel_views: int = option(4, "extra cameras between the rig's (elevation 15°) shown in renders.png and written to heldout/ (measured by "
+                                    "syncframe eval)", ge=0,
                               le=64)
     view_prompts: bool = option(True, 'append ", front view" / "side view" / ... per orbit camera')
     max_splats: int = option(1_000_000, "larger scenes are refused (prune them first)", ge=1, le=50_000_000)
@@ -226,10 +227,13 @@ class SplatsApp(App):
         background = torch.full((3,), float(o["background"]))
         renders = self.composite(space.project(colours), alpha, background)
         labels = [f"view {i}" for i in range(len(renders))]
+        heldout = {}
         if o["novel_views"] and self.orbit is not None:
             novel = self.make_renderer(self.cameras(size, self.novel_rig()))
-            renders = torch.cat([renders, self.composite(novel.render(colours.T), novel.alpha[:, None], background)])
+            unseen = self.composite(novel.render(colours.T), novel.alpha[:, None], background)
+            renders = torch.cat([renders, unseen])
             labels += [f"novel {k} (unseen)" for k in range(len(self.novel_rig()))]
+            heldout = {f"heldout/novel_{k}.png": to_pil(view.clamp(-1, 1)) for k, view in enumerate(unseen)}
         out = self.splats.with_rgb(((colours.T.numpy() + 1) / 2).clip(0, 1))
         ply = ply_bytes(out)
         self.report = {
@@ -242,7 +246,7 @@ class SplatsApp(App):
         }
         images = {"splats.ply": ply, "views.png": contact_sheet(rgb, o["sheet_columns"]),
                   "renders.png": contact_sheet(renders, o["sheet_columns"], background=float(o["background"]),
-                                               labels=labels)}
+                                               labels=labels), **heldout}
         if o["viewer"]:
             images["viewer.html"] = splat_viewer_html(ply, title=self.cfg["prompt"], camera=self.viewer_camera(),
                                                       up=o["up"])
