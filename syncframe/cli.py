@@ -16,6 +16,7 @@ USAGE = """usage: syncframe run [-m] [--config RUN/config.yaml] [key=value ...] 
        syncframe eval runs=FOLDER out=TABLE.csv [metrics=all|a,b] [reference=FOLDER [reference.make=N]]
                       [metrics.features=inception|clip|vgg] [metrics.inception=FILE] [metrics.clip=CLIP]
                       [metrics.k=8] [lpips_weights=FILE] [crop=512] [seed=0]
+       syncframe ui [key=value ...] [--host H] [--port P] [--share]   (the web page: pip install '.[ui]')
        syncframe --help | --version
 
   key=value          set a common key (prompt, seed, steps, width, ...)
@@ -64,6 +65,54 @@ def run_eval(args: list[str]) -> int:
                     options.get("progress", "true").lower() not in ("false", "0", "no"), sets)
     print(f"wrote {done['csv']} ({len(done['rows'])} images), {done['markdown']} and {len(done['plots'])} plot(s)"
           + (f"; {len(done['problems'])} not measured (listed in {done['markdown'].name})" if done["problems"] else ""))
+    return 0
+
+
+UI_USAGE = """usage: syncframe ui [key=value ...] [--host 127.0.0.1] [--port 7860] [--share] [--outputs outputs]
+                    [--taesd FOLDER] [--preview-every 2] [--open]
+
+  key=value          defaults of every tab's controls (model=tiny, steps=20)
+  --host, --share    listen on another address / a public Gradio link: anyone who reaches it can
+                     run models on this machine (warned); the default listens on this machine only
+  --outputs          where run folders go (outputs/<app>/<date-time>, as syncframe run)
+  --taesd            TAESD weights (diffusers folder or repo id) for sharper previews of SD 1.x/2.x
+"""
+
+
+def run_ui(args: list[str]) -> int:
+    """``syncframe ui``: the web page (apps/ui, the ``ui`` extra)."""
+    import argparse
+
+    if any(a in ("-h", "--help") for a in args):
+        print(UI_USAGE)
+        return 0
+    parser = argparse.ArgumentParser(prog="syncframe ui", add_help=False)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", default="7860")
+    parser.add_argument("--share", action="store_true")
+    parser.add_argument("--outputs", default="outputs")
+    parser.add_argument("--taesd", default=None)
+    parser.add_argument("--preview-every", default="2")
+    parser.add_argument("--open", action="store_true")
+    known, rest = parser.parse_known_args(args)
+    flags = [a for a in rest if a.startswith("-")]
+    if flags:
+        raise ConfigError(f"syncframe ui: unknown option {printable(flags[0])!r}; see syncframe ui --help")
+    for name, value, least in (("--port", known.port, 1), ("--preview-every", known.preview_every, 1)):
+        if not value.isdigit() or not least <= int(value) <= 65535:
+            raise ConfigError(f"syncframe ui {name}={printable(value)}: a whole number from {least} to 65535")
+    resolve(parse_overrides(rest))  # the defaults are checked as a run's would be, before the page starts
+    try:
+        import gradio  # noqa: F401
+        from syncframe_ui import launch
+    except ImportError as exc:
+        raise ConfigError(f"syncframe ui needs the ui extra ({exc.name or 'gradio'} is missing): "
+                          "pip install -e '.[ui]'") from None
+    if known.share or known.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"syncframe: warning: the page will be reachable {'through a public Gradio link' if known.share else 'at ' + known.host}; "
+              "anyone who reaches it can run models and read its run folders", file=sys.stderr)
+    launch(rest, known.host, int(known.port), known.share, known.outputs, known.taesd, int(known.preview_every),
+           known.open)
     return 0
 
 
@@ -215,6 +264,8 @@ def run_command(argv: list[str] | None = None) -> int:
         if not argv:
             print(USAGE, file=sys.stderr)
             return 2
+        if argv[0] == "ui":
+            return run_ui(argv[1:])
         if argv[0] in ("-h", "--help", "help") or (wants_help and argv[0] != "run"):
             print(describe())
             return 0

@@ -121,7 +121,9 @@ def sample(space: CanonicalSpace, denoiser, sync: Synchronizer, cond: Conditioni
     bootstrapping). ``group`` (syncframe/distributed.py): this process denoises its share of the
     views; the view tensors keep every view's row (the rows of other processes are not read), the
     space completes its sums over views across the group, and the final views are gathered.
-    ``stats`` (a dict) receives ``views_predicted``: how many views the model predicted."""
+    ``stats`` (a dict) receives ``steps`` (how many the loop runs, once it starts) and
+    ``views_predicted`` (how many views the model predicted). ``callback(step, x)`` after each
+    step, with the views ``x`` (read only)."""
     from .distributed import partition
 
     device = denoiser.device
@@ -141,7 +143,7 @@ def sample(space: CanonicalSpace, denoiser, sync: Synchronizer, cond: Conditioni
     model = ViewModel(denoiser, cond, mine, batch_size)
     try:
         return run_steps(space, sync, sampler, generator, progress, callback, init, strength, before_step, model,
-                         group, device)
+                         group, device, stats)
     finally:
         if group is not None:
             space.distribute(None, None)
@@ -150,8 +152,10 @@ def sample(space: CanonicalSpace, denoiser, sync: Synchronizer, cond: Conditioni
 
 
 def run_steps(space, sync, sampler, generator, progress, callback, init, strength, before_step, model: ViewModel,
-              group, device) -> torch.Tensor:
+              group, device, stats: dict | None = None) -> torch.Tensor:
     steps = sync.schedule(sampler.steps if init is None else sampler.steps_from(strength), sampler)
+    if stats is not None:
+        stats["steps"] = len(steps)  # the sync's schedule: what a progress bar counts to
     z_noise, x_noise = (v.to(device) for v in space.sample_noise(generator))
     if init is None:
         z_T, x_T = z_noise * sampler.initial_scale, x_noise * sampler.initial_scale

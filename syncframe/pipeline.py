@@ -201,6 +201,22 @@ def generate_with_pipe(pipe, overrides: tuple, kwargs: dict, denoiser=None) -> R
 
 
 @dataclass
+class StepReport:
+    """What ``on_step`` gets after each denoising step: how many of how many steps are done, the
+    views ``[N, C, h, w]`` (latents, not to be changed) and the space they live in."""
+
+    done: int
+    total: int
+    views: torch.Tensor
+    space: object
+
+    def canonical(self) -> torch.Tensor:
+        """The views brought to the canonical space (the latent canvas, map or texture)."""
+        with torch.no_grad():
+            return self.space.unproject(self.views.float())
+
+
+@dataclass
 class Prepared:
     """Everything a run needs but the model's weights, built and checked."""
 
@@ -291,8 +307,10 @@ def cross_view_plan(cfg: dict, space):
     return CrossViewPlan(neighbours, [space.num_views // 2], attention["reference_until"])
 
 
-def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = None) -> Result:
+def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = None, on_step=None) -> Result:
     """Run a resolved config (``denoiser``: reuse already-loaded weights of the same model).
+    ``on_step(StepReport)`` is called after every denoising step (previews, progress); an
+    exception it raises stops the run (``run`` then leaves no folder).
 
     Nothing of the caller's changes: the run settles a copy of ``cfg`` (``result.config`` is what
     ran), and a given denoiser gets the run's guidance only while the run goes on."""
@@ -311,7 +329,7 @@ def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = N
             raise ConfigError("this run names LoRAs or an IP-Adapter that the denoiser passed in was not loaded with; "
                               "a denoiser is used as it is: load it with them (load_denoiser(cfg)), or leave it out")
         with guidance_of(denoiser, cfg["guidance"]):
-            return run_loaded(cfg, denoiser, prepared, notes, timings, clock)
+            return run_loaded(cfg, denoiser, prepared, notes, timings, clock, on_step)
 
 
 @contextmanager
@@ -325,7 +343,7 @@ def guidance_of(denoiser: ViewDenoiser, guidance: float):
 
 
 def run_loaded(cfg: dict, denoiser: ViewDenoiser, prepared: Prepared, notes: list, timings: dict,
-               clock: float) -> Result:
+               clock: float, on_step=None) -> Result:
     """The run once its model is loaded: conditioning, the joint loop, the outputs, ``run.json``."""
     app, sync, spec = prepared.app, prepared.sync, prepared.spec
     if denoiser.latent_scale != spec.scale or denoiser.latent_channels != spec.channels:
@@ -361,8 +379,13 @@ def run_loaded(cfg: dict, denoiser: ViewDenoiser, prepared: Prepared, notes: lis
     clock = time.perf_counter()
     group = distributed.current()
     stats: dict = {}
+    callback = None
+    if on_step is not None:
+        done = iter(range(1, 1 << 62))
+        callback = lambda step, views: on_step(StepReport(next(done), stats["steps"], views, app.space))  # noqa: E731
     with cross_view_attention(denoiser, cross_view_plan(cfg, app.space)):
         views = sample(app.space, denoiser, sync, cond, prepared.sampler, generator, progress=cfg["progress"],
+                       callback=callback,
                        init=init, strength=1.0 if cfg["strength"] is None else cfg["strength"],
                        before_step=app.bootstrap_hook(denoiser), group=group, stats=stats)
     timings["sample"] = time.perf_counter() - clock
@@ -408,19 +431,22 @@ def run_loaded(cfg: dict, denoiser: ViewDenoiser, prepared: Prepared, notes: lis
     return Result(images, canonical.detach().cpu(), views.detach().cpu(), cfg, metadata)
 
 
-def run(cfg: dict, out: str | Path | None = None, denoiser=None) -> tuple[Path | None, Result]:
+def run(cfg: dict, out: str | Path | None = None, denoiser=None, on_step=None,
+        root: str | Path = "outputs") -> tuple[Path | None, Result]:
     """Claim the output folder, check everything, generate, and publish the folder; a failed or
     interrupted run leaves nothing behind. In a distributed run rank 0 claims and writes the one
-    folder (the others learn whether it could, and return no folder)."""
+    folder (the others learn whether it could, and return no folder). Without ``out`` (nor
+    ``cfg["out"]``) the folder is ``<root>/<app>/<date-time>``; ``on_step``: see
+    ``generate_from_config``."""
     target = out or cfg["out"]
     group = distributed.current()
     if group is not None and not group.leader:
         refusal = group.broadcast_object(None)  # rank 0's claim: None, or its error line
         if refusal is not None:
             raise ConfigError(refusal)
-        return None, generate_from_config(cfg, denoiser)
+        return None, generate_from_config(cfg, denoiser, on_step=on_step)
     try:
-        folder = RunFolder(target or default_out(cfg["app"]["name"]), explicit=target is not None).claim()
+        folder = RunFolder(target or default_out(cfg["app"]["name"], root), explicit=target is not None).claim()
     except ConfigError as exc:
         if group is not None:
             group.broadcast_object(str(exc))
@@ -428,7 +454,7 @@ def run(cfg: dict, out: str | Path | None = None, denoiser=None) -> tuple[Path |
     try:
         if group is not None:
             group.broadcast_object(None)
-        result = generate_from_config(cfg, denoiser)
+        result = generate_from_config(cfg, denoiser, on_step=on_step)
         return result.write(folder), result
     except BaseException:
         folder.abandon()
