@@ -1,6 +1,7 @@
 """What `syncframe eval` costs next to generating the runs it measures, side by side in one process.
 
-    python benchmarks/eval_cost.py --model mid --runs 3 --steps 20
+    python benchmarks/eval_cost.py --model mid --runs 2 --steps 10
+    python benchmarks/eval_cost.py --flops     # the same ratio for SD 2 at the paper's 50 steps, by FLOPs
 
 Generates ``--runs`` panoramas (512x3072, SyncDiffusion's size) on one loaded model, then measures
 them with SyncDiffusion's protocol at its own sizes (Intra-LPIPS and Intra-Style-L on 512² windows,
@@ -21,15 +22,51 @@ from syncframe.evaluate import SetOptions, evaluate, make_reference
 from syncframe.pipeline import load_denoiser, run
 
 
+def flops() -> None:
+    """FLOPs of one SD 2 UNet call on a window (classifier-free guidance: a batch of 2) and of
+    `mid`'s, against eval's per run (the VGG trunk on six 512² windows, the protocol's networks):
+    what the CPU timing above predicts for the real model at the paper's 50 steps."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from benchmarks.panorama import sd2_base_random
+    from syncframe.models.perceptual import load_lpips
+
+    def count(fn) -> float:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            fn()
+        return counter.get_total_flops()
+
+    latents, text = torch.randn(2, 4, 64, 64), torch.randn(2, 77, 1024)
+    sd2 = sd2_base_random("cpu", torch.float32).unet
+    per_call = {"sd2": count(lambda: sd2(latents, 500, encoder_hidden_states=text))}
+    del sd2
+    mid = load_denoiser(resolve(["model=mid"])).unet
+    per_call["mid"] = count(lambda: mid(latents, 500, encoder_hidden_states=torch.randn(2, 77, mid.config.cross_attention_dim)))
+    lpips = load_lpips("vgg", None)
+    per_eval = count(lambda: lpips.features(torch.randn(6, 3, 512, 512)))
+    windows, steps = 21, 50  # 512x3072 at SyncDiffusion's stride 16; the paper's steps
+    print("| model | TFLOPs / window call | TFLOPs / run (21 windows, 50 steps) | eval TFLOPs / run | eval / run |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, call in per_call.items():
+        run_flops = call * windows * steps
+        print(f"| {name} | {call / 1e12:.3f} | {run_flops / 1e12:.0f} | {per_eval / 1e12:.2f} | "
+              f"{100 * per_eval / run_flops:.2f} % |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mid")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--width", type=int, default=3072)
+    parser.add_argument("--stride", type=int, default=16, help="latents between windows (SyncDiffusion's: 16)")
+    parser.add_argument("--flops", action="store_true", help="count FLOPs for SD 2 and mid instead of timing")
     args = parser.parse_args(argv)
+    if args.flops:
+        return flops()
     cfg = resolve(["app=panorama", f"model={args.model}", f"steps={args.steps}", f"width={args.width}",
-                   "progress=false"])
+                   f"app.stride={args.stride}", "progress=false"])
     denoiser = load_denoiser(cfg)
     root = Path(tempfile.mkdtemp(prefix="eval-cost-"))
     clock = time.perf_counter()
@@ -48,7 +85,8 @@ def main(argv=None):
     evaluate(root / "runs", root / "two.csv", metrics, crop=512, progress=False, sets=sets)
     again = time.perf_counter() - clock
     per_run = once / args.runs  # an upper bound: the fixed cost spread over few runs
-    print(f"model={args.model}, {args.runs} panoramas 512x{args.width}, {args.steps} steps; SyncDiffusion's protocol "
+    print(f"model={args.model}, {args.runs} panoramas 512x{args.width} (stride {args.stride}), {args.steps} steps; "
+          "SyncDiffusion's protocol "
           "at 512 px (VGG features)\n")
     print("| | s / run | eval / generation |")
     print("| --- | ---: | ---: |")

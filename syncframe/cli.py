@@ -109,7 +109,8 @@ def run_ui(args: list[str]) -> int:
         raise ConfigError(f"syncframe ui needs the ui extra ({exc.name or 'gradio'} is missing): "
                           "pip install -e '.[ui]'") from None
     if known.share or known.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"syncframe: warning: the page will be reachable {'through a public Gradio link' if known.share else 'at ' + known.host}; "
+        where = "through a public Gradio link" if known.share else f"at {known.host}"
+        print(f"syncframe: warning: the page will be reachable {where}; "
               "anyone who reaches it can run models and read its run folders", file=sys.stderr)
     launch(rest, known.host, int(known.port), known.share, known.outputs, known.taesd, int(known.preview_every),
            known.open)

@@ -63,11 +63,12 @@ class Previewer:
         return cls(family, "linear", max_side=max_side)
 
     @torch.no_grad()
-    def __call__(self, latents: torch.Tensor) -> Image.Image:
-        if self.decoder == "taesd":
+    def __call__(self, latents: torch.Tensor, cheap: bool = False) -> Image.Image:
+        """``cheap``: the linear map whatever the decoder (the caller's time budget is spent)."""
+        if self.decoder == "taesd" and not cheap:
             # TAESD decodes diffusion-space latents as they are (its scaling factor is 1).
             rgb = self.taesd.decode(latents[None].float().cpu()).sample[0]
-        elif self.decoder == "model":
+        elif self.decoder == "model" and not cheap:
             rgb = self.model_decode(latents[None].to(torch.float32))[0].float().cpu()
         else:
             rgb = linear_rgb(latents, self.family)

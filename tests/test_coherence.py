@@ -78,12 +78,13 @@ def test_syncdiffusion_lowers_incoherence_below_multidiffusion(coherence):
 
 
 def test_synctweedies_lowers_incoherence_below_none(coherence, run_folders):
-    """On a crop space with η=0 SyncTweedies' canvas equals MultiDiffusion's exactly (here on seed
-    0, bit for bit; tests/test_sampler.py in general), so its gain is MultiDiffusion's: over
-    independent windows."""
-    same = [np.asarray(Image.open(run_folders / f"{name}-0" / "panorama.png")) for name in ("synctweedies",
-                                                                                          "multidiffusion")]
-    assert (same[0] == same[1]).all()
+    """On a crop space with η=0 SyncTweedies' canvas equals MultiDiffusion's (tests/test_sampler.py;
+    here on seed 0, to float rounding: 0.06% of the 8-bit pixels differ, by one level), so its gain
+    is MultiDiffusion's: over independent windows."""
+    same = [np.asarray(Image.open(run_folders / f"{name}-0" / "panorama.png")).astype(int)
+            for name in ("synctweedies", "multidiffusion")]
+    step = np.abs(same[0] - same[1])
+    assert step.max() <= 1 and (step > 0).mean() < 0.005
     none, st = coherence["none"], coherence["multidiffusion"]
     assert st["incoherence"] <= none["incoherence"] - 0.04, coherence
     assert st["intra_lpips"] <= none["intra_lpips"] - 0.02, coherence

@@ -25,7 +25,7 @@ APPS = {
     "panorama": ["app=panorama", "width=1024", "height=512", "app.stride=16"],
     "panorama360": ["app=panorama360", "width=256", "height=128", "app.viewer=false",
                     "app.rings=[{pitch: 0, count: 4, fov: 90}, {pitch: 90, count: 1, fov: 90}]"],
-    "mesh": ["app=mesh", f"mesh={ASSETS / 'vase.obj'}", "app.viewer=false", "app.heldout_views=0",
+    "mesh": ["app=mesh", f"mesh={ASSETS / 'vase.obj'}", "app.viewer=false", "app.heldout_views=0", "width=256", "height=256",
              "app.views=[{elevation: 0, count: 4}]"],
     "splats": ["app=splats", f"splats={ASSETS / 'vase_splats.ply'}", "width=128", "height=128", "app.viewer=false",
                "app.views=[{elevation: 0, count: 3}]", "app.novel_views=0"],

@@ -136,6 +136,7 @@ def test_every_sync_starts_from_content_on_every_app(sync, tiny_denoiser, tmp_pa
                        ("panorama360", ["width=256", "height=128", "app.viewer=false",
                                         "app.rings=[{pitch: 0, count: 4, fov: 90}, {pitch: 90, count: 1, fov: 90}]"]),
                        ("mesh", [f"mesh={assets / 'vase.obj'}", "app.viewer=false", "app.heldout_views=0",
+                                 "width=256", "height=256",
                                  "app.views=[{elevation: 0, count: 3}]"])):
         cheap = ["sync.loss_resolution=64", "sync.grad_through_unet=false"] if sync == "syncdiffusion" else []
         results = [run(f"app={app}", f"sync={sync}", "steps=4", "strength=0.5", f"init={image}", *extra, *cheap,

@@ -248,7 +248,8 @@ def test_the_page_in_chromium_types_generates_and_shows_the_image_and_the_360_vi
     prompt.clear()
     prompt.send_keys('"></iframe><b>out of the frame</b><!--')  # reaches the viewer's title, inside srcdoc
     for key, value in (("width", "256"), ("height", "128")):
-        box = wait.until(seen.element_to_be_clickable((By.CSS_SELECTOR, f"#panorama360-opt-{key} textarea, #panorama360-opt-{key} input")))
+        box = wait.until(seen.element_to_be_clickable(
+            (By.CSS_SELECTOR, f"#panorama360-opt-{key} textarea, #panorama360-opt-{key} input")))
         box.clear()
         box.send_keys(value)
     browser.find_element(By.CSS_SELECTOR, "#generate-panorama360").click()
@@ -265,3 +266,51 @@ def test_the_page_in_chromium_types_generates_and_shows_the_image_and_the_360_vi
     for app in ("panorama", "panorama360"):
         for folder in run_folders(server["root"], app):
             shutil.rmtree(folder)
+
+
+def test_the_command_line_refuses_bad_options_before_the_page_starts(capsys, monkeypatch):
+    from syncframe.cli import main
+
+    monkeypatch.setattr("syncframe_ui.launch", lambda *a, **k: pytest.fail("the page must not start"))
+    assert main(["ui", "--help"]) == 0 and "--share" in capsys.readouterr().out
+    assert main(["ui", "--port", "http"]) == 2
+    assert "--port=http: a whole number" in capsys.readouterr().err
+    assert main(["ui", "steps=0"]) == 2  # the defaults are checked as a run's are
+    assert "steps=0" in capsys.readouterr().err
+    assert main(["ui", "--bogus"]) == 2 and "unknown option '--bogus'" in capsys.readouterr().err
+
+
+def test_a_public_address_is_warned_about(capsys, monkeypatch):
+    from syncframe.cli import main
+
+    started = {}
+    monkeypatch.setattr("syncframe_ui.launch", lambda *a, **k: started.update(args=a))
+    assert main(["ui", "--host", "0.0.0.0", "model=tiny"]) == 0
+    assert "warning: the page will be reachable at 0.0.0.0" in capsys.readouterr().err
+    assert started["args"][:2] == (["model=tiny"], "0.0.0.0")
+
+
+def test_previews_keep_to_their_budget():
+    """The previewer's own decoder only while previews cost at most PREVIEW_BUDGET of the run;
+    the first preview and the rest are the free linear map."""
+    from types import SimpleNamespace
+
+    from syncframe_ui.runner import PREVIEW_BUDGET, Job
+
+    class SlowDecoder:
+        def __init__(self):
+            self.cheap = []
+
+        def __call__(self, latents, cheap=False):
+            self.cheap.append(cheap)
+            time.sleep(0 if cheap else 0.05)
+
+    decoder, job = SlowDecoder(), Job({}, None, preview_every=1)
+    job.timings["loaded"] = start = time.perf_counter()
+    for done in range(1, 41):
+        time.sleep(0.02)  # a step of the loop
+        job._step(SimpleNamespace(done=done, total=40, canonical=lambda: None), decoder)
+    elapsed = time.perf_counter() - start
+    assert decoder.cheap[0] and not all(decoder.cheap[1:]) and any(decoder.cheap[1:])
+    assert decoder.cheap.count(False) * 0.05 <= PREVIEW_BUDGET * elapsed + 0.05
+    assert job.events.qsize() == 40  # a preview every step, whichever decoder made it

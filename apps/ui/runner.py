@@ -21,6 +21,7 @@ from syncframe.models.presets import model_spec
 from syncframe.pipeline import load_denoiser, run
 from syncframe.preview import Previewer
 
+PREVIEW_BUDGET = 0.05  # previews may take this share of a run; beyond it they fall back to the linear map
 # What the loaded weights depend on; everything else (guidance too) is per run.
 MODEL_KEYS = ("model", "device", "dtype", "lora", "loras", "lora_fuse", "ip_adapter", "controlnet", "compile",
               "offload", "vae", "view_batch_size", "attention")
@@ -112,9 +113,13 @@ class Job:
             raise Cancelled()
         if report.done % self.preview_every == 0 or report.done == report.total or report.done == 1:
             clock = time.perf_counter()
-            image = previewer(report.canonical())
+            # The previews' budget: the previewer's own decoder (TAESD) only while what the previews
+            # cost so far stays under PREVIEW_BUDGET of the run's time; else the free linear map.
+            elapsed = clock - self.timings["loaded"]
+            spent = self.timings.get("preview_s", 0.0)
+            image = previewer(report.canonical(), cheap=spent > PREVIEW_BUDGET * elapsed or report.done == 1)
             self.timings.setdefault("first_preview", time.perf_counter())
-            self.timings["preview_s"] = self.timings.get("preview_s", 0.0) + time.perf_counter() - clock
+            self.timings["preview_s"] = spent + time.perf_counter() - clock
             self.events.put(("preview", report.done, report.total, image))
         if self.stop.is_set():
             raise Cancelled()

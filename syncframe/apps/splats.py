@@ -53,9 +53,8 @@ class SplatsOptions(DomainOptions, DecodeOptions, SheetOptions, ViewerOptions):
     rgb_size: int | None = option(None, "side of the views the final RGB colours are fitted to; null = the "
                                         "model's view size", ge=16, le=4096)
     background: float = option(1.0, "background of renders.png, -1 (black) to 1 (white)", ge=-1, le=1)
-    novel_views: int = option(4, "extra cameras between the rig's (elevation 15°) shown in renders.png and written to heldout/ (measured by "
-                                    "syncframe eval)", ge=0,
-                              le=64)
+    novel_views: int = option(4, "extra cameras between the rig's (elevation 15°) shown in renders.png and written "
+                                 "to heldout/ (measured by syncframe eval)", ge=0, le=64)
     view_prompts: bool = option(True, 'append ", front view" / "side view" / ... per orbit camera')
     max_splats: int = option(1_000_000, "larger scenes are refused (prune them first)", ge=1, le=50_000_000)
 
