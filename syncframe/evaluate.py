@@ -30,7 +30,6 @@ pairs). Runs that cannot be read are listed in the output, never fatal.
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import math
 import statistics
@@ -44,7 +43,7 @@ from tqdm import tqdm
 
 from .errors import ConfigError
 from .images import from_pil
-from .metrics import crops, equirect_seam, pole_spread, worst_column_step
+from .metrics import crops, equirect_seam, pair_indices, pole_spread, to_height, worst_column_step
 
 MAIN_IMAGES = ("panorama.png", "equirect.png", "image.png", "upscaled.png", "texture.png")
 IMAGE_METRICS = ("intra_lpips", "intra_style", "worst_column_step", "equirect_seam", "pole_spread")
@@ -120,19 +119,7 @@ def window_stack(image: torch.Tensor, size: int, equirect: bool = False) -> torc
         from .set_metrics import perspective_views
 
         return perspective_views(image, HORIZON_YAWS, size)
-    if image.shape[1] != size:
-        width = max(size, round(image.shape[2] * size / image.shape[1]))
-        image = torch.nn.functional.interpolate(image[None], size=(size, width), mode="bilinear",
-                                                align_corners=False, antialias=True)[0]
-    return crops(image, size)
-
-
-def pair_indices(count: int) -> tuple[list[int], list[int]]:
-    """Every unordered pair of ``count`` windows (15 for SyncDiffusion's 6)."""
-    pairs = list(itertools.combinations(range(count), 2))
-    if not pairs:
-        raise ValueError("fewer than two windows")
-    return [i for i, _ in pairs], [j for _, j in pairs]
+    return crops(to_height(image, size), size)
 
 
 def intra_pairs(image: torch.Tensor, size: int, equirect: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

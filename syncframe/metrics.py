@@ -23,17 +23,35 @@ def scene_incoherence(labels: torch.Tensor) -> float:
     return (labels != majority).float().mean().item()
 
 
+def to_height(image: torch.Tensor, size: int) -> torch.Tensor:
+    """``image: [C, H, W]`` resized (antialiased) to ``size`` rows, keeping its aspect and at least
+    ``size`` columns; returned as it is when it has ``size`` rows already."""
+    if image.shape[1] == size:
+        return image
+    width = max(size, round(image.shape[2] * size / image.shape[1]))
+    return torch.nn.functional.interpolate(image[None], size=(size, width), mode="bilinear", align_corners=False,
+                                           antialias=True)[0]
+
+
+def pair_indices(count: int) -> tuple[list[int], list[int]]:
+    """Every unordered pair of ``count`` windows (15 for SyncDiffusion's 6): ``(firsts, seconds)``."""
+    pairs = list(itertools.combinations(range(count), 2))
+    if not pairs:
+        raise ValueError("fewer than two windows")
+    return [i for i, _ in pairs], [j for _, j in pairs]
+
+
 @torch.no_grad()
 def intra_lpips(image: torch.Tensor, lpips: torch.nn.Module, size: int = 512) -> float:
     """Mean LPIPS over all pairs of non-overlapping ``size``-wide crops of ``image: [3, H, W]`` in
-    [-1, 1] (SyncDiffusion's Intra-LPIPS): low when the panorama is one coherent scene."""
+    [-1, 1] (SyncDiffusion's Intra-LPIPS): low when the panorama is one coherent scene. The trunk
+    runs once per crop; the pairs are formed on its activations."""
     parts = crops(image, size)
-    pairs = list(itertools.combinations(range(len(parts)), 2))
-    if not pairs:
+    if len(parts) < 2:
         raise ValueError(f"image of width {image.shape[-1]} has fewer than two {size}-px crops")
-    first = parts[[i for i, _ in pairs]]
-    second = parts[[j for _, j in pairs]]
-    return lpips(first, second).mean().item()
+    first, second = pair_indices(len(parts))
+    feats = lpips.features(parts)
+    return lpips.distance([f[first] for f in feats], [f[second] for f in feats]).mean().item()
 
 
 def panorama_coherence(canvas: torch.Tensor, image: torch.Tensor, classify, lpips=None,

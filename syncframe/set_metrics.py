@@ -22,10 +22,9 @@ INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # torch-fidelity's name
 def random_crop(image: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
     """``image: [3, H, W]`` -> one ``[3, size, size]`` crop at a random place (its height resized
     to ``size`` first when it is smaller or a single row of windows is meant: H != size)."""
-    if image.shape[1] != size:
-        width = max(size, round(image.shape[2] * size / image.shape[1]))
-        image = nn.functional.interpolate(image[None], size=(size, width), mode="bilinear", align_corners=False,
-                                          antialias=True)[0]
+    from .metrics import to_height
+
+    image = to_height(image, size)
     left = int(torch.randint(0, image.shape[2] - size + 1, (1,), generator=generator))
     return image[:, :, left:left + size]
 

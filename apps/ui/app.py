@@ -16,7 +16,7 @@ import numpy as np
 from syncframe.config import group_names, resolve
 from syncframe.errors import ConfigError
 
-from .controls import Control, TabControls, command, override, parse_more, tab_controls
+from .controls import Control, TabControls, as_text, command, override, parse_more, tab_controls
 from .painting import PALETTE, keep_labels, keep_upload, labels_from_layers, region_prompts
 from .runner import Job, Models
 
@@ -51,8 +51,6 @@ def widget(control: Control, app: str, scope: str = ""):
         return gr.File(type="filepath", **{k: v for k, v in common.items() if k != "info"})
     text = "" if control.default is None else control.default
     if control.kind == "yaml" and not isinstance(text, str):
-        from .controls import as_text
-
         text = as_text(text)
     return gr.Textbox(value=str(text), **common)
 
@@ -167,8 +165,6 @@ class Tab:
             editor = values[self.editor] or {}
             labels = labels_from_layers(list(editor.get("layers") or []))
             prompts = region_prompts(labels, {n: values[box] for n, box in self.colour_prompts.items()})
-            from .controls import as_text
-
             changed += [f"regions={keep_labels(labels, self.root)}", f"regions.prompts={as_text(prompts)}"]
         return merge([f"app={self.app}", *self.base], changed)
 
