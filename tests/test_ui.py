@@ -246,7 +246,8 @@ def test_the_page_in_chromium_types_generates_and_shows_the_image_and_the_360_vi
     browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='panorama360']").click()
     prompt = wait.until(seen.element_to_be_clickable((By.CSS_SELECTOR, "#panorama360-opt-prompt textarea")))
     prompt.clear()
-    prompt.send_keys('"></iframe><b>out of the frame</b><!--')  # reaches the viewer's title, inside srcdoc
+    # Reaches the viewer's title and inline script, inside srcdoc: quotes, </script>, <!-- and markup.
+    prompt.send_keys('"\'></iframe><b>out of the frame</b></script><script>document.body.dataset.pwned=1</script><!--')
     for key, value in (("width", "256"), ("height", "128")):
         box = wait.until(seen.element_to_be_clickable(
             (By.CSS_SELECTOR, f"#panorama360-opt-{key} textarea, #panorama360-opt-{key} input")))
@@ -259,9 +260,12 @@ def test_the_page_in_chromium_types_generates_and_shows_the_image_and_the_360_vi
         drawn = wait.until(lambda b: b.execute_script("return document.body && document.body.dataset.rendered"))
         assert drawn
         assert browser.find_elements(By.TAG_NAME, "canvas") and not browser.find_elements(By.TAG_NAME, "b")
+        assert browser.execute_script("return document.body.dataset.pwned") is None
+        assert "</script>" in browser.execute_script("return document.title")  # the viewer's title, as text
     finally:
         browser.switch_to.default_content()
     assert not browser.find_elements(By.TAG_NAME, "b") and len(browser.find_elements(By.TAG_NAME, "iframe")) == 1
+    assert browser.execute_script("return document.body.dataset.pwned") is None
     browser.save_screenshot(str(tmp_path / "panorama360.png"))
     for app in ("panorama", "panorama360"):
         for folder in run_folders(server["root"], app):
