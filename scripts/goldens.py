@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,13 @@ CONFIGS = ["presets/mesh-sd.yaml", "presets/panorama-fast.yaml", "presets/panora
            "spotdiffusion/panorama.yaml", "stochsync/mesh.yaml", "stochsync/panorama360.yaml",
            "syncdiffusion/panorama.yaml", "synctweedies/anagram.yaml", "synctweedies/mesh.yaml",
            "synctweedies/panorama.yaml", "synctweedies/panorama360.yaml"]
+
+
+def hermetic() -> None:
+    """No small real weights (SYNCFRAME_WEIGHTS an empty folder): the twins' byte-level tokenizer and
+    random LPIPS, so the goldens are the same on a machine with ../shared/weights and one without."""
+    empty = Path(tempfile.mkdtemp(prefix="syncframe-goldens-"))
+    os.environ["SYNCFRAME_WEIGHTS"] = str(empty)
 
 
 def config_case(relative: str) -> tuple[str, list]:
@@ -129,8 +138,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default="", help="cases whose name contains this")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    import os
-
+    hermetic()
     os.chdir(ROOT)  # the cases name files in assets/
     recorded = json.loads(GOLDENS.read_text()) if GOLDENS.exists() else {}
     results, failed = dict(recorded), 0
