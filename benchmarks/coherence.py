@@ -69,17 +69,18 @@ def picture(rows: dict[str, Image.Image], width: int = 1536) -> Image.Image:
 
 def protocol(args, denoiser, generating: float) -> None:
     """SyncDiffusion's protocol over the saved runs, through ``syncframe eval``."""
-    from syncframe.evaluate import SetOptions, evaluate
+    from syncframe.evaluate import eval_options, evaluate
 
     clock = time.perf_counter()
-    evaluate(args.protocol / "runs", args.protocol / "reference-make.csv", ["fid"], crop=args.crop, progress=False,
-             sets=SetOptions(reference=str(args.protocol / "reference"), make=args.reference, features="vgg"),
-             denoiser=denoiser)  # makes the reference set once (its time is generation, not eval)
+    evaluate(eval_options(args.protocol / "runs", args.protocol / "reference-make.csv", ["fid"], crop=args.crop,
+                          progress=False, reference=str(args.protocol / "reference"), make=args.reference,
+                          features="vgg"), denoiser=denoiser)  # makes the reference set once (its time is generation, not eval)
     making = time.perf_counter() - clock
     clock = time.perf_counter()
-    done = evaluate(args.protocol / "runs", args.protocol / "table.csv",
-                    ["intra_lpips", "intra_style", "worst_column_step", "fid", "kid", "giqa"], crop=args.crop,
-                    progress=False, sets=SetOptions(reference=str(args.protocol / "reference"), features="vgg"))
+    done = evaluate(eval_options(args.protocol / "runs", args.protocol / "table.csv",
+                                 ["intra_lpips", "intra_style", "worst_column_step", "fid", "kid", "giqa"],
+                                 crop=args.crop, progress=False, reference=str(args.protocol / "reference"),
+                                 features="vgg"))
     seconds = time.perf_counter() - clock
     print(f"\nsyncframe eval, SyncDiffusion's protocol ({args.crop}-px windows; FID, KID, GIQA on VGG features "
           f"against {args.reference} single windows of the prior, made in {making:.0f} s):\n")

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from syncframe.config import resolve
-from syncframe.evaluate import SetOptions, evaluate, make_reference
+from syncframe.evaluate import eval_options, evaluate, make_reference
 from syncframe.pipeline import load_denoiser, run
 
 
@@ -77,12 +77,12 @@ def main(argv=None):
 
     make_reference(find_items(root / "runs")[0], root / "reference", args.runs, 512, False, denoiser)
     metrics = ["intra_lpips", "intra_style", "worst_column_step", "fid", "kid", "giqa"]
-    sets = SetOptions(reference=str(root / "reference"), features="vgg")
+    sets = dict(reference=str(root / "reference"), features="vgg")
     clock = time.perf_counter()
-    evaluate(root / "runs", root / "one.csv", metrics, crop=512, progress=False, sets=sets)
+    evaluate(eval_options(root / "runs", root / "one.csv", metrics, crop=512, progress=False, **sets))
     once = time.perf_counter() - clock  # networks loaded, then every run
     clock = time.perf_counter()
-    evaluate(root / "runs", root / "two.csv", metrics, crop=512, progress=False, sets=sets)
+    evaluate(eval_options(root / "runs", root / "two.csv", metrics, crop=512, progress=False, **sets))
     again = time.perf_counter() - clock
     per_run = once / args.runs  # an upper bound: the fixed cost spread over few runs
     print(f"model={args.model}, {args.runs} panoramas 512x{args.width} (stride {args.stride}), {args.steps} steps; "

@@ -2,7 +2,8 @@
 __version__ = "0.1.0"
 
 from .errors import ConfigError  # noqa: E402
-from .registry import register_app, register_space, register_sync  # noqa: E402
+from .models.families import Family, register_family  # noqa: E402
+from .registry import register_app, register_model, register_sync  # noqa: E402
 
 
 def generate(*overrides, **kwargs):
@@ -20,4 +21,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'syncframe' has no attribute {name!r}")
 
 
-__all__ = ["ConfigError", "SyncPipeline", "generate", "register_app", "register_space", "register_sync", "__version__"]
+__all__ = ["ConfigError", "Family", "SyncPipeline", "generate", "register_app", "register_family", "register_model",
+           "register_sync", "__version__"]

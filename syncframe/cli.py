@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from . import __version__, distributed
-from .config import (GROUPS, RunOptions, expand_multirun, group_entry, group_names, overrides_from_file,
+from .config import (GROUPS, REGISTRIES, RunOptions, expand_multirun, group_entry, group_names, overrides_from_file,
                      parse_overrides, resolve)
 from .errors import ConfigError
-from .options import CONTROL, field_help
+from .options import CONTROL, FolderPath, Options, Source, field_help, option, resolve_options
 
 USAGE = """usage: syncframe run [-m] [--config RUN/config.yaml] [key=value ...] [--help]
        syncframe eval runs=FOLDER out=TABLE.csv [metrics=all|a,b] [reference=FOLDER [reference.make=N]]
@@ -33,74 +33,94 @@ USAGE = """usage: syncframe run [-m] [--config RUN/config.yaml] [key=value ...] 
                      pole_spread, giqa, clip_score; per group: fid, kid; run.json's always)
 """
 
-EVAL_KEYS = ("runs", "out", "metrics", "lpips_weights", "crop", "progress", "reference", "reference.make",
-             "metrics.features", "metrics.inception", "metrics.clip", "metrics.k", "seed")
-
-
 def run_eval(args: list[str]) -> int:
-    """``syncframe eval key=value ...`` (syncframe/evaluate.py)."""
-    from .evaluate import evaluate
+    """``syncframe eval key=value ...`` (syncframe/evaluate.py; its options: ``EvalOptions``)."""
+    from .evaluate import EvalOptions, evaluate
 
-    options: dict = {}
+    if any(a in ("-h", "--help") for a in args):
+        print(options_help("syncframe eval runs=FOLDER out=TABLE.csv [key=value ...]", EvalOptions))
+        return 0
+    pairs = []
     for arg in args:
         key, sep, value = arg.partition("=")
-        if not sep or key not in EVAL_KEYS:
-            raise ConfigError(f"syncframe eval: {printable(arg)!r} is not one of {', '.join(k + '=' for k in EVAL_KEYS)}")
-        options[key] = value
+        if not sep:
+            raise ConfigError(f"syncframe eval: {printable(arg)!r} is not key=value: syncframe eval runs=outputs/panorama/ "
+                              "out=table.csv (syncframe eval --help lists the keys)")
+        pairs.append((key, value))
+    given = {key for key, _ in pairs}
     for key in ("runs", "out"):
-        if not options.get(key):
+        if key not in given:
             raise ConfigError(f"syncframe eval needs {key}=: syncframe eval runs=outputs/panorama/ out=table.csv")
-    for key, least in (("crop", 32), ("reference.make", 0), ("metrics.k", 1), ("seed", 0)):
-        if key in options and (not options[key].isdigit() or int(options[key]) < least):
-            raise ConfigError(f"{key}={printable(options[key])}: a whole number, at least {least}")
-    from .evaluate import SetOptions
-
-    sets = SetOptions(reference=options.get("reference") or None, make=int(options.get("reference.make", 0)),
-                      features=options.get("metrics.features", "inception"),
-                      inception=options.get("metrics.inception") or None, clip=options.get("metrics.clip") or None,
-                      k=int(options.get("metrics.k", 8)), seed=int(options.get("seed", 0)))
-    done = evaluate(options["runs"], options["out"],
-                    [m for m in options["metrics"].split(",") if m] if options.get("metrics") else None,
-                    options.get("lpips_weights") or None, int(options.get("crop", "512")),
-                    options.get("progress", "true").lower() not in ("false", "0", "no"), sets)
+    done = evaluate(resolve_options(EvalOptions, pairs, "syncframe eval"))
     print(f"wrote {done['csv']} ({len(done['rows'])} images), {done['markdown']} and {len(done['plots'])} plot(s)"
           + (f"; {len(done['problems'])} not measured (listed in {done['markdown'].name})" if done["problems"] else ""))
     return 0
 
 
-UI_USAGE = """usage: syncframe ui [key=value ...] [--host 127.0.0.1] [--port 7860] [--share] [--outputs outputs]
-                    [--taesd FOLDER] [--preview-every 2] [--open]
+def options_help(usage: str, schema, spelled=lambda name: name) -> str:
+    """``--help`` of a command whose options are ``schema`` (a section's keys as ``section.key``;
+    ``spelled`` writes a key as the command takes it)."""
+    from .options import section_of
 
-  key=value          defaults of every tab's controls (model=tiny, steps=20)
-  --host, --share    listen on another address / a public Gradio link: anyone who reaches it can
-                     run models on this machine (warned); the default listens on this machine only
-  --outputs          where run folders go (outputs/<app>/<date-time>, as syncframe run)
-  --taesd            TAESD weights (diffusers folder or repo id) for sharper previews of SD 1.x/2.x
-"""
+    lines = [f"usage: {usage}", ""]
+    for name, field in schema.model_fields.items():
+        inner = section_of(field)
+        if inner is None:
+            lines.append(field_help(spelled(name), field))
+            continue
+        for key, sub in inner.model_fields.items():
+            lines.append(field_help(name if key == getattr(inner, "primary", None) else f"{name}.{key}", sub))
+    return "\n".join(lines)
+
+
+class UiOptions(Options):
+    """``syncframe ui``'s own options (``--host H`` / ``--host=H``; a bare ``--share`` is true); the
+    ``key=value`` arguments are the defaults of every tab's controls, checked as a run's are."""
+
+    host: str = option("127.0.0.1", "the address to listen on; another than this machine's own is warned about: "
+                                    "anyone who reaches it can run models here")
+    port: int = option(7860, "the port to listen on", ge=1, le=65535)
+    share: bool = option(False, "a public Gradio link (warned about, as --host)")
+    outputs: FolderPath = option("outputs", "where run folders go (outputs/<app>/<date-time>, as syncframe run)")
+    taesd: Source | None = option(None, "TAESD weights (diffusers folder or repository id) for sharper previews of "
+                                        "SD 1.x/2.x latents")
+    preview_every: int = option(2, "decode a preview every this many steps", ge=1, le=1000)
+    open: bool = option(False, "open the page in the browser")
+
+
+def flag_pairs(args: list[str], schema) -> tuple[list[tuple[str, str]], list[str]]:
+    """``--preview-every 2`` / ``--preview-every=2`` / a bare boolean ``--share`` -> ``(key, value)``
+    pairs of ``schema``; the other arguments as they are. An unknown ``--flag``: one line."""
+    pairs, rest, args = [], [], list(args)
+    flags = {"--" + name.replace("_", "-"): name for name in schema.model_fields}
+    while args:
+        arg = args.pop(0)
+        if not arg.startswith("--"):
+            rest.append(arg)
+            continue
+        flag, sep, value = arg.partition("=")
+        if flag not in flags:
+            raise ConfigError(f"syncframe ui: unknown option {printable(flag)!r}; see syncframe ui --help")
+        name = flags[flag]
+        if not sep:
+            is_bool = schema.model_fields[name].annotation is bool
+            if is_bool or not args:
+                value = "true" if is_bool else ""
+            else:
+                value = args.pop(0)
+        pairs.append((name, value))
+    return pairs, rest
 
 
 def run_ui(args: list[str]) -> int:
     """``syncframe ui``: the web page (apps/ui, the ``ui`` extra)."""
-    import argparse
-
     if any(a in ("-h", "--help") for a in args):
-        print(UI_USAGE)
+        print(options_help("syncframe ui [key=value ...] [--option value ...]", UiOptions,
+                           lambda name: "--" + name.replace("_", "-")))
+        print("\n  key=value: defaults of every tab's controls (model=tiny, steps=20)")
         return 0
-    parser = argparse.ArgumentParser(prog="syncframe ui", add_help=False)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", default="7860")
-    parser.add_argument("--share", action="store_true")
-    parser.add_argument("--outputs", default="outputs")
-    parser.add_argument("--taesd", default=None)
-    parser.add_argument("--preview-every", default="2")
-    parser.add_argument("--open", action="store_true")
-    known, rest = parser.parse_known_args(args)
-    flags = [a for a in rest if a.startswith("-")]
-    if flags:
-        raise ConfigError(f"syncframe ui: unknown option {printable(flags[0])!r}; see syncframe ui --help")
-    for name, value, least in (("--port", known.port, 1), ("--preview-every", known.preview_every, 1)):
-        if not value.isdigit() or not least <= int(value) <= 65535:
-            raise ConfigError(f"syncframe ui {name}={printable(value)}: a whole number from {least} to 65535")
+    pairs, rest = flag_pairs(args, UiOptions)
+    options = resolve_options(UiOptions, pairs, "syncframe ui")
     resolve(parse_overrides(rest))  # the defaults are checked as a run's would be, before the page starts
     try:
         import gradio  # noqa: F401
@@ -108,12 +128,12 @@ def run_ui(args: list[str]) -> int:
     except ImportError as exc:
         raise ConfigError(f"syncframe ui needs the ui extra ({exc.name or 'gradio'} is missing): "
                           "pip install -e '.[ui]'") from None
-    if known.share or known.host not in ("127.0.0.1", "localhost", "::1"):
-        where = "through a public Gradio link" if known.share else f"at {known.host}"
+    if options.share or options.host not in ("127.0.0.1", "localhost", "::1"):
+        where = "through a public Gradio link" if options.share else f"at {options.host}"
         print(f"syncframe: warning: the page will be reachable {where}; "
               "anyone who reaches it can run models and read its run folders", file=sys.stderr)
-    launch(rest, known.host, int(known.port), known.share, known.outputs, known.taesd, int(known.preview_every),
-           known.open)
+    launch(rest, options.host, options.port, options.share, options.outputs, options.taesd, options.preview_every,
+           options.open)
     return 0
 
 
@@ -124,9 +144,7 @@ def describe() -> str:
     for group in GROUPS:
         plural = group if group.endswith("s") else group + "s"
         lines.append(f"\n{plural} ({group}=NAME; `syncframe run {group}=NAME --help` shows its options):")
-        for name in group_names(group):
-            if group == "model" and name in ("pretrained", "offline", "analytic"):
-                continue  # the schemas behind the presets; any repository id or folder is `pretrained`
+        for name in REGISTRIES[group].shown():  # the schemas behind the presets are not chosen by name
             lines.append(f"  {name:18s} {group_entry(group, name).summary}")
         if group == "model":
             lines.append(f"  {'<repo id|folder>':18s} any diffusers SD 1.x/2.x, SDXL, SD3 or FLUX repository id or "
@@ -267,7 +285,7 @@ def run_command(argv: list[str] | None = None) -> int:
             return 2
         if argv[0] == "ui":
             return run_ui(argv[1:])
-        if argv[0] in ("-h", "--help", "help") or (wants_help and argv[0] != "run"):
+        if argv[0] in ("-h", "--help", "help") or (wants_help and argv[0] not in ("run", "eval")):
             print(describe())
             return 0
         if argv[0] == "eval":

@@ -60,21 +60,16 @@ class VaeOptions(Options):
 
 
 class AttentionOptions(Options):
-    """``attention=sdpa|xformers`` sets ``kernels`` (its primary key); ``attention.cross_view=`` and the
-    rest, SyncTweedies' cross-view attention (syncframe/models/cross_view.py)."""
+    """``attention=sdpa|xformers`` sets ``kernels`` (its primary key)."""
 
     primary: ClassVar[str] = "kernels"
     kernels: Literal["sdpa", "xformers"] = option(
         "sdpa", "attention kernels: sdpa (PyTorch's scaled dot-product attention) or xformers (pip install xformers)")
-    cross_view: Literal["auto", "neighbours", "none"] = option(
-        "auto", "each view's self-attention also reads its neighbour views' tokens (SyncTweedies' official code); "
-                "auto = neighbours for sync=synctweedies on the apps it ran (panorama, panorama360, mesh, splats) in "
-                "one process, none otherwise")
-    reference_until: float = option(0.2, "while t > 1000 (1 - this), views also attend to the centre view (the "
-                                         "official ref_attention_end); 0 = never", ge=0, le=1)
-    wrap: Literal["auto", "always"] = option(
-        "auto", "who neighbours whom: auto = the space says (a loop's ends are neighbours, a plain panorama's are "
-                "not); always = the views before and after in order, last and first included (the official code)")
+
+
+# Keys that moved: SyncTweedies' cross-view attention is its synchronizers' option now.
+MOVED = {"attention.cross_view": "sync.cross_view", "attention.reference_until": "sync.reference_until",
+         "attention.wrap": "sync.wrap"}
 
 
 class RunOptions(Options):
@@ -131,6 +126,15 @@ class RunOptions(Options):
     compile: bool = option(False, "torch.compile the UNet / transformer (the compile time is recorded apart from "
                                   "sampling)")
     vae: VaeOptions = option(VaeOptions(), "VAE memory switches (vae.slicing=true, vae.tiling=true)")
+
+    def settle(self, facts) -> dict:
+        """``steps``, ``guidance`` and ``sampler`` left to the model (null / auto): its family's, and the
+        model's own preferences (``facts.spec``)."""
+        defaults = facts.spec.defaults()
+        settled = {key: defaults[key] for key in ("steps", "guidance") if getattr(self, key) is None}
+        if self.sampler == "auto":
+            settled["sampler"] = defaults["sampler"]
+        return settled
 
     @field_validator("device")
     @classmethod
@@ -202,10 +206,17 @@ def resolve(overrides: Iterable[tuple[str, Any]] | Iterable[str] = ()) -> dict:
     regions_name = _choice("regions", choices.get("regions", top["regions"]))
     sections = {"app": app_section, "sync": section("sync", sync_name)[1], "model": section("model", model_name)[1],
                 "sampler": section("sampler", sampler_name)[1], "regions": section("regions", regions_name)[1]}
+    if app_entry.facts is not None:  # the method's published settings on this app, under the user's
+        sections["sync"].update(copy.deepcopy(app_entry.facts.sync_defaults.get(sync_name, {})))
     entries = {g: group_entry(g, sections[g]["name"]) for g in GROUPS}
     for key, value in pairs:
         if key in GROUPS:
             continue
+        moved_from = [old for old in MOVED if key == old or (key == old.split(".")[0] and isinstance(value, dict)
+                                                          and old.split(".")[1] in value)]
+        if moved_from:
+            raise ConfigError(f"{moved_from[0]}= is now {MOVED[moved_from[0]]}= (an option of the averaging syncs, "
+                              f"e.g. sync=synctweedies {MOVED[moved_from[0]]}=...)")
         head, _, rest = key.partition(".")
         if head in GROUPS and rest:
             _set_option(sections[head], entries[head].options, head, rest, value)
@@ -230,8 +241,6 @@ def resolve(overrides: Iterable[tuple[str, Any]] | Iterable[str] = ()) -> dict:
         options = {k: v for k, v in sections[group].items() if k != "name"}
         cfg[group] = {"name": sections[group]["name"], **validate(entries[group].options, options, group)}
     check_device(cfg["device"])
-    if cfg["controlnet"] and cfg["model"]["kind"] == "analytic":
-        raise ConfigError(f"model={model_name} is analytic and takes no ControlNet; drop controlnet=")
     if cfg["offload"] != "none" and not cfg["device"].startswith("cuda") and not (
             cfg["device"] == "auto" and _cuda()):
         raise ConfigError(f"offload={cfg['offload']} moves weights between the CPU and a CUDA GPU; this run is on the "

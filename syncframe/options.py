@@ -9,6 +9,7 @@ the value and what it accepts.
 """
 from __future__ import annotations
 
+import difflib
 import re
 import types
 import typing
@@ -27,6 +28,12 @@ class Options(BaseModel):
     """Base of every section: strict types (no silent conversions), unknown keys refused."""
 
     model_config = ConfigDict(strict=True, extra="forbid", validate_default=True)
+
+    def settle(self, facts) -> dict:
+        """The options this section left to ``null`` / ``auto`` and what they become for this run
+        (:class:`~syncframe.plan.RunFacts`), as ``{option: value}``; pure, applied by the caller in one
+        place and recorded in config.yaml and run.json alike. Nothing by default."""
+        return {}
 
 
 class TextMark:
@@ -132,6 +139,47 @@ def validate(cls: type[Options], data: dict, prefix: str = "") -> dict:
         return cls.model_validate(data).model_dump()
     except ValidationError as exc:
         raise ConfigError(error_line(cls, exc.errors()[0], prefix)) from None
+
+
+def validated(cls: type[Options], data: dict, prefix: str = "") -> Options:
+    """:func:`validate`, returning the section itself (typed) rather than its plain dict."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(error_line(cls, exc.errors()[0], prefix)) from None
+
+
+def section_of(field) -> type[Options] | None:
+    """The section (an Options subclass) a field holds, if it holds one."""
+    annotation = field.annotation
+    return annotation if isinstance(annotation, type) and issubclass(annotation, Options) else None
+
+
+def resolve_options(schema: type[Options], pairs: list[tuple[str, str]], command: str) -> Options:
+    """``key=value`` pairs (command-line strings) -> the validated ``schema``: ``key`` sets a field,
+    ``section.key`` a field of a nested section, ``section=value`` its primary key (``reference=DIR``
+    with ``reference.make=N``). Every mistake is one ConfigError line naming ``command``'s keys."""
+    values: dict = {}
+    keys = [f"{name}.{inner}" if section_of(f) and inner != getattr(section_of(f), "primary", None) else name
+            for name, f in schema.model_fields.items()
+            for inner in (section_of(f).model_fields if section_of(f) else [None])]
+    for key, raw in pairs:
+        head, _, rest = key.partition(".")
+        field = schema.model_fields.get(head)
+        inner = section_of(field) if field is not None else None
+        target = inner.model_fields.get(rest) if inner is not None and rest else None
+        if field is None or (rest and target is None):
+            close = difflib.get_close_matches(key, keys, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{command}: unknown key {key!r}{hint}; valid keys: {', '.join(k + '=' for k in keys)}")
+        if rest:
+            values.setdefault(head, {})[rest] = parse_value(target.annotation, raw, target.metadata)
+        elif inner is not None and "primary" in inner.__class_vars__:
+            primary = inner.model_fields[inner.primary]
+            values.setdefault(head, {})[inner.primary] = parse_value(primary.annotation, raw, primary.metadata)
+        else:
+            values[head] = parse_value(field.annotation, raw, field.metadata)
+    return validated(schema, values)
 
 
 def error_line(cls: type[Options], error: dict, prefix: str) -> str:
@@ -322,6 +370,8 @@ def _normalized(field) -> Any:
 def field_help(name: str, field, value: Any = _UNSET) -> str:
     """Help for one option: ``name = default  [what it accepts]`` (with this run's ``value`` when
     given) and its description on the next line."""
+    if value is _UNSET and field.is_required():
+        return f"  {name} = (required)   [{expectation(field.annotation, field.metadata)}]\n      {field.description or ''}"
     shown = _show(field.default if value is _UNSET else value)
     if value is not _UNSET and value != _normalized(field):
         shown += f"  (default {_show(field.default)})"

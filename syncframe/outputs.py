@@ -183,3 +183,66 @@ def _owner(partial: Path) -> str:
 def default_out(app: str, root: str | Path = "outputs") -> Path:
     """``<root>/<app>/<date-time>``; a clash moves on to ``-1``, ``-2``, ... when claimed."""
     return Path(root) / app / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def run_record(prepared, denoiser, num_views: int, predicted: int, notes: list, timings: dict,
+               shares: list | None) -> dict:
+    """``run.json``: what ran, on what, how long each phase took, what was settled and measured."""
+    import platform
+    import sys
+
+    import torch
+
+    from . import __version__
+
+    plan, spec, app = prepared.plan, prepared.spec, prepared.app
+    run, names = plan.run, plan.names
+    return {
+        "app": names["app"], "sync": names["sync"], "model": names["model"],
+        "seed": run.seed, "steps": run.steps, "num_views": num_views,
+        "views_predicted": predicted,  # model calls of one view (CFG's pair counted once), over every process
+        "view_batch_size": denoiser.resolve_batch_size(num_views),
+        "device": str(denoiser.device), "dtype": str(denoiser.dtype).replace("torch.", ""),
+        "gpu": torch.cuda.get_device_name(denoiser.device) if denoiser.device.type == "cuda" else None,
+        "family": spec.family, "sampler": names["sampler"], "window_px": spec.window_px,
+        "sizes": app.sizes(),
+        "resolved": prepared.settled,
+        **({"model_extras": denoiser.extras} if denoiser.extras else {}),
+        **({"distributed": distributed_report(shares, len(prepared.sampler.steps))} if shares else {}),
+        "notes": notes,
+        "versions": {"syncframe": __version__, "python": platform.python_version(), "torch": torch.__version__,
+                     "diffusers": package_version("diffusers"), "transformers": package_version("transformers")},
+        "command": sys.argv if Path(sys.argv[0]).name in ("syncframe", "__main__.py") else None,
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        "peak_memory": peak_memory_mb(denoiser.device),
+        **({"metrics": app.report} if app.report else {}),
+    }
+
+
+def distributed_report(shares: list[dict], steps: int) -> dict:
+    """What a distributed run records: the world size, each rank's views, device and sampling time,
+    and the bytes all-reduced per step (each rank sends its canonical sums)."""
+    sent = shares[0]["bytes_reduced"]
+    return {"world_size": len(shares), "ranks": shares, "bytes_reduced_per_step": round(sent / max(steps, 1)),
+            "reductions_per_step": round(shares[0]["reductions"] / max(steps, 1), 2)}
+
+
+def peak_memory_mb(device) -> dict:
+    import resource
+
+    import torch
+
+    peak = {"cpu_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if device.type == "cuda":
+        peak["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return peak
+
+
+def package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None

@@ -1,34 +1,27 @@
 """The Python API: resolve a config, run the joint loop, return images + metadata, save a run folder."""
 from __future__ import annotations
 
-import copy
+import itertools
 import json
-import platform
-import resource
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import torch
 
-from . import __version__, distributed
-from .config import dump, resolve, section
+from . import distributed
+from .config import dump, resolve
 from .errors import ConfigError
 from .images import read_image
 from .messages import collecting, holding, quiet_libraries
-from .models.cross_view import cross_view_attention
 from .models.denoiser import ViewDenoiser, load_controlnet, pick_device, pick_dtype
 from .models import adapters
-from .models.hub import locate
 from .models.presets import load_model, model_spec
 from .models.spec import ModelSpec
-from .outputs import RunFolder, default_out
-from .registry import APPS, SYNCS
-from .loop import sample
-from .samplers import build_sampler
+from .outputs import RunFolder, default_out, run_record
+from .loop import sample, undistribute, view_model
+from .plan import Plan, Prepared, prepare
 
 
 @dataclass
@@ -101,19 +94,22 @@ def _short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def load_denoiser(cfg: dict, spec: ModelSpec | None = None):
-    """The run's model on its device, with its ControlNet and memory offloading."""
-    spec = spec or model_spec(cfg)
-    device = pick_device(cfg["device"])
-    dtype = pick_dtype(cfg["dtype"], device)
-    guidance = spec.defaults()["guidance"] if cfg["guidance"] is None else cfg["guidance"]
-    denoiser = load_model(cfg, spec, device, dtype, guidance=guidance, view_batch_size=cfg["view_batch_size"])
-    if cfg["controlnet"]:
-        denoiser.controlnet = load_controlnet(cfg["controlnet"], denoiser.unet, device, dtype)
-        denoiser.controlnet_scale = cfg["controlnet_scale"]
-    denoiser.extras = adapters.apply(denoiser, cfg, spec.family)
-    if cfg["offload"] != "none":
-        offload(denoiser, cfg["offload"], device)
+def load_denoiser(cfg, spec: ModelSpec | None = None):
+    """The run's model (``cfg``: a config tree or a :class:`~syncframe.plan.Plan`) on its device, with
+    its ControlNet, adapters and memory offloading."""
+    plan = cfg if isinstance(cfg, Plan) else Plan.of(cfg)
+    run = plan.run
+    spec = spec or model_spec(plan)
+    device = pick_device(run.device)
+    dtype = pick_dtype(run.dtype, device)
+    guidance = spec.defaults()["guidance"] if run.guidance is None else run.guidance
+    denoiser = load_model(plan, spec, device, dtype, guidance=guidance, view_batch_size=run.view_batch_size)
+    if run.controlnet:
+        denoiser.controlnet = load_controlnet(run.controlnet, denoiser.unet, device, dtype)
+        denoiser.controlnet_scale = run.controlnet_scale
+    denoiser.extras = adapters.apply(denoiser, run, spec.family)
+    if run.offload != "none":
+        offload(denoiser, run.offload, device)
     return denoiser
 
 
@@ -142,27 +138,6 @@ def offload(denoiser, how: str, device: torch.device) -> None:
             pipe.enable_sequential_cpu_offload(device=device)
     except (ImportError, RuntimeError, ValueError) as exc:
         raise ConfigError(f"offload={how} failed ({exc}); pip install accelerate, or use offload=none") from None
-
-
-def settle_model_defaults(cfg: dict, spec: ModelSpec) -> dict:
-    """``steps``, ``guidance`` and ``sampler`` left to the model (null / auto) set to its family's;
-    returns what was settled (for run.json). Changes ``cfg`` in place: config.yaml is what ran."""
-    defaults, settled = spec.defaults(), {}
-    for key in ("steps", "guidance"):
-        if cfg[key] is None:
-            cfg[key] = settled[key] = defaults[key]
-    if cfg["sampler"]["name"] == "auto":
-        name = defaults["sampler"]
-        cfg["sampler"] = section("sampler", name)[1]
-        settled["sampler"] = name
-    return settled
-
-
-def peak_memory_mb(device: torch.device) -> dict:
-    peak = {"cpu_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    if device.type == "cuda":
-        peak["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    return peak
 
 
 def generate(*overrides, denoiser=None, pipe=None, **kwargs) -> Result:
@@ -195,7 +170,7 @@ def generate_with_pipe(pipe, overrides: tuple, kwargs: dict, denoiser=None) -> R
     if refused:
         raise ConfigError(f"generate(pipe=...) uses the pipeline as it is; {', '.join(refused)} would load or move "
                           "something: do that on the pipeline itself (pipe.load_lora_weights, pipe.to, ...) and drop it")
-    built, spec = denoiser_of(pipe, 7.5, cfg["view_batch_size"])
+    built, spec = denoiser_of(pipe, cfg["view_batch_size"])
     cfg = resolve([*pairs, ("model", built.name)])  # what config.yaml names: the repository it came from
     return generate_from_config(cfg, built, prepare(cfg, spec))
 
@@ -216,97 +191,6 @@ class StepReport:
             return self.space.unproject(self.views.float())
 
 
-@dataclass
-class Prepared:
-    """Everything a run needs but the model's weights, built and checked."""
-
-    spec: ModelSpec
-    app: object
-    sync: object
-    sampler: object
-    settled: dict
-    cfg: dict  # the config as it will run: a copy of the one given, with what was left to the model settled
-
-
-def prepare(cfg: dict, spec: ModelSpec | None = None) -> Prepared:
-    """Check everything the config names and build the app (and its space), the synchronizer and
-    the sampler; no weights are loaded. The model's spec comes first (its configs only, or
-    ``spec`` when the model is already built): the window, channels and schedule every later
-    piece follows. ``cfg`` itself is not changed."""
-    cfg = copy.deepcopy(cfg)
-    spec = spec or model_spec(cfg)
-    if cfg["controlnet"] and cfg["controlnet"] != "tiny":
-        locate(cfg["controlnet"], "controlnet")
-    if cfg["controlnet"] and spec.family not in ("sd", "sdxl"):
-        raise ConfigError(f"controlnet= works with UNet models (SD 1.x/2.x, SDXL); model={cfg['model']['name']} is "
-                          f"{spec.family}: drop controlnet=")
-    settled = settle_model_defaults(cfg, spec)
-    app = APPS.get(cfg["app"]["name"])(cfg, spec)
-    settled.update(app.settled)
-    if cfg["controlnet"] and not app.can_control():
-        raise ConfigError("controlnet= needs a control input, and this run has none: give one (e.g. app=panorama360 "
-                          "depth=<equirect depth image>; app=mesh uses its rendered depth) or drop controlnet=")
-    if app.control_given() and not cfg["controlnet"]:
-        raise ConfigError("this run has a control input (depth=) but no ControlNet: set controlnet=<repo|folder> "
-                          "or drop the control input")
-    adapters.check(cfg, spec.family)
-    sampler = build_sampler(cfg, spec)
-    sync = SYNCS.get(cfg["sync"]["name"])(cfg, app.space)
-    sync.check_domain(cfg["app"].get("domain") or "latent")
-    sync.check_sampler(sampler)
-    settled.update(sync.resolved())
-    settled.update(settle_cross_view(cfg, spec, app))
-    return Prepared(spec, app, sync, sampler, settled, cfg)
-
-
-CROSS_VIEW_APPS = ("panorama", "panorama360", "mesh", "splats")  # where the official SyncTweedies code uses it
-
-
-def settle_cross_view(cfg: dict, spec: ModelSpec, app) -> dict:
-    """``attention.cross_view``: ``auto`` becomes ``neighbours`` where SyncTweedies' official code
-    runs it (sync=synctweedies on its apps, a UNet, every view of a step in one model call: one
-    process, no smaller view_batch_size) and ``none`` elsewhere; ``neighbours`` asked for where it
-    cannot work is refused. Changes ``cfg`` in place (config.yaml is what ran); returns what auto became."""
-    attention = cfg["attention"]
-    asked = attention["cross_view"]
-    official = cfg["sync"]["name"] == "synctweedies" and cfg["app"]["name"] in CROSS_VIEW_APPS
-    if asked == "none" or (asked == "auto" and not official):
-        attention["cross_view"] = "none"
-        return {} if asked == "none" else {"attention.cross_view": "none"}
-    num_views = app.space.num_views
-    problems = []
-    if spec.family not in ("sd", "sdxl"):
-        problems.append(f"model={cfg['model']['name']} is {spec.family}, and it is a UNet's self-attention that reads "
-                        "the neighbours: use an SD 1.x/2.x or SDXL model")
-    if distributed.launched() or distributed.current() is not None:
-        problems.append("this run is split over processes, and a view's neighbours may be in another: run it in one "
-                        "process")
-    if cfg["view_batch_size"] and cfg["view_batch_size"] < num_views:
-        problems.append(f"view_batch_size={cfg['view_batch_size']} splits the {num_views} views into several model "
-                        "calls, and neighbours must share one: drop view_batch_size")
-    if attention["wrap"] != "always" and app.space.neighbours() is None:
-        problems.append(f"the views of app={cfg['app']['name']}{' with regions=' if cfg['regions']['name'] != 'none' else ''}"
-                        " have no neighbours (each sees the whole canvas): use attention.wrap=always for the "
-                        "official ring, or attention.cross_view=none")
-    if asked == "neighbours" and problems:
-        raise ConfigError(f"attention.cross_view=neighbours: {problems[0]}")
-    if asked != "auto":
-        return {}
-    attention["cross_view"] = "neighbours" if not problems and num_views > 1 else "none"
-    return {"attention.cross_view": attention["cross_view"]}
-
-
-def cross_view_plan(cfg: dict, space):
-    """The run's :class:`~syncframe.models.cross_view.CrossViewPlan`, or None (attention.cross_view=none)."""
-    from .models.cross_view import CrossViewPlan, ring
-
-    attention = cfg["attention"]
-    if attention["cross_view"] != "neighbours":
-        return None
-    neighbours = ring(space.num_views) if attention["wrap"] == "always" else space.neighbours()
-    return CrossViewPlan(neighbours, [space.num_views // 2], attention["reference_until"])
-
-
 def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = None, on_step=None) -> Result:
     """Run a resolved config (``denoiser``: reuse already-loaded weights of the same model).
     ``on_step(StepReport)`` is called after every denoising step (previews, progress); an
@@ -317,19 +201,19 @@ def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = N
     with collecting() as notes, quiet_libraries():
         with holding():  # a refused run says only its error
             prepared = prepared or prepare(cfg)
-        app, spec, cfg = prepared.app, prepared.spec, prepared.cfg
-        timings = {"build_space": app.build_s}
+        plan, spec = prepared.plan, prepared.spec
+        timings = {"build_space": prepared.app.build_s}
         clock = time.perf_counter()
         if denoiser is None:
-            denoiser = load_denoiser(cfg, spec)
+            denoiser = load_denoiser(plan, spec)
         elif not isinstance(denoiser, ViewDenoiser):
             raise ConfigError(f"denoiser={_short(denoiser)}: expected a loaded syncframe denoiser (from "
                               "syncframe.pipeline.load_denoiser or a previous run), or leave it out")
-        elif adapters.wanted(cfg) != adapters.loaded(denoiser):
+        elif adapters.wanted(plan.run) != adapters.loaded(denoiser):
             raise ConfigError("this run names LoRAs or an IP-Adapter that the denoiser passed in was not loaded with; "
                               "a denoiser is used as it is: load it with them (load_denoiser(cfg)), or leave it out")
-        with guidance_of(denoiser, cfg["guidance"]):
-            return run_loaded(cfg, denoiser, prepared, notes, timings, clock, on_step)
+        with guidance_of(denoiser, plan.run.guidance):
+            return run_loaded(prepared, denoiser, notes, timings, clock, on_step)
 
 
 @contextmanager
@@ -342,93 +226,95 @@ def guidance_of(denoiser: ViewDenoiser, guidance: float):
         denoiser.guidance = saved
 
 
-def run_loaded(cfg: dict, denoiser: ViewDenoiser, prepared: Prepared, notes: list, timings: dict,
-               clock: float, on_step=None) -> Result:
-    """The run once its model is loaded: conditioning, the joint loop, the outputs, ``run.json``."""
-    app, sync, spec = prepared.app, prepared.sync, prepared.spec
+def run_loaded(prepared: Prepared, denoiser: ViewDenoiser, notes: list, timings: dict, clock: float,
+               on_step=None) -> Result:
+    """The run once its model is loaded, in numbered steps (as diffusers' ``__call__``)."""
+    app, run = prepared.app, prepared.plan.run
+    # 1. The loaded model against what its configs said
+    check_loaded(prepared, denoiser)
+    timings["load"] = time.perf_counter() - clock
+    if run.compile:
+        timings["compile"] = timed(warm_up_compiled, denoiser, app.space, prepared.sampler)[1]
+    # 2. Conditioning: the prompts, an image prompt, ControlNet images
+    cond, timings["encode"] = timed(encode_conditioning, run, denoiser, app)
+    # 3. SDEdit's start (init=, strength < 1): the canonical latent of the content
+    generator = torch.Generator("cpu").manual_seed(run.seed)
+    init = None
+    if app.init is not None and run.strength < 1:  # strength 1: from noise, as a plain run
+        with torch.no_grad():
+            init, timings["encode_init"] = timed(app.init_latents, denoiser, generator)
+    # 4. The joint loop over this process's views
+    group = distributed.current()
+    (views, model), timings["sample"] = timed(sample_views, prepared, denoiser, cond, generator, init, group, on_step)
+    # 5. A distributed run: every rank's share for run.json; only rank 0 finishes and writes
+    shares = None
+    if group is not None:
+        shares = group.gather_objects(rank_share(group, denoiser, model, timings["sample"]))
+        if not group.leader:
+            return Result({}, views.detach().cpu(), views.detach().cpu(), prepared.cfg, {"rank": group.rank})
+    num_views = app.space.num_views  # the views the loop ran (finish collapses regions' views)
+    # 6. The app's files
+    (images, canonical), timings["finalize"] = timed(app.finish, views, denoiser)
+    # 7. What ran, for run.json
+    predicted = sum(s["views_predicted"] for s in shares) if shares else model.predicted
+    metadata = run_record(prepared, denoiser, num_views, predicted, notes, timings, shares)
+    return Result(images, canonical.detach().cpu(), views.detach().cpu(), prepared.cfg, metadata)
+
+
+def timed(fn, *args):
+    """``(fn(*args), the seconds it took)``."""
+    clock = time.perf_counter()
+    return fn(*args), time.perf_counter() - clock
+
+
+def check_loaded(prepared: Prepared, denoiser: ViewDenoiser) -> None:
+    """The loaded model has the latent layout its configs said; its CUDA peak counter starts now."""
+    spec = prepared.spec
     if denoiser.latent_scale != spec.scale or denoiser.latent_channels != spec.channels:
-        raise ConfigError(f"model {cfg['model']['name']!r} has {denoiser.latent_channels} latent channels and "
-                          f"VAE factor {denoiser.latent_scale}; its configs said {spec.channels} and {spec.scale}")
+        raise ConfigError(f"model {prepared.plan.names['model']!r} has {denoiser.latent_channels} latent channels "
+                          f"and VAE factor {denoiser.latent_scale}; its configs said {spec.channels} and {spec.scale}")
     if torch.cuda.is_available() and denoiser.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(denoiser.device)
-    timings["load"] = time.perf_counter() - clock
 
-    if cfg["compile"]:
-        clock = time.perf_counter()
-        warm_up_compiled(denoiser, app.space, prepared.sampler)
-        timings["compile"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
+def encode_conditioning(run, denoiser: ViewDenoiser, app):
+    """Every view's conditioning: its prompt's text states, the image prompt's embedding (computed
+    once, shared by every view), its ControlNet image."""
     prompts, view_prompt = app.view_conditioning()
-    cond = denoiser.encode_prompts(prompts, cfg["negative_prompt"], view_prompt)
-    if cfg["ip_image"]:  # one embedding of the image prompt, shared by every view
-        embed = adapters.image_prompt_embeds(denoiser, read_image(cfg["ip_image"], "ip_image"))
+    cond = denoiser.encode_prompts(prompts, run.negative_prompt, view_prompt)
+    if run.ip_image:
+        embed = adapters.image_prompt_embeds(denoiser, read_image(run.ip_image, "ip_image"))
         cond.tensors["ip_image"] = embed[None].expand(len(prompts), *embed.shape).to(denoiser.dtype)
     control = app.view_control() if denoiser.controlnet is not None else None
     if control is not None:
         cond.control = control.to(denoiser.device, denoiser.dtype)
-    timings["encode"] = time.perf_counter() - clock
+    return cond
 
-    generator = torch.Generator("cpu").manual_seed(cfg["seed"])
-    init = None
-    if app.init is not None and cfg["strength"] < 1:  # strength 1: from noise, as a plain run
-        clock = time.perf_counter()
-        with torch.no_grad():
-            init = app.init_latents(denoiser, generator)
-        timings["encode_init"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    group = distributed.current()
-    stats: dict = {}
+
+def sample_views(prepared: Prepared, denoiser: ViewDenoiser, cond, generator, init, group, on_step):
+    """The joint loop (this process's share of the views in a distributed run): the final views and
+    the run's :class:`~syncframe.loop.ViewModel` (what it predicted)."""
+    app, run = prepared.app, prepared.plan.run
+    model = view_model(app.space, denoiser, cond, group)
     callback = None
     if on_step is not None:
-        done = iter(range(1, 1 << 62))
-        callback = lambda step, views: on_step(StepReport(next(done), stats["steps"], views, app.space))  # noqa: E731
-    with cross_view_attention(denoiser, cross_view_plan(cfg, app.space)):
-        views = sample(app.space, denoiser, sync, cond, prepared.sampler, generator, progress=cfg["progress"],
-                       callback=callback,
-                       init=init, strength=1.0 if cfg["strength"] is None else cfg["strength"],
-                       before_step=app.bootstrap_hook(denoiser), group=group, stats=stats)
-    timings["sample"] = time.perf_counter() - clock
-    num_views = app.space.num_views  # the views the loop ran (finish collapses regions' views)
-    shares = None
-    if group is not None:  # every rank's share, for run.json; only rank 0 finishes and writes
-        shares = group.gather_objects({"rank": group.rank, "device": str(denoiser.device),
-                                       "views": group.timings["views"], "sample_s": round(timings["sample"], 4),
-                                       "bytes_reduced": group.timings["loop"][0],
-                                       "reductions": group.timings["loop"][1],
-                                       "communication_s": round(group.timings["loop"][2], 4),
-                                       "bytes_broadcast": group.timings["loop"][3],
-                                       "views_predicted": stats["views_predicted"]})
-        if not group.leader:
-            return Result({}, views.detach().cpu(), views.detach().cpu(), cfg, {"rank": group.rank})
+        done = itertools.count(1)
+        callback = lambda step, views, total: on_step(StepReport(next(done), total, views, app.space))  # noqa: E731
+    try:
+        views = sample(app.space, model, prepared.sync, prepared.sampler, generator, init=init,
+                       strength=1.0 if run.strength is None else run.strength, progress=run.progress,
+                       callback=callback)
+    finally:
+        undistribute(app.space, model)
+    return views, model
 
-    clock = time.perf_counter()
-    images, canonical = app.finish(views, denoiser)
-    timings["finalize"] = time.perf_counter() - clock
 
-    metadata = {
-        "app": cfg["app"]["name"], "sync": cfg["sync"]["name"], "model": cfg["model"]["name"],
-        "seed": cfg["seed"], "steps": cfg["steps"], "num_views": num_views,
-        # model calls of one view (CFG's pair counted once), over every process of the run
-        "views_predicted": sum(s["views_predicted"] for s in shares) if shares else stats["views_predicted"],
-        "view_batch_size": denoiser.resolve_batch_size(num_views),
-        "device": str(denoiser.device), "dtype": str(denoiser.dtype).replace("torch.", ""),
-        "gpu": torch.cuda.get_device_name(denoiser.device) if denoiser.device.type == "cuda" else None,
-        "family": spec.family, "sampler": cfg["sampler"]["name"], "window_px": spec.window_px,
-        "sizes": app.sizes(),
-        "resolved": prepared.settled,
-        **({"model_extras": denoiser.extras} if denoiser.extras else {}),
-        **({"distributed": distributed_report(shares, len(prepared.sampler.steps))} if shares else {}),
-        "notes": notes,
-        "versions": {"syncframe": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                     "diffusers": _version("diffusers"), "transformers": _version("transformers")},
-        "command": sys.argv if Path(sys.argv[0]).name in ("syncframe", "__main__.py") else None,
-        "created": datetime.now().isoformat(timespec="seconds"),
-        "timings_s": {k: round(v, 4) for k, v in timings.items()},
-        "peak_memory": peak_memory_mb(denoiser.device),
-        **({"metrics": app.report} if app.report else {}),
-    }
-    return Result(images, canonical.detach().cpu(), views.detach().cpu(), cfg, metadata)
+def rank_share(group, denoiser: ViewDenoiser, model, sample_s: float) -> dict:
+    """What one rank of a distributed run did, for run.json."""
+    return {"rank": group.rank, "device": str(denoiser.device), "views": len(model.mine),
+            "sample_s": round(sample_s, 4), "bytes_reduced": group.bytes_reduced, "reductions": group.reductions,
+            "communication_s": round(group.communication_s, 4), "bytes_broadcast": group.bytes_broadcast,
+            "views_predicted": model.predicted}
 
 
 def run(cfg: dict, out: str | Path | None = None, denoiser=None, on_step=None,
@@ -461,18 +347,3 @@ def run(cfg: dict, out: str | Path | None = None, denoiser=None, on_step=None,
         raise
 
 
-def distributed_report(shares: list[dict], steps: int) -> dict:
-    """What a distributed run records: the world size, each rank's views, device and sampling time,
-    and the bytes all-reduced per step (each rank sends its canonical sums)."""
-    sent = shares[0]["bytes_reduced"]
-    return {"world_size": len(shares), "ranks": shares, "bytes_reduced_per_step": round(sent / max(steps, 1)),
-            "reductions_per_step": round(shares[0]["reductions"] / max(steps, 1), 2)}
-
-
-def _version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None

@@ -48,19 +48,22 @@ class Previewer:
         self.taesd, self.model_decode = taesd, model_decode
 
     @classmethod
-    def for_model(cls, denoiser, family: str, taesd_source: str | None = None, max_side: int = 1024) -> "Previewer":
-        """The cheapest faithful preview for this model: its own decoder for analytic priors,
-        TAESD for SD 1.x/2.x when its weights are given, else the linear map."""
-        if family == "analytic":
-            return cls(family, "model", model_decode=denoiser.decode, max_side=max_side)
-        if taesd_source and family == "sd":
+    def for_model(cls, denoiser, spec, taesd_source: str | None = None, max_side: int = 1024) -> "Previewer":
+        """The cheapest faithful preview for this model: its own decoder where the model's latents are
+        its own (analytic priors, the small demo model: cheap), TAESD for SD 1.x/2.x latents when its
+        weights are given, else the family's linear map."""
+        from .models.families import family
+
+        if spec.own_latents or family(spec.family).pipeline is None:
+            return cls(spec.family, "model", model_decode=denoiser.decode, max_side=max_side)
+        if taesd_source and family(spec.family).can("taesd"):
             from diffusers import AutoencoderTiny
 
             from .models.hub import locate
 
             taesd = AutoencoderTiny.from_pretrained(locate(taesd_source, "taesd")).float().requires_grad_(False).eval()
-            return cls(family, "taesd", taesd=taesd, max_side=max_side)
-        return cls(family, "linear", max_side=max_side)
+            return cls(spec.family, "taesd", taesd=taesd, max_side=max_side)
+        return cls(spec.family, "linear", max_side=max_side)
 
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor, cheap: bool = False) -> Image.Image:

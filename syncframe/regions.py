@@ -103,11 +103,12 @@ class Layout:
     colours: list[tuple[int, int, int]]  # for layout.png
 
 
-def load_layout(options: dict, key: str = "regions") -> Layout:
-    """A layout from ``regions=<file>`` (label image or YAML) or the Python API's list of regions."""
-    file, listed = options.get("file"), options.get("regions")
+def load_layout(options, key: str = "regions") -> Layout:
+    """A layout from ``regions=<file>`` (label image or YAML) or the Python API's list of regions
+    (``options``: the regions section)."""
+    file, listed, background = options.file, options.regions, options.background
     if listed is not None:
-        return layout_from_list(listed, Path("."), options.get("background"))
+        return layout_from_list([item.model_dump() for item in listed], Path("."), background)
     path = Path(file)
     if not path.is_file():
         raise ConfigError(f"{key}={file!r} does not exist; give a label image or a YAML layout (see docs/design.md)")
@@ -116,9 +117,9 @@ def load_layout(options: dict, key: str = "regions") -> Layout:
         if not isinstance(data, dict) or not isinstance(data.get("regions"), list):
             raise ConfigError(f"{key}={file!r}: a YAML layout is a mapping with a list under regions: "
                               "(each region a prompt and a box or a mask)")
-        return layout_from_list(data["regions"], path.parent, data.get("background", options.get("background")))
+        return layout_from_list(data["regions"], path.parent, data.get("background", background))
     if path.suffix.lower() in LABEL_SUFFIXES:
-        return layout_from_labels(path, options.get("prompts") or [], options.get("background"))
+        return layout_from_labels(path, options.prompts or [], background)
     raise ConfigError(f"{key}={file!r}: {path.suffix or 'no suffix'} is neither a label image nor a YAML layout")
 
 

@@ -1,4 +1,4 @@
-"""One registry for canonical spaces, synchronizers, apps and models.
+"""One registry for synchronizers, apps, models, samplers and region layouts (an app builds its space).
 
 Built-ins and third-party plugins register the same way: a module listed in the
 ``syncframe.plugins`` entry-point group is imported, and its ``@register_*`` decorators
@@ -33,6 +33,8 @@ class Entry:
     common: dict = field(default_factory=dict)
     inputs: type[Options] | None = None
     summary: str = ""  # one line for --help; the factory's docstring's first line by default
+    facts: Any = None  # an app's declared facts (syncframe.apps.base.AppFacts)
+    hidden: bool = False  # a schema behind presets, never chosen by name in lists (--help, the page)
 
 
 class Registry:
@@ -44,14 +46,17 @@ class Registry:
 
     def register(self, name: str, options: type[Options] | None = None, preset: dict | None = None,
                  common: dict | None = None, inputs: type[Options] | None = None, defaults: dict | None = None,
-                 summary: str | None = None):
-        """Decorator. ``defaults``: for plugins without a schema, option defaults whose types become it."""
+                 summary: str | None = None, facts: Any = None, hidden: bool = False):
+        """Decorator. ``defaults``: for plugins without a schema, option defaults whose types become it;
+        ``facts``: what an app declares about itself (``AppFacts``: its main image, what the page may
+        paint, each method's published settings on it, ...)."""
         def decorator(factory):
             if name in self._entries and self._entries[name].factory is not factory:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             schema = options or infer_options(name, defaults or {})
             line = summary or (factory.__doc__ or "").strip().split("\n")[0]
-            self._entries[name] = Entry(factory, schema, dict(preset or {}), dict(common or {}), inputs, line)
+            self._entries[name] = Entry(factory, schema, dict(preset or {}), dict(common or {}), inputs, line, facts,
+                                        hidden)
             return factory
 
         return decorator
@@ -71,18 +76,20 @@ class Registry:
         load_plugins()
         return sorted(self._entries)
 
+    def shown(self) -> list[str]:
+        """The names a user chooses from (schemas behind presets left out)."""
+        return [name for name in self.names() if not self._entries[name].hidden]
+
     def __contains__(self, name: str) -> bool:
         load_plugins()
         return name in self._entries
 
 
-SPACES = Registry("space")
 SYNCS = Registry("sync")
 APPS = Registry("app")
 MODELS = Registry("model")
 SAMPLERS = Registry("sampler")
 REGIONS = Registry("regions")
-register_space = SPACES.register
 register_sync = SYNCS.register
 register_app = APPS.register
 register_model = MODELS.register

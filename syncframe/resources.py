@@ -43,21 +43,22 @@ def gigabytes(n: float) -> str:
     return f"{n / 2**30:.1f} GB"
 
 
-def check_run_size(num_views: int, parts: dict[str, int], what: str, cfg: dict) -> None:
+def check_run_size(num_views: int, parts: dict[str, int], what: str, run) -> None:
     """Refuse a run with more views than ``max_views`` or an estimate above the memory limit.
 
-    ``parts``: bytes per named part of the estimate; ``what`` names the sizes that set them.
+    ``parts``: bytes per named part of the estimate; ``what`` names the sizes that set them; ``run``:
+    the common keys (``max_views``, ``max_memory_gb``, ``device``).
     """
-    if num_views > cfg["max_views"]:
-        raise ConfigError(f"this run has {num_views} views per step ({what}), above max_views={cfg['max_views']}; "
+    if num_views > run.max_views:
+        raise ConfigError(f"this run has {num_views} views per step ({what}), above max_views={run.max_views}; "
                           "make it smaller, or raise max_views if you mean it")
     need = sum(parts.values())
-    if cfg["max_memory_gb"] is not None:
-        limit, source = cfg["max_memory_gb"] * 2**30, f"max_memory_gb={cfg['max_memory_gb']:g}"
+    if run.max_memory_gb is not None:
+        limit, source = run.max_memory_gb * 2**30, f"max_memory_gb={run.max_memory_gb:g}"
     else:
         from .models.denoiser import pick_device
 
-        device = str(pick_device(cfg["device"]))
+        device = str(pick_device(run.device))
         limit, source = 0.9 * available_bytes(device), f"the {gigabytes(available_bytes(device))} available now"
     if need > limit:
         biggest = max(parts, key=parts.get)

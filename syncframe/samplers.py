@@ -28,7 +28,7 @@ from .errors import ConfigError
 from .options import Options, option
 from .registry import register_sampler
 
-VP, FLOW = "vp", "flow"
+from .models.families import FLOW, VP  # noqa: F401  (the schedule kinds, re-exported)
 
 
 @dataclass
@@ -127,7 +127,7 @@ class DDIM(Sampler):
 
     @classmethod
     def build(cls, options, spec, steps):
-        return cls(spec.scheduler_config, steps, options["eta"])
+        return cls(spec.scheduler_config, steps, options.eta)
 
     def update(self, x_t, x0, eps, step, noise=None, memory=None):
         x_prev = step.a_prev * x0 + math.sqrt(max(step.s_prev**2 - step.noise**2, 0.0)) * eps
@@ -208,7 +208,7 @@ class DPMSolverPP2M(Sampler):
 
     @classmethod
     def build(cls, options, spec, steps):
-        return cls(spec.scheduler_config, steps, options["karras"])
+        return cls(spec.scheduler_config, steps, options.karras)
 
     def update(self, x_t, x0, eps, step, noise=None, memory=None):
         memory = {} if memory is None else memory
@@ -301,15 +301,16 @@ def linspace_sigmas(steps: int) -> list[float]:
     return list(np.linspace(1.0, 1 / steps, steps))
 
 
-def build_sampler(cfg: dict, spec) -> Sampler:
-    """The run's sampler on the model's schedule, or a ConfigError for a pair that does not fit."""
+def build_sampler(plan, spec) -> Sampler:
+    """The run's sampler on the model's schedule, or a ConfigError for a pair that does not fit
+    (``plan``: the run's :class:`~syncframe.plan.Plan`, its sampler already settled)."""
     from .registry import SAMPLERS
 
-    name = cfg["sampler"]["name"]
+    name = plan.names["sampler"]
     samplers = {n: SAMPLERS.get(n) for n in SAMPLERS.names() if SAMPLERS.get(n) is not None}  # all but auto
     if spec.schedule not in samplers[name].kinds:
         fits = [n for n, cls in samplers.items() if spec.schedule in cls.kinds]
-        raise ConfigError(f"sampler={name} does not fit model={cfg['model']['name']} ({spec.family}, a "
+        raise ConfigError(f"sampler={name} does not fit model={plan.names['model']} ({spec.family}, a "
                           f"{'rectified-flow' if spec.schedule == FLOW else 'variance-preserving'} model); "
                           f"use sampler={' or sampler='.join(fits)}")
-    return samplers[name].build(cfg["sampler"], spec, cfg["steps"])
+    return samplers[name].build(plan.sampler, spec, plan.run.steps)

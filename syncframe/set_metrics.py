@@ -9,12 +9,17 @@ offline, the LPIPS VGG trunk (``features=vgg``: comparable among runs, not with 
 """
 from __future__ import annotations
 
+import json
+import statistics
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
+from tqdm import tqdm
 
 from .errors import ConfigError
+from .images import from_pil
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # torch-fidelity's name for the FID Inception weights
 
@@ -198,3 +203,99 @@ def features_of(net: nn.Module, images: list[torch.Tensor], batch: int = 16) -> 
 def reference_images(folder: Path) -> list[Path]:
     """The images of a reference folder (any depth): PNG/JPEG files."""
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+
+
+def make_reference(items: list, folder: Path, count: int, size: int, progress: bool = True,
+                   denoiser=None) -> list[Path]:
+    """SyncDiffusion's reference set: ``count`` single-window generations (the model's window,
+    512² for SD) of the runs' model, sampler, steps, guidance and prompts (spread evenly over the
+    prompts; measured on ``size``² crops like the runs), into ``folder``
+    as ``<prompt index>_<seed>.png``; images already there are kept (a stopped make resumes)."""
+    from .config import overrides_from_file, resolve
+    from .models.presets import model_spec
+    from .pipeline import generate_from_config, load_denoiser
+
+    kept = ("model", "sampler", "prompt", "negative_prompt", "guidance", "steps", "dtype", "device")
+    settings: dict[str, list] = {}
+    for item in items:
+        if item.folder is None:
+            continue
+        pairs = [(k, v) for k, v in overrides_from_file(item.folder / "config.yaml")
+                 if k.partition(".")[0] in kept and v is not None]
+        settings.setdefault(json.dumps(pairs, default=str, sort_keys=True), pairs)
+    if not settings:
+        raise ConfigError("reference.make needs run folders (config.yaml) under runs= to know the model and prompts")
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    jobs = [(j, seed) for seed in range(-(-count // len(settings))) for j in range(len(settings))][:count]
+    loaded = {}
+    for j, seed in tqdm(jobs, desc="reference", disable=not progress):
+        path = folder / f"{j:02d}_{seed:05d}.png"
+        if not path.is_file():
+            pairs = list(settings.values())[j]
+            cfg = resolve(["app=panorama", *pairs, "sync=none", f"seed={seed}", "progress=false"])
+            window = model_spec(cfg).window_px  # one window of the model: a plain generation
+            cfg = resolve(["app=panorama", *pairs, f"width={window}", f"height={window}", "sync=none",
+                           f"seed={seed}", "progress=false"])
+            key = json.dumps(cfg["model"], default=str, sort_keys=True)
+            if denoiser is None and key not in loaded:
+                loaded.clear()  # one model in memory at a time
+                loaded[key] = load_denoiser(cfg)
+            image = generate_from_config(cfg, denoiser or loaded[key]).images["panorama.png"]
+            partial = path.with_suffix(".partial.png")
+            image.save(partial)
+            partial.replace(path)  # never a half-written reference image
+        made.append(path)
+    return made
+
+
+def set_metrics(rows: list[dict], crops_by_row: list[torch.Tensor], groups: dict[tuple, list[int]],
+                names: list[str], opts, size: int, progress: bool,
+                net: torch.nn.Module | None = None,
+                lpips_weights: str | None = None) -> tuple[list[dict], dict, list[str]]:
+    """Per row: GIQA and CLIP-S of its crops ``[k, 3, s, s]`` (one for an image; a mesh's or
+    splats' held-out renders: their mean); per group: FID and KID of all its crops against the
+    reference set's, on ``net``'s features (default: ``opts.features``). Returns
+    ``(per row {metric: value}, {group: {metric: (value, sd)}}, problems)``."""
+    problems, per_group, per_row = [], {}, [{} for _ in rows]
+    model = processor = None
+    if opts.metrics.clip:
+        model, processor = load_clip(opts.metrics.clip)
+    if "clip_score" in names:
+        score = ClipScore(model, processor)
+        for row, crops, found in zip(rows, crops_by_row, per_row):
+            found["clip_score"] = statistics.mean(score(c, row["prompt"]) for c in to_uint8(crops)) \
+                if row.get("prompt") else None
+    if not {"fid", "kid", "giqa"} & set(names):
+        return per_row, per_group, problems
+    if net is None:
+        net = {"clip": lambda: ClipFeatures(model, processor), "vgg": lambda: VggFeatures(lpips_weights),
+               "inception": lambda: InceptionFeatures(opts.metrics.inception)}[opts.metrics.features]()
+    generator = torch.Generator().manual_seed(opts.seed + 1)
+    reference = []
+    for path in tqdm(reference_images(Path(opts.reference.folder)), desc="reference crops", disable=not progress):
+        try:
+            reference.append(to_uint8(random_crop(from_pil(Image.open(path).convert("RGB")), size, generator)[None])[0])
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path}: {exc}")
+    if len(reference) < 2:
+        raise ConfigError(f"reference={opts.reference.folder}: {len(reference)} readable image(s); FID, KID and GIQA need "
+                          "at least two (the papers use 500: reference.make=500)")
+    real = features_of(net, reference)
+    fake = features_of(net, [c for crops in crops_by_row for c in to_uint8(crops)])
+    owner = torch.tensor([i for i, crops in enumerate(crops_by_row) for _ in range(len(crops))])
+    if "giqa" in names:
+        scores = knn_giqa(fake, real, opts.metrics.k)
+        for i, found in enumerate(per_row):
+            found["giqa"] = scores[owner == i].mean().item()
+    for values, rows_of_group in groups.items():
+        entry = per_group[values] = {}
+        members = torch.isin(owner, torch.tensor(rows_of_group)).nonzero().flatten()
+        if len(members) < 2:
+            problems.append(f"group {values}: one image; FID and KID need at least two")
+            continue
+        if "fid" in names:
+            entry["fid"] = (fid(real, fake[members]), 0.0)
+        if "kid" in names:
+            entry["kid"] = kid(real, fake[members], seed=opts.seed)
+    return per_row, per_group, problems

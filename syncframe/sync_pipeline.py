@@ -19,11 +19,6 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
 from .errors import ConfigError
 
-# the image each app's result is (the first file it writes that people look at)
-MAIN_IMAGE = {"panorama": "panorama.png", "panorama360": "equirect.png", "mesh": "texture.png",
-              "upscale": "upscaled.png", "anagram": "image.png", "splats": "renders.png"}
-
-
 class SyncPipeline(DiffusionPipeline):
     """Synchronized joint diffusion (MultiDiffusion, SyncDiffusion, SyncTweedies, ...) over a text-to-image
     model's components. Any of SD 1.x/2.x, SDXL, SD3 and FLUX: the components present say which."""
@@ -48,17 +43,14 @@ class SyncPipeline(DiffusionPipeline):
 
     def family_pipeline(self):
         """The family's own text-to-image pipeline over these components (shared, not copied)."""
-        import diffusers
-
-        from .models.from_pipe import PIPELINES, family_of
+        from .models.from_pipe import family_of
 
         family = family_of(self)
-        cls = getattr(diffusers, PIPELINES[family])
+        cls = family.pipeline_class()
         names = set(cls._get_signature_keys(cls)[0]) | set(cls._optional_components)
         components = {k: v for k, v in self.components.items() if k in names}
-        if family == "sd":
-            components.update(safety_checker=None, feature_extractor=components.get("feature_extractor"),
-                              requires_safety_checker=False)
+        # the family's switches (SD's safety checker off), its components kept where it has them
+        components.update({k: components.get(k, v) if v is None else v for k, v in family.pipeline_kwargs.items()})
         own = cls(**components)
         own.register_to_config(_name_or_path=self.config.get("_name_or_path", ""))  # what run.json names
         return own
@@ -99,6 +91,8 @@ class SyncPipeline(DiffusionPipeline):
         if output_type == "latent":
             images = result.canonical[None]
         else:
-            image = result.images[MAIN_IMAGE.get(app, next(iter(result.images)))]
+            from .apps.base import app_facts
+
+            image = result.images[app_facts(app).main_image or next(iter(result.images))]
             images = [image] if output_type == "pil" else (np.asarray(image, dtype=np.float32) / 255.0)[None]
         return ImagePipelineOutput(images=images) if return_dict else (images,)

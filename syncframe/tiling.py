@@ -18,6 +18,12 @@ def decode_batched(latents: torch.Tensor, decode, batch_size: int) -> torch.Tens
     return torch.cat([decode(latents[i:i + batch_size]).float() for i in range(0, len(latents), batch_size)])
 
 
+def encode_batched(images: torch.Tensor, encode, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``images: [N, 3, H, W]`` -> float32 latents, ``batch_size`` per encoder call (``generator``: the
+    VAE posterior's draws, as diffusers' img2img pipelines take them)."""
+    return torch.cat([encode(images[i:i + batch_size], generator).float() for i in range(0, len(images), batch_size)])
+
+
 def decode_tiled(latent: torch.Tensor, decode, tile: int = 64, overlap: int = 16, wrap: bool = False,
                  batch_size: int = 4, scale: int = 8) -> torch.Tensor:
     """``latent: [C, h, w]`` -> image ``[3, scale·h, scale·w]`` (float32, unclamped).

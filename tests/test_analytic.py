@@ -15,7 +15,8 @@ from syncframe.models.analytic import SCENES, AnalyticDenoiser, GaussianMixtureP
 from syncframe.config import resolve
 from syncframe.errors import ConfigError
 from syncframe.pipeline import load_denoiser
-from syncframe.loop import Synchronizer, sample
+from syncframe.loop import ViewModel, sample
+from syncframe.methods import Synchronizer
 from syncframe.models.offline import FLOW_SCHEDULE, SD_SCHEDULE
 from syncframe.samplers import DDIM, DPMSolverPP2M, Euler, FlowEuler, Step
 from syncframe.spaces import CanonicalSpace
@@ -51,7 +52,8 @@ def draws(scene, sampler, seed=0):
     model = AnalyticDenoiser([scene], scheduler(), guidance=1.0)
     cond = model.encode_prompts([""], "", [0] * DRAWS)
     gen = torch.Generator().manual_seed(seed)
-    return sample(Draws(DRAWS, (3, VIEW, VIEW)), model, Synchronizer(), cond, sampler, gen, progress=False)
+    space = Draws(DRAWS, (3, VIEW, VIEW))
+    return sample(space, ViewModel(model, cond, space.num_views), Synchronizer(), sampler, gen, progress=False)
 
 
 def ddim(sched, steps, eta):

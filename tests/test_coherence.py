@@ -95,9 +95,9 @@ def test_syncframe_eval_ranks_syncdiffusion_below_multidiffusion_on_intra_lpips(
     at a 128-px window, VGG): grouped by sync, SyncDiffusion's is the lower, and the CSV, the
     table and the plot are written."""
     need_weight("lpips/vgg.safetensors", "LPIPS VGG weights (Intra-LPIPS)")
-    from syncframe.evaluate import evaluate
+    from syncframe.evaluate import eval_options, evaluate
 
-    done = evaluate(run_folders, tmp_path / "table.csv", ["intra_lpips"], crop=128, progress=False)
+    done = evaluate(eval_options(run_folders, tmp_path / "table.csv", ["intra_lpips"], crop=128, progress=False))
     assert "sync" in done["keys"]
     means = {e["group"]["sync"]: e["intra_lpips"][0] for e in done["table"]}
     assert means["syncdiffusion"] <= means["multidiffusion"] - 0.1, means  # measured: 0.48 against 0.69

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from syncframe.config import resolve
-from syncframe.loop import Synchronizer
+from syncframe.methods import Method, Synchronizer, Trajectory
 from syncframe.pipeline import generate_from_config
 from syncframe.spaces import CanonicalSpace
 
@@ -16,10 +16,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "syncframe"
 
 
 def test_every_hook_is_declared_with_a_default_and_a_docstring():
-    for cls, hooks in ((Synchronizer, ["check_sampler", "resolved", "bind", "start", "before_model",
-                                       "after_prediction", "after_step"]),
+    for cls, hooks in ((Method, ["bind", "patches"]),
+                       (Synchronizer, ["before_model", "after_prediction", "after_step"]),
+                       (Trajectory, ["schedule", "init", "step", "views"]),
                        (CanonicalSpace, ["project", "project_adjoint", "view_weights", "unproject", "fill", "owned",
-                                         "sync", "sample_noise", "bind", "anchor_groups"])):
+                                         "sync", "sample_noise", "bind", "capabilities", "capability", "view_costs",
+                                         "distribute"])):
         for name in hooks:
             method = getattr(cls, name)
             assert inspect.getdoc(method), f"{cls.__name__}.{name} has no docstring"

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"
 # Cross-view attention needs every view in one process: a distributed run leaves it off (auto), so
 # the one-process references do too.
-BASE = ["model=tiny", "steps=3", "progress=false", "seed=4", "attention.cross_view=none"]
+BASE = ["model=tiny", "steps=3", "progress=false", "seed=4"]
+SYNCTWEEDIES = ["sync=synctweedies", "sync.cross_view=none"]
 SYNCDIFFUSION = ["sync=syncdiffusion", "sync.loss_resolution=64", "sync.grad_through_unet=false", "sync.weight=5"]
 APPS = {
     "panorama": ["app=panorama", "width=1024", "height=512", "app.stride=16"],
@@ -30,10 +31,10 @@ APPS = {
     "splats": ["app=splats", f"splats={ASSETS / 'vase_splats.ply'}", "width=128", "height=128", "app.viewer=false",
                "app.views=[{elevation: 0, count: 3}]", "app.novel_views=0"],
 }
-SYNCS = {"multidiffusion": ["sync=multidiffusion"], "synctweedies": ["sync=synctweedies"], "syncdiffusion": SYNCDIFFUSION}
+SYNCS = {"multidiffusion": ["sync=multidiffusion"], "synctweedies": SYNCTWEEDIES, "syncdiffusion": SYNCDIFFUSION}
 CASES = {f"{app}-{sync}": [*BASE, *args, *extra] for app, args in APPS.items() for sync, extra in SYNCS.items()}
 CASES["panorama-regions-syncdiffusion"] = [*BASE, *APPS["panorama"], *SYNCDIFFUSION, f"regions={ASSETS / 'layout.yaml'}"]
-CASES["splats-lsq-synctweedies"] = [*BASE, *APPS["splats"], "app.unproject=lsq"]
+CASES["splats-lsq-synctweedies"] = [*BASE, *APPS["splats"], *SYNCTWEEDIES, "app.unproject=lsq"]
 CASES["panorama-spotdiffusion"] = [*BASE, *APPS["panorama"], "sync=spotdiffusion", "sync.blend_steps=1"]
 CASES["panorama360-stochsync"] = [*BASE, *APPS["panorama360"], "sync=stochsync", "sync.warmup=1", "sync.seam_removal=1",
                                   "sync.ode_steps=3", "sync.seam_ode_steps=3"]

@@ -11,7 +11,7 @@ from PIL import Image
 
 from syncframe.errors import ConfigError
 from syncframe.images import from_pil
-from syncframe.evaluate import SetOptions, evaluate, image_metrics, intra_pairs
+from syncframe.evaluate import eval_options, evaluate, image_metrics, intra_pairs
 from syncframe.models.perceptual import StyleLoss, load_lpips
 from conftest import need_weight
 
@@ -64,8 +64,8 @@ def test_eval_groups_by_what_differs_and_writes_table_plots_and_problems(nets, t
         write_run(tmp_path / "runs" / str(i), sync, weight, seed=i, image=image)
     (tmp_path / "runs" / "broken").mkdir()
     (tmp_path / "runs" / "broken" / "config.yaml").write_text("app: [unclosed\n")
-    done = evaluate(tmp_path / "runs", tmp_path / "table.csv", ["intra_lpips", "worst_column_step"], crop=128,
-                    progress=False)
+    done = evaluate(eval_options(tmp_path / "runs", tmp_path / "table.csv", ["intra_lpips", "worst_column_step"],
+                                 crop=128, progress=False))
     assert done["keys"] == ["sync", "sync.weight"]  # seed and out differ too, but never group
     assert [e["n"] for e in done["table"]] == [2, 1, 1]
     rows = list(csv.DictReader((tmp_path / "table.csv").open()))
@@ -97,7 +97,7 @@ def test_bad_arguments_are_one_line(tmp_path, monkeypatch, kwargs, words):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=words):
-        evaluate(**{"runs": "empty", "out": "table.csv", **kwargs})
+        evaluate(eval_options(**{"runs": "empty", "out": "table.csv", **kwargs}))
 
 
 def test_the_command_line(tmp_path, capsys):
@@ -166,8 +166,8 @@ def test_fid_and_kid_equal_torchmetrics_on_the_same_features(tmp_path):
     for i, image in enumerate(noise_images(6, 64, seed=2, shift=0.3)):
         write_run(tmp_path / "runs" / str(i), "multidiffusion", 0, seed=i, image=image)
     net = TinyFeatures()
-    done = evaluate(tmp_path / "runs", tmp_path / "t.csv", ["fid", "kid", "giqa"], crop=64, progress=False,
-                    sets=SetOptions(reference=str(tmp_path / "ref")), feature_net=net)
+    done = evaluate(eval_options(tmp_path / "runs", tmp_path / "t.csv", ["fid", "kid", "giqa"], crop=64,
+                                 progress=False, reference=str(tmp_path / "ref")), feature_net=net)
     real = as_uint8(sorted((tmp_path / "ref").glob("*.png")))
     fake = as_uint8(sorted((tmp_path / "runs").glob("*/panorama.png")))
     theirs = FrechetInceptionDistance(feature=net)
@@ -212,8 +212,8 @@ def test_clip_score_equals_torchmetrics_clipscore_with_the_same_weights(tiny_cli
     prompts = ["a photo of a mountain", "a red car", "a bowl of soup"]
     for i, image in enumerate(images):
         write_run(tmp_path / "runs" / str(i), "multidiffusion", 0, seed=i, image=image, prompt=prompts[i])
-    done = evaluate(tmp_path / "runs", tmp_path / "t.csv", ["clip_score"], crop=64, progress=False,
-                    sets=SetOptions(clip=str(tiny_clip)))
+    done = evaluate(eval_options(tmp_path / "runs", tmp_path / "t.csv", ["clip_score"], crop=64, progress=False,
+                                 clip=str(tiny_clip)))
     class Tensors(torch.nn.Module):
         """torchmetrics 1.9 reads embeddings as tensors; transformers 5 wraps them (same weights)."""
 
@@ -253,8 +253,8 @@ def test_a_360_run_is_measured_on_perspective_views_and_its_seams(nets, tmp_path
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(yaml.safe_dump({"app": {"name": "panorama360"}, "prompt": "x"}))
     save_png(folder / "equirect.png", photo)
-    done = evaluate(tmp_path / "runs", tmp_path / "t.csv", ["intra_lpips", "equirect_seam", "worst_column_step"],
-                    crop=64, progress=False)
+    done = evaluate(eval_options(tmp_path / "runs", tmp_path / "t.csv",
+                                 ["intra_lpips", "equirect_seam", "worst_column_step"], crop=64, progress=False))
     row = done["rows"][0]
     assert row["intra_lpips"] == pytest.approx(varied["intra_lpips"], abs=0.02) and "worst_column_step" not in row
 
@@ -266,8 +266,8 @@ def test_reference_make_generates_single_windows_of_the_runs_prompts(tiny_denois
         (folder / "config.yaml").write_text(yaml.safe_dump(
             {"app": {"name": "panorama"}, "model": {"name": "tiny"}, "prompt": prompt, "steps": 2, "seed": i}))
         save_png(folder / "panorama.png", noise_images(1, 64, seed=i)[0].repeat(1, 1, 3))
-    done = evaluate(tmp_path / "runs", tmp_path / "t.csv", ["fid", "giqa"], crop=64, progress=False,
-                    sets=SetOptions(reference=str(tmp_path / "ref"), make=4), denoiser=tiny_denoiser,
+    done = evaluate(eval_options(tmp_path / "runs", tmp_path / "t.csv", ["fid", "giqa"], crop=64, progress=False,
+                                 reference=str(tmp_path / "ref"), make=4), denoiser=tiny_denoiser,
                     feature_net=TinyFeatures())
     made = sorted(p.name for p in (tmp_path / "ref").iterdir())
     assert made == ["00_00000.png", "00_00001.png", "01_00000.png", "01_00001.png"]
@@ -278,14 +278,14 @@ def test_reference_make_generates_single_windows_of_the_runs_prompts(tiny_denois
 @pytest.mark.parametrize("kwargs,words", [
     (dict(metrics=["fid"]), "give reference=<folder of images>"),
     (dict(metrics=["clip_score"]), "clip_score needs a CLIP model"),
-    (dict(metrics=["kid"], sets=SetOptions(reference="nowhere")), "reference=nowhere: no such folder"),
-    (dict(metrics=["fid"], sets=SetOptions(reference="empty", features="dino")), "metrics.features=dino"),
+    (dict(metrics=["kid"], reference="nowhere"), "reference=nowhere: no such folder"),
+    (dict(metrics=["fid"], reference="empty", features="dino"), "metrics.features='dino'"),
 ])
 def test_reference_set_arguments_are_one_line(tmp_path, monkeypatch, kwargs, words):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=words):
-        evaluate(**{"runs": "empty", "out": "table.csv", **kwargs})
+        evaluate(eval_options(**{"runs": "empty", "out": "table.csv", **kwargs}))
 
 
 def test_mesh_runs_are_measured_on_their_held_out_renders(tiny_denoiser, tmp_path):
@@ -302,8 +302,8 @@ def test_mesh_runs_are_measured_on_their_held_out_renders(tiny_denoiser, tmp_pat
     assert Image.open(heldout[0]).size == (256, 256)
     for i, image in enumerate(noise_images(4, 64, seed=5)):
         save_png(tmp_path / "ref" / f"{i}.png", image)
-    done = evaluate(tmp_path / "runs", tmp_path / "t.csv", ["intra_lpips", "fid", "giqa"], crop=64, progress=False,
-                    sets=SetOptions(reference=str(tmp_path / "ref")), feature_net=TinyFeatures())
+    done = evaluate(eval_options(tmp_path / "runs", tmp_path / "t.csv", ["intra_lpips", "fid", "giqa"], crop=64,
+                                 progress=False, reference=str(tmp_path / "ref")), feature_net=TinyFeatures())
     assert all("intra_lpips" not in row and row["giqa"] > 0 for row in done["rows"])
     (entry,) = done["table"]
     assert entry["n"] == 2 and entry["fid"][0] > 0

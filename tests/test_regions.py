@@ -11,7 +11,9 @@ from syncframe.cli import main
 from syncframe.config import resolve
 from syncframe.errors import ConfigError
 from syncframe.images import from_pil
+from syncframe.loop import ViewModel
 from syncframe.pipeline import generate, generate_from_config, prepare
+from syncframe.spaces.regions import Bootstrap, Bootstrapped
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -54,7 +56,7 @@ def test_one_region_covering_everything_is_the_plain_run_bit_for_bit(tiny_denois
     everything = labels(tmp_path / "all.png", 12, 8, {(0, 255, 0): (0, 0, 1, 1)})
     # region views have no neighbours, so cross-view attention is off with regions: off in both
     common = ["model=tiny", "width=768", "steps=3", "progress=false", "prompt=a meadow", "sync=synctweedies",
-              "attention.cross_view=none"]
+              "sync.cross_view=none"]
     plain = generate_from_config(resolve(common), tiny_denoiser)
     region = generate_from_config(resolve([*common, f"regions={everything}", "regions.prompts=[a meadow]"]),
                                   tiny_denoiser)
@@ -78,7 +80,9 @@ def test_bootstrapping_replaces_the_surroundings_of_region_views_early_only(tiny
     assert not torch.allclose(off, on, atol=1e-3)
     cfg = resolve([*common, "regions.bootstrap=0.4"])
     prepared = prepare(cfg)
-    hook = prepared.app.bootstrap_hook(tiny_denoiser)
+    assert isinstance(prepared.sync, Bootstrapped)  # the run's method, wrapped
+    hook = Bootstrap(prepared.app.space, ViewModel(tiny_denoiser, None, prepared.app.space.num_views), cfg["seed"],
+                     0.4, 512)
     x = torch.zeros(prepared.app.space.num_views, 4, 64, 64)
     early, late = prepared.sampler.steps[0], prepared.sampler.steps[3]  # fractions 0 and 0.6
     changed = hook(x, early)
@@ -224,7 +228,7 @@ def test_syncdiffusion_pulls_each_regions_views_to_its_own_anchor(tmp_path):
     layout = labels(tmp_path / "l.png", 96, 64, {(255, 0, 0): (0, 0, 0.5, 1)})
     prepared = prepare(resolve(["model=tiny", "width=768", "app.stride=16", "sync=syncdiffusion", f"regions={layout}",
                                 "regions.prompts=[a barn]"]))
-    groups = prepared.app.space.anchor_groups()
+    groups = prepared.app.space.capability("anchors")()
     regions = prepared.app.space.region
     assert len(groups) == 2
     for anchor, members in groups:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from syncframe.loop import sample
+from syncframe.loop import ViewModel, sample
 from syncframe.models.denoiser import ViewDenoiser
 from syncframe.models.offline import FLOW_SCHEDULE, SD_SCHEDULE
 from syncframe.pipeline import generate_from_config, prepare
@@ -65,8 +65,8 @@ def views_after_each_step(cfg, denoiser):
     prompts, view_prompt = app.prompts()
     cond = denoiser.encode_prompts(prompts, "", view_prompt)
     seen = []
-    sample(app.space, denoiser, prepared.sync, cond, prepared.sampler, torch.Generator().manual_seed(0),
-           progress=False, callback=lambda step, x: seen.append(x.clone()))
+    sample(app.space, ViewModel(denoiser, cond, app.space.num_views), prepared.sync, prepared.sampler,
+           torch.Generator().manual_seed(0), progress=False, callback=lambda step, x, total: seen.append(x.clone()))
     return app.space, seen
 
 
@@ -104,7 +104,7 @@ def test_averaging_cases_coincide_for_exact_crops(tiny_denoiser, small_cfg, sync
     x_{t-1} gives the same canvas (SyncTweedies, Sec. 4) — a closed-form check of every case."""
     reference = run_canvas(small_cfg("sync=multidiffusion", f"sampler={sampler}"), tiny_denoiser)
     # the averaging alone: SyncTweedies' cross-view attention changes the model's predictions
-    ours = run_canvas(small_cfg(f"sync={sync}", f"sampler={sampler}", "attention.cross_view=none"), tiny_denoiser)
+    ours = run_canvas(small_cfg(f"sync={sync}", f"sampler={sampler}", "sync.cross_view=none"), tiny_denoiser)
     assert torch.allclose(ours, reference, atol=1e-4), (ours - reference).abs().max()
 
 

@@ -5,7 +5,7 @@ import torch
 
 from syncframe.config import resolve
 from syncframe.errors import ConfigError
-from syncframe.loop import SampleContext
+from syncframe.methods import MethodContext
 from syncframe.pipeline import generate_from_config, prepare
 from syncframe.samplers import Step
 from syncframe.spaces.panorama import PanoramaSpace
@@ -53,18 +53,17 @@ def test_one_step_equals_the_official_roll_and_split_on_a_loop():
     z = torch.randn(4, 64, 256, generator=torch.Generator().manual_seed(0))
     sync = SpotDiffusion((False, True), 64)
     generator = torch.Generator().manual_seed(7)
-    sync.bind(SampleContext(None, None, space, 1, generator=generator))
+    sync.bind(MethodContext(space, None, None, generator))
     step = Step(0, 500, 0.7, 0.71, 0.8, 0.6, 0.0, 10)
-    sync.start(space, z, space.project(z), sampler=None)
     model = Recorder()
-    sync.predict(space.project(z), step, model)
+    z0, zeps = sync.predict(z, step, model)
     offset = torch.randint(0, 64, (2,), generator=torch.Generator().manual_seed(7)).tolist()[1]
     rolled = torch.roll(z, -offset, dims=-1)
     windows = torch.stack(rolled.split(64, dim=-1))
     x0, _ = Recorder().windows(windows, step)
     expected = torch.roll(torch.cat(list(x0), dim=-1), offset, dims=-1)
     assert model.predicted == 4  # 256 latents / 64: four model calls, not MultiDiffusion's 32
-    assert torch.allclose(sync.z0, expected, atol=1e-6)
+    assert torch.allclose(z0, expected, atol=1e-6)
 
 
 def test_a_run_costs_a_few_windows_per_step_and_counts_them(tiny_denoiser):
@@ -114,17 +113,16 @@ def test_the_blended_steps_weigh_two_partitions_to_one(wrap):
     space = PanoramaSpace(512, 2048, window=64, stride=8, loop=wrap[1])
     z = torch.randn(4, 64, 256, generator=torch.Generator().manual_seed(3))
     sync = SpotDiffusion(wrap, 64, blend_steps=2)
-    sync.bind(SampleContext(None, None, space, 1, generator=torch.Generator().manual_seed(5)))
-    sync.start(space, z, space.project(z), sampler=None)
+    sync.bind(MethodContext(space, None, None, torch.Generator().manual_seed(5)))
     model = Identity()
-    sync.predict(space.project(z), Step(8, 50, 0.9, 0.1, 0.95, 0.05, 0.0, 10), model)
-    assert torch.allclose(sync.z0, z, atol=1e-6)
+    z0, _ = sync.predict(z, Step(8, 50, 0.9, 0.1, 0.95, 0.05, 0.0, 10), model)
+    assert torch.allclose(z0, z, atol=1e-6)
     assert model.predicted >= 8  # both partitions: at least 4 windows each
     half = torch.arange(64) + 0.5
     tent = torch.minimum(half, 64 - half) / 32
     assert torch.allclose(tent + tent.roll(32), torch.ones(64))  # the two tents sum to one on a loop
     model.predicted = 0
-    sync.predict(space.project(z), Step(0, 900, 0.3, 0.95, 0.35, 0.93, 0.0, 10), model)
+    sync.predict(z, Step(0, 900, 0.3, 0.95, 0.35, 0.93, 0.0, 10), model)
     assert model.predicted <= 5  # an early step: one partition
 
 

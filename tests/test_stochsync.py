@@ -5,17 +5,20 @@ import torch
 
 from syncframe.config import resolve
 from syncframe.errors import ConfigError
-from syncframe.loop import SampleContext
+from syncframe.methods import MethodContext
 from syncframe.pipeline import generate_from_config, prepare
 from syncframe.samplers import Step
 from syncframe.spaces.panorama import PanoramaSpace
-from syncframe.syncs.stochsync import StochSync, annealed_level, edge_mask, trajectory_levels
+from syncframe.syncs.stochsync import StochSync, StochSyncOptions, annealed_level, edge_mask, trajectory_levels
+
+
+CPU_MODEL = type("M", (), {"latent_scale": 8, "device": torch.device("cpu")})()  # what bind reads of the model
 
 
 def stochsync(space, **options):
     defaults = dict(t_max=999, t_min=270, warmup=2, ode_steps=25, seam_removal=2, seam_ode_steps=50,
                     seam_mask="horizontal", view_sets=2)
-    return StochSync({**defaults, **options})
+    return StochSync(StochSyncOptions(**{**defaults, **options}))
 
 
 def test_the_levels_fall_linearly_after_warm_up_and_double_in_seam_removal():
@@ -23,7 +26,10 @@ def test_the_levels_fall_linearly_after_warm_up_and_double_in_seam_removal():
     from syncframe.models.offline import SD_SCHEDULE
 
     sampler = DDIM(SD_SCHEDULE, 25)
-    steps = stochsync(None).schedule(sampler.steps, sampler)
+    sync = stochsync(PanoramaSpace(512, 1024))
+    sync.bind(MethodContext(sync_space := PanoramaSpace(512, 1024), CPU_MODEL, sampler, torch.Generator()))
+    steps = sync.schedule(sampler.steps)
+    assert sync_space.num_views > 1
     levels = [s.t for s in steps]
     expected = [int(999 + (270 - 999) * k / 25) for k in range(25)]
     expected[:2] = [999, 999]
@@ -69,38 +75,33 @@ def test_one_step_fits_the_canonical_to_its_view_set_and_keeps_the_rest():
     from syncframe.models.offline import SD_SCHEDULE
 
     sampler = DDIM(SD_SCHEDULE, 4)
-    steps = sync.schedule(sampler.steps, sampler)
     z_T = torch.randn(4, 64, 128)
-    sync.bind(SampleContext(type("D", (), {"latent_scale": 8, "device": torch.device("cpu")})(), None, space, 5,
-                            generator=torch.Generator().manual_seed(1)))
-    sync.start(space, z_T, space.project(z_T), sampler)
+    sync.bind(MethodContext(space, CPU_MODEL, sampler, torch.Generator().manual_seed(1)))
+    steps = sync.schedule(sampler.steps)
+    state = sync.init(z_T, space.project(z_T))
     prior = ExactPrior(space, c)
-    x = sync.before_model(space.project(z_T), steps[0])
-    x0, _ = sync.predict(x, steps[0], prior)
-    sync.after_prediction(x, x0, None, steps[0])
+    state = sync.step(state, steps[0], prior)
     # set 0 = views 0, 2, 4 (latents 0-64, 32-96, 64-128): they see everything, so z0 = c
     assert all(torch.equal(v, torch.tensor([True, False, True, False, True])) for v, _ in prior.calls)
     assert [t for _, t in prior.calls] == trajectory_levels(int(steps[0].t), 5)[:-1]
-    assert torch.allclose(sync.z0, c, atol=1e-4)
+    assert torch.allclose(state.z0, c, atol=1e-4)
     # a set that sees only part of the canvas keeps the rest: views 1, 3 cover latents 16-112
-    sync.z0 = torch.full_like(c, 5.0)
-    x = sync.before_model(space.project(z_T), steps[1])
-    x0, _ = sync.predict(x, steps[1], prior)
-    sync.after_prediction(x, x0, None, steps[1])
-    assert torch.allclose(sync.z0[..., 16:112], c[..., 16:112], atol=1e-4)
-    assert sync.z0[..., :16].eq(5).all() and sync.z0[..., 112:].eq(5).all()
+    state.z0 = torch.full_like(c, 5.0)
+    state = sync.step(state, steps[1], prior)
+    assert torch.allclose(state.z0[..., 16:112], c[..., 16:112], atol=1e-4)
+    assert state.z0[..., :16].eq(5).all() and state.z0[..., 112:].eq(5).all()
 
 
 def test_the_published_settings_follow_the_app():
     pano = prepare(resolve(["model=tiny", "sync=stochsync", "width=1024"]))
     assert pano.cfg["steps"] == 25
-    assert {k: pano.settled[k] for k in ("sync.warmup", "sync.ode_steps", "sync.seam_removal", "sync.seam_mask")} == {
-        "sync.warmup": 2, "sync.ode_steps": 25, "sync.seam_removal": 2, "sync.seam_mask": "horizontal"}
+    assert {k: pano.cfg["sync"][k] for k in ("warmup", "ode_steps", "seam_removal", "seam_mask")} == {
+        "warmup": 2, "ode_steps": 25, "seam_removal": 2, "seam_mask": "horizontal"}  # the app's registration
     sphere = prepare(resolve(["model=tiny", "sync=stochsync", "app=panorama360"]))
-    assert sphere.sync.options["seam_mask"] == "both"
+    assert sphere.sync.options.seam_mask == "both"
     mesh = prepare(resolve(["model=tiny", "sync=stochsync", "app=mesh", "mesh=assets/vase.obj", "sync.warmup=3"]))
-    assert mesh.sync.options["warmup"] == 3 and mesh.sync.options["ode_steps"] == 20
-    assert mesh.sync.options["seam_removal"] == 4 and "sync.warmup" not in mesh.settled
+    assert mesh.sync.options.warmup == 3 and mesh.sync.options.ode_steps == 20  # the user's, then the app's
+    assert mesh.sync.options.seam_removal == 4 and mesh.cfg["sync"]["warmup"] == 3
 
 
 @pytest.mark.parametrize("extra", [["app=panorama", "width=1024"], ["app=panorama360", "width=256", "height=128"],

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from syncframe.pipeline import generate_from_config, prepare
-from syncframe.loop import SampleContext
+from syncframe.loop import ViewModel
+from syncframe.methods import MethodContext
 from syncframe.samplers import DDIM
 from conftest import need_weight
 
@@ -12,7 +13,8 @@ def bound_guidance(cfg, denoiser):
     app, sync = prepared.app, prepared.sync
     prompts, view_prompt = app.prompts()
     cond = denoiser.encode_prompts(prompts, "", view_prompt)
-    sync.bind(SampleContext(denoiser, cond, app.space, 8))
+    model = ViewModel(denoiser, cond, app.space.num_views, batch_size=8)
+    sync.bind(MethodContext(app.space, model, prepared.sampler, torch.Generator().manual_seed(0)))
     return app.space, sync
 
 
@@ -89,12 +91,17 @@ def test_real_model_without_lpips_weights_is_a_clear_error(small_cfg, monkeypatc
     from syncframe.errors import ConfigError
     monkeypatch.setenv("SYNCFRAME_WEIGHTS", str(tmp_path))
     monkeypatch.setitem(__import__("sys").modules, "lpips", None)
+    from syncframe.models.families import family
+    from syncframe.models.offline import offline_spec
+    from syncframe.plan import RunFacts
     from syncframe.registry import SYNCS
     from syncframe.spaces.panorama import PanoramaSpace
+    from syncframe.syncs.syncdiffusion import GuidedOptions
 
-    cfg = small_cfg("model=sd2-base", "sync=syncdiffusion", "sync.loss=lpips-vgg")
+    facts = RunFacts("syncdiffusion", "panorama", family("sd"), offline_spec("tiny"), "cpu",
+                     space=PanoramaSpace(512, 768), weights=True)  # a model with trained weights: no random LPIPS
     with pytest.raises(ConfigError, match="no LPIPS-vgg weights"):
-        SYNCS.get("syncdiffusion")(cfg, PanoramaSpace(512, 768))
+        SYNCS.get("syncdiffusion")(GuidedOptions(loss="lpips-vgg"), facts)
 
 
 def test_tiny_model_without_lpips_weights_says_so_once_and_uses_random(small_cfg, monkeypatch, tmp_path, capsys):

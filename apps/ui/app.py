@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from syncframe.apps.base import app_facts
 from syncframe.config import group_names, resolve
 from syncframe.errors import ConfigError
 
@@ -20,10 +21,6 @@ from .controls import Control, TabControls, as_text, command, override, parse_mo
 from .painting import PALETTE, keep_labels, keep_upload, labels_from_layers, region_prompts
 from .runner import Job, Models
 
-# Apps whose canonical space is an image the user can paint regions on, with its aspect.
-PAINTABLE = ("panorama", "panorama360")
-RESULT_IMAGES = ("panorama.png", "equirect.png", "image.png", "upscaled.png", "renders.png", "texture.png",
-                 "views.png")
 CANVAS_WIDTH = 1024
 
 
@@ -68,8 +65,8 @@ def output_size(app: str, overrides: list[str]) -> tuple[int, int]:
     try:
         cfg = prepare(resolve(overrides)).cfg
         return int(cfg["width"]), int(cfg["height"])
-    except ConfigError:
-        return (2048, 1024) if app == "panorama360" else (3072, 512)
+    except ConfigError:  # a canvas of the app's declared aspect until the size is known
+        return round(512 * app_facts(app).aspect), 512
 
 
 class Tab:
@@ -110,7 +107,7 @@ class Tab:
                 self.components[control] = widget(control, self.app)
             self.more_box = gr.Textbox(label="more overrides", lines=2, elem_id=f"{self.app}-opt-more",
                                        info="key=value, as on the command line: sync.weight=10 lora=style.safetensors")
-        if self.app in PAINTABLE:
+        if app_facts(self.app).paintable:
             self.build_painter()
 
     def build_painter(self) -> None:
@@ -193,8 +190,9 @@ def viewer_frame(folder: Path) -> str:
             f'style="width:100%;height:520px;border:0" srcdoc="{doc}"></iframe>')
 
 
-def result_image(folder: Path) -> str | None:
-    return next((str(folder / n) for n in RESULT_IMAGES if (folder / n).is_file()), None)
+def result_image(folder: Path, app: str) -> str | None:
+    """The result the page shows: the first image the app declares that the run wrote."""
+    return next((str(folder / n) for n in app_facts(app).images if (folder / n).is_file()), None)
 
 
 def build_app(base: list[str] = (), root: str | Path = "outputs", taesd: str | None = None,
@@ -274,7 +272,7 @@ def make_handler(tab: Tab, models: Models, jobs: dict, root: Path, taesd, previe
                     finished = True
                     folder, seconds = Path(event[1]), event[2]
                     yield {status: f"done in {seconds:.1f} s: {folder}",
-                           image: result_image(folder), viewer: viewer_frame(folder),
+                           image: result_image(folder, tab.app), viewer: viewer_frame(folder),
                            files: sorted(str(p) for p in folder.iterdir() if p.is_file()),
                            line: command(overrides)}
                     return

@@ -16,7 +16,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic.fields import FieldInfo
 
-from syncframe.config import RunOptions, group_entry, group_names, resolve
+from syncframe.config import REGISTRIES, RunOptions, group_entry, group_names, resolve
 from syncframe.options import Options, PathMark, TextMark
 
 # The common keys a tab shows first, in this order; the others go under "More options".
@@ -24,8 +24,6 @@ MAIN_KEYS = ("prompt", "negative_prompt", "model", "sync", "sampler", "steps", "
              "guidance")
 # Keys the page sets itself or that only make sense on a command line.
 PAGE_KEYS = {"app", "out", "progress", "regions"}
-# Models the registry keeps as schemas behind the presets, never chosen by name.
-HIDDEN_MODELS = {"pretrained", "offline", "analytic"}
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: a page maps each to its widget
@@ -131,7 +129,7 @@ def tab_controls(app: str, base: list[str] = ()) -> TabControls:
     main = []
     for key in MAIN_KEYS:
         if key in ("model", "sync", "sampler"):
-            names = [n for n in group_names(key) if not (key == "model" and n in HIDDEN_MODELS)]
+            names = REGISTRIES[key].shown()
             main.append(Control(key, "choice", values[key], common[key].description or "", tuple(names),
                                 free_choice=key == "model"))
         else:

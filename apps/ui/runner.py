@@ -95,8 +95,7 @@ class Job:
                 if self.stop.is_set():
                     raise Cancelled()
                 denoiser = self.models.get(self.cfg)
-                family = model_spec(self.cfg).family
-                previewer = Previewer.for_model(denoiser, family, self.taesd)
+                previewer = Previewer.for_model(denoiser, model_spec(self.cfg), self.taesd)
                 self.timings["loaded"] = time.perf_counter()
                 folder, _ = run(self.cfg, None, denoiser, on_step=lambda report: self._step(report, previewer),
                                 root=self.root)

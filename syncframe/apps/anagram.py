@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 from pydantic import model_validator
 
-from syncframe.apps.base import App, to_pil
+from syncframe.apps.base import App, AppFacts, to_pil
 from syncframe.errors import ConfigError
 from syncframe.messages import note
 from syncframe.options import Options, option
@@ -50,57 +50,57 @@ class AnagramOptions(Options):
     gif_frames: int = option(12, "frames of each cross-fade in anagram.gif", ge=2, le=120)
 
 
-@register_app("anagram", options=AnagramOptions, inputs=AnagramInputs, common=dict(sync="synctweedies"))
+@register_app("anagram", options=AnagramOptions, inputs=AnagramInputs, common=dict(sync="synctweedies"),
+              facts=AppFacts(main_image="image.png", images=("image.png", "views.png")))
 class AnagramApp(App):
     """An ambiguous image: one square image read differently under each view's transform."""
 
     layout_image_name = "image.png"
 
-    def plan(self):
-        cfg = self.cfg
-        if not cfg.get("views"):
+    def plan_size(self):
+        run, views = self.run, self.inputs.views
+        if not views:
             raise ConfigError("app=anagram needs views=[{prompt: ...}, {transform: rot180, prompt: ...}] (at least two)")
-        if cfg["width"] != cfg["height"]:
-            raise ConfigError(f"width={cfg['width']} height={cfg['height']}: an anagram is square; give one size "
+        if run.width != run.height:
+            raise ConfigError(f"width={run.width} height={run.height}: an anagram is square; give one size "
                               f"(e.g. width={self.spec.window_px} height={self.spec.window_px})")
-        n = len(cfg["views"])
+        n = len(views)
         return n, {"the views": n * view_state_bytes(self.channels, self.window)}, f"{n} views"
 
     def build_space(self) -> AnagramSpace:
-        cfg, scale = self.cfg, self.spec.scale
-        size = cfg["width"] // scale
-        if cfg["width"] % scale or size < 8:
-            raise ConfigError(f"width={cfg['width']}: the image side is a multiple of {scale} pixels, at least "
-                              f"{8 * scale}")
+        side, scale = self.run.width, self.spec.scale
+        size = side // scale
+        if side % scale or size < 8:
+            raise ConfigError(f"width={side}: the image side is a multiple of {scale} pixels, at least {8 * scale}")
         transforms = []
-        for i, view in enumerate(cfg["views"]):
-            if view["transform"] == "jigsaw" and (view["piece"] % scale or cfg["width"] % view["piece"]):
-                raise ConfigError(f"views[{i}].piece={view['piece']}: jigsaw pieces are a multiple of {scale} px "
-                                  f"that divides the side ({cfg['width']} px), so they permute latent pixels exactly")
-            transforms.append(permutation(view["transform"], size, view["piece"] // scale, view["angle"],
-                                          view["radius"], view["seed"]))
-        if any(view["transform"] == "negate" for view in cfg["views"]):
+        for i, view in enumerate(self.inputs.views):
+            if view.transform == "jigsaw" and (view.piece % scale or side % view.piece):
+                raise ConfigError(f"views[{i}].piece={view.piece}: jigsaw pieces are a multiple of {scale} px "
+                                  f"that divides the side ({side} px), so they permute latent pixels exactly")
+            transforms.append(permutation(view.transform, size, view.piece // scale, view.angle, view.radius,
+                                          view.seed))
+        if any(view.transform == "negate" for view in self.inputs.views):
             note("transform=negate negates latents, which a VAE does not decode to the colour-inverted image "
                  "(76% relative error on TAESD, benchmarks/anagram.py); views.png shows what each view decodes to")
         return AnagramSpace(transforms, size, self.channels)
 
     def prompts(self):
-        texts = [view["prompt"] for view in self.cfg["views"]]
+        texts = [view.prompt for view in self.inputs.views]
         distinct = sorted(set(texts), key=texts.index)
         return distinct, [distinct.index(t) for t in texts]
 
     def finalize(self, views, denoiser):
-        o = self.cfg["app"]
+        o = self.options
         z = self.base_space.unproject(views)
         with torch.no_grad():
             image = denoiser.decode(z[None]).float()[0].clamp(-1, 1)
             seen = denoiser.decode(self.base_space.project(z)).float().clamp(-1, 1)  # what each prompt's view shows
-        labels = [f"{v['transform']}: {v['prompt']}" for v in self.cfg["views"]]
-        self.report = {"views": labels, **clip_scores(seen, [v["prompt"] for v in self.cfg["views"]],
-                                                       self.cfg["metrics"]["clip"])}
+        labels = [f"{v.transform}: {v.prompt}" for v in self.inputs.views]
+        self.report = {"views": labels, **clip_scores(seen, [v.prompt for v in self.inputs.views],
+                                                       self.run.metrics.clip)}
         frames = [to_pil(view) for view in seen]
-        return {"image.png": to_pil(image), "views.png": labelled_sheet(frames, labels, o["sheet_size"]),
-                "anagram.gif": GifBytes(crossfade(frames, o["gif_frames"]))}, z
+        return {"image.png": to_pil(image), "views.png": labelled_sheet(frames, labels, o.sheet_size),
+                "anagram.gif": GifBytes(crossfade(frames, o.gif_frames))}, z
 
 
 class GifBytes:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -12,6 +13,35 @@ from syncframe.errors import ConfigError
 from syncframe.options import Options, option
 from syncframe.resources import check_run_size
 from syncframe.spaces import CanonicalSpace
+
+
+@dataclass(frozen=True)
+class AppFacts:
+    """What an app declares at registration (``register_app(..., facts=AppFacts(...))``), for everything
+    outside it that asks: ``syncframe eval``, the page, ``SyncPipeline``, the config.
+
+    ``main_image``: the file people look at (``SyncPipeline``'s image, what eval measures);
+    ``images``: the image files it writes that the page shows, the result first; ``paintable``: the
+    page may paint regions on its canvas, of ``aspect`` (width / height; the painting canvas before
+    the size is known); ``equirect``: its main image is a 2:1 equirect map (eval's windows are
+    perspective views); ``heldout``: a folder of renders from cameras no view used (eval measures
+    those instead); ``sync_defaults``: per synchronizer, its published settings on this app, applied
+    under the user's own (StochSync's per-app settings, SyncTweedies' cross-view attention)."""
+
+    main_image: str | None = None
+    images: tuple[str, ...] = ()
+    paintable: bool = False
+    aspect: float = 1.0
+    equirect: bool = False
+    heldout: str | None = None
+    sync_defaults: dict = field(default_factory=dict)
+
+
+def app_facts(name: str) -> AppFacts:
+    """The facts ``app=<name>`` declared (a plugin that declared none: the defaults)."""
+    from syncframe.registry import APPS
+
+    return APPS.entry(name).facts or AppFacts()
 
 
 # Options several apps share, declared once; an app's schema inherits the ones it takes.
@@ -36,40 +66,77 @@ class ViewerOptions(Options):
 class App:
     """Subclasses build their space and turn the final views into files.
 
-    The space is built in ``__init__`` so bad sizes fail before any model is loaded; before that,
-    ``plan()`` estimates the run's size from the config alone, and too big a run is refused.
+    An app gets the run's :class:`~syncframe.plan.Plan` (its own options ``self.options``, its inputs
+    ``self.inputs``, the common keys ``self.run``) and the model's spec. ``__init__`` reads and checks
+    its inputs; :meth:`settle` says what it makes of the options left to it (pure); :meth:`build`,
+    with the settled plan, estimates the run's size (:meth:`plan`: too big a run is refused) and
+    builds the space, so bad sizes fail before any model is loaded.
     """
 
     default_strength = 0.8  # diffusers' img2img default
     takes_regions = True  # regions= needs a canonical pixel grid [C, H, W]; apps without one set False
     view_sized = False  # width and height are each view's size (mesh, splats), not the output's
 
-    def __init__(self, cfg: dict, spec):
-        self.cfg, self.spec = cfg, spec
+    def __init__(self, plan, spec):
+        self.use(plan)
+        self.spec = spec
         self.channels, self.window = spec.channels, spec.window  # latents per view, from the model
         self.report: dict = {}  # app-specific measurements, written to run.json
-        self.settled: dict = {}  # sizes left to the app (null) and what they became
-        if cfg["regions"]["name"] != "none" and not self.takes_regions:
+        if self.has_regions and not self.takes_regions:
             raise ConfigError(f"regions= paints prompts onto a canvas of pixels (app=panorama, panorama360, mesh, "
-                              f"upscale, anagram); app={cfg['app']['name']} has none: drop regions=")
-        self.init = self.settle_init()
-        if cfg["width"] is None or cfg["height"] is None:
+                              f"upscale, anagram); app={self.name} has none: drop regions=")
+        self.init = self.read_init()
+
+    def use(self, plan) -> None:
+        """Take ``plan``'s sections as this app's (again, once they are settled)."""
+        self.plan, self.run, self.options, self.inputs = plan, plan.run, plan.app, plan.inputs
+        self.name, self.has_regions = plan.names["app"], plan.names["regions"] != "none"
+
+    def settle(self) -> dict:
+        """What the options left to the app (``null``) become, pure: the size (:meth:`default_size`),
+        ``strength`` with ``init=``, and the app's own (:meth:`settle_options`); ``{key: value}``."""
+        run, settled = self.run, {}
+        if run.width is None or run.height is None:
             for key, value in zip(("width", "height"), self.default_size()):
-                if cfg[key] is None:
-                    cfg[key] = value
-                    self.settled["view_px" if self.view_sized else key] = value
-        self.settle()
-        if cfg["app"].get("domain") == "rgb":  # before anything is built
+                if getattr(run, key) is None:
+                    settled[key] = value
+        if self.init is not None and run.strength is None:
+            settled["strength"] = self.default_strength
+        return {**settled, **{f"app.{k}": v for k, v in self.settle_options({**self.sizes_of(settled)}).items()}}
+
+    def recorded(self, settled: dict) -> dict:
+        """How ``run.json`` names what :meth:`settle` settled: an app whose width and height are each
+        view's calls them ``view_px``."""
+        if not self.view_sized:
+            return dict(settled)
+        out = {k: v for k, v in settled.items() if k not in ("width", "height")}
+        if "width" in settled or "height" in settled:
+            out["view_px"] = settled.get("width", settled.get("height"))
+        return out
+
+    def sizes_of(self, settled: dict) -> dict:
+        """The output's width and height once ``settled`` (from :meth:`settle`) applies."""
+        return {key: settled.get(key, getattr(self.run, key)) for key in ("width", "height")}
+
+    def settle_options(self, size: dict) -> dict:
+        """The app's own options left to it and what they become (``size``: the settled width and
+        height); nothing by default."""
+        return {}
+
+    def build(self, plan) -> None:
+        """With the settled plan: the size check, the space, regions and the RGB domain."""
+        self.use(plan)
+        if getattr(self.options, "domain", "latent") == "rgb":  # before anything is built
             self.check_rgb_domain()
         started = time.perf_counter()
-        plan = self.plan()
-        if plan is not None:
-            check_run_size(*plan, cfg)
+        estimate = self.plan_size()
+        if estimate is not None:
+            check_run_size(*estimate, self.run)
         self.space = self.build_space()
         self.base_space, self.layout = self.space, None
-        if cfg["regions"]["name"] != "none":
+        if self.has_regions:
             self.apply_regions()
-        if cfg["app"].get("domain") == "rgb":
+        if getattr(self.options, "domain", "latent") == "rgb":
             self.apply_rgb_domain()
         self.build_s = time.perf_counter() - started  # input checks, geometry, rasterization
 
@@ -79,32 +146,26 @@ class App:
 
     def sizes(self) -> dict:
         """What the run's sizes are, for ``run.json``: the output image's and each view's, in pixels."""
-        return {"output_px": [self.cfg["width"], self.cfg["height"]], "view_px": self.spec.window_px}
+        return {"output_px": [self.run.width, self.run.height], "view_px": self.spec.window_px}
 
-    def settle_init(self):
-        """The content to start from (``init=``, read and checked), or None; settles ``strength``."""
-        cfg = self.cfg
-        if cfg["init"] is None:
-            if cfg["strength"] is not None:
-                raise ConfigError(f"strength={cfg['strength']} needs a starting point: give init=<image> (or drop "
+    def read_init(self):
+        """The content to start from (``init=``, read and checked), or None."""
+        if self.run.init is None:
+            if self.run.strength is not None:
+                raise ConfigError(f"strength={self.run.strength} needs a starting point: give init=<image> (or drop "
                                   "strength=)")
             return None
-        if cfg["strength"] is None:
-            cfg["strength"] = self.settled["strength"] = self.default_strength
-        return self.load_init(cfg["init"])
+        return self.load_init(self.run.init)
 
     def load_init(self, init: str):
         """Read ``init=`` (an image for most apps) and check it fits; the app's own kind of content."""
-        raise ConfigError(f"app={self.cfg['app']['name']} does not take init=; drop it")
+        raise ConfigError(f"app={self.name} does not take init=; drop it")
 
     def init_latents(self, denoiser, generator: torch.Generator) -> torch.Tensor:
         """The canonical latent of ``self.init`` (encoded with ``denoiser``), what the run starts from."""
         raise NotImplementedError
 
-    def settle(self) -> None:
-        """Set the app's options left to the model (null) in ``cfg["app"]``, noting them in ``settled``."""
-
-    def plan(self) -> tuple[int, dict[str, int], str] | None:
+    def plan_size(self) -> tuple[int, dict[str, int], str] | None:
         """(views per step, {part of the run: bytes}, the sizes that set them), from the config
         alone and cheap; None skips the size check (plugins that do not say)."""
         return None
@@ -114,31 +175,26 @@ class App:
 
     def prompts(self) -> tuple[list[str], list[int]]:
         """The distinct prompts and, per (base) view, the index of its prompt; one prompt by default."""
-        return [self.cfg["prompt"]], [0] * self.base_space.num_views
+        return [self.run.prompt], [0] * self.base_space.num_views
 
     def rgb_space(self) -> CanonicalSpace:
         """The base space's cameras at pixel resolution with 3 channels (``app.domain=rgb``)."""
         raise NotImplementedError
 
     def check_rgb_domain(self) -> None:
-        """``app.domain=rgb`` takes no latent-domain features, and no averaging of noisy states (checked
-        here, before the space is built; the synchronizer checks again once built:
-        :meth:`~syncframe.loop.Synchronizer.check_domain`)."""
-        from syncframe.spaces.rgb_domain import check_rgb_sync
-
-        name = self.cfg["app"]["name"]
-        if self.cfg["regions"]["name"] != "none":
-            raise ConfigError(f"regions= works in the latent domain: drop regions= or set app.domain=latent (app={name})")
+        """``app.domain=rgb`` takes no latent-domain features (checked before the space is built; which
+        synchronizers can go through a decoder, each decides for itself)."""
+        if self.has_regions:
+            raise ConfigError(f"regions= works in the latent domain: drop regions= or set app.domain=latent "
+                              f"(app={self.name})")
         if self.init is not None:
-            raise ConfigError(f"init= works in the latent domain: drop init= or set app.domain=latent (app={name})")
-        sync = self.cfg["sync"]
-        check_rgb_sync(sync["name"], sync.get("aggregate"), sync.get("state", "instance"))
+            raise ConfigError(f"init= works in the latent domain: drop init= or set app.domain=latent (app={self.name})")
 
     def apply_rgb_domain(self) -> None:
         """``app.domain=rgb``: the loop's views are synchronized through :meth:`rgb_space`."""
         from syncframe.spaces.rgb_domain import RGBDomain
 
-        self.space = RGBDomain(self.base_space, self.rgb_space(), int(self.cfg["app"]["decode_batch_size"]))
+        self.space = RGBDomain(self.base_space, self.rgb_space(), int(self.options.decode_batch_size))
 
     # -- regions (regions=): views per (base view, region) -------------------------------------
     layout_image_name = None  # the output file layout.png draws the regions on
@@ -148,11 +204,11 @@ class App:
         from syncframe.regions import load_layout, region_masks
         from syncframe.spaces.regions import RegionSpace
 
-        options = self.cfg["regions"]
+        options = self.plan.regions
         self.layout = load_layout(options)
         _, height, width = self.base_space.canonical_shape
-        self.masks = region_masks(self.layout, height, width, blur=options["blur"] / self.spec.scale,
-                                  label=f"the {self.cfg['app']['name']} canvas", part_mask=self.part_mask)
+        self.masks = region_masks(self.layout, height, width, blur=options.blur / self.spec.scale,
+                                  label=f"the {self.name} canvas", part_mask=self.part_mask)
         self.space = RegionSpace(self.base_space, self.masks)
 
     def view_conditioning(self) -> tuple[list[str], list[int]]:
@@ -162,17 +218,26 @@ class App:
             return prompts, index
         from syncframe.regions import view_prompts
 
-        return view_prompts(prompts, index, self.cfg["prompt"], self.layout, self.space.region,
+        return view_prompts(prompts, index, self.run.prompt, self.layout, self.space.region,
                             self.space.base_index.tolist())
 
-    def bootstrap_hook(self, denoiser):
-        """MultiDiffusion's region bootstrapping for the loop (``regions.bootstrap``), or None."""
-        options = self.cfg["regions"]
-        if self.layout is None or options["bootstrap"] == 0:
-            return None
-        from syncframe.spaces.regions import Bootstrap
+    def with_regions(self, method):
+        """``method`` with MultiDiffusion's region bootstrapping in front (``regions.bootstrap``), when the
+        run has regions and the method runs per-view trajectories (a method that owns its state keeps
+        it: noted); ``method`` itself otherwise."""
+        bootstrap = self.plan.regions.bootstrap if self.layout is not None else 0
+        if not bootstrap:
+            return method
+        from syncframe.methods import Synchronizer
+        from syncframe.spaces.regions import Bootstrapped
 
-        return Bootstrap(self.space, denoiser, self.cfg["seed"], options["bootstrap"], self.spec.window_px)
+        if not isinstance(method, Synchronizer):
+            from syncframe.messages import note
+
+            note(f"regions.bootstrap acts on per-view trajectories; sync={self.plan.names['sync']} owns its state, "
+                 "so it was not applied")
+            return method
+        return Bootstrapped(method, self.run.seed, bootstrap, self.spec.window_px)
 
     def view_control(self) -> torch.Tensor | None:
         control = self.control_images()

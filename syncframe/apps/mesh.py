@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from pydantic import model_validator
 
-from syncframe.apps.base import App, DomainOptions, DecodeOptions, SheetOptions, ViewerOptions, contact_sheet, to_pil
-from syncframe.tiling import decode_batched
+from syncframe.apps.base import App, AppFacts, DomainOptions, DecodeOptions, SheetOptions, ViewerOptions, contact_sheet, to_pil
+from syncframe.tiling import decode_batched, encode_batched
 from syncframe.errors import ConfigError
 from syncframe.geometry.meshes import glb_bytes, load_mesh, y_up
 from syncframe.geometry.texels import texel_faces, texel_surface
@@ -102,7 +102,16 @@ class MeshInputs(Options):
     mesh: FilePath | None = option(None, "the mesh to texture: OBJ, GLB/GLTF or PLY (e.g. mesh=assets/vase.obj)")
 
 
-@register_app("mesh", options=MeshOptions, inputs=MeshInputs, common=dict(sync="synctweedies"))
+# The published settings of the methods on meshes: SyncTweedies' official code runs its cross-view
+# attention here; StochSync's official mesh configuration (its seam mask for views with borders on
+# four sides is ours: docs/benchmarks.md).
+MESH_SYNC_DEFAULTS = {"synctweedies": dict(cross_view="auto"),
+                      "stochsync": dict(warmup=4, ode_steps=20, seam_removal=4, seam_mask="both")}
+
+
+@register_app("mesh", options=MeshOptions, inputs=MeshInputs, common=dict(sync="synctweedies"),
+              facts=AppFacts(main_image="texture.png", images=("renders.png", "texture.png", "views.png"),
+                             heldout="heldout", sync_defaults=MESH_SYNC_DEFAULTS))
 class MeshApp(App):
     """A UV texture for a 3D mesh, painted by views around it (of the model's size), written as a GLB."""
 
@@ -111,50 +120,50 @@ class MeshApp(App):
     _rgb_space = None  # built once (rgb_space())
 
     def sizes(self) -> dict:
-        return {"view_px": self.cfg["width"], "texture_px": self.texture_size,
+        return {"view_px": self.run.width, "texture_px": self.texture_size,
                 "latent_texture": self.base_space.canonical_shape[-1]}
 
-    def plan(self):
-        cfg, o = self.cfg, self.cfg["app"]
-        size = cfg["width"]
+    def plan_size(self):
+        run, o = self.run, self.options
+        size = run.width
         unit = 8 * self.spec.scale  # 8 latents
-        if size != cfg["height"] or size < unit or size % unit:
-            raise ConfigError(f"width={cfg['width']} height={cfg['height']}: mesh views are square, a multiple of {unit} "
+        if size != run.height or size < unit or size % unit:
+            raise ConfigError(f"width={run.width} height={run.height}: mesh views are square, a multiple of {unit} "
                               f"pixels ({self.spec.window_px} for this model); use width={self.spec.window_px} "
                               f"height={self.spec.window_px}")
-        if not cfg.get("mesh"):
+        if not self.inputs.mesh:
             raise ConfigError("app=mesh needs mesh=<file>: an OBJ, GLB/GLTF or PLY mesh (e.g. mesh=assets/vase.obj)")
-        n = sum(len(ring["azimuths"]) if ring["azimuths"] else ring["count"] for ring in o["views"])
-        texture = o["texture_size"] or 2048
+        n = sum(len(ring.azimuths) if ring.azimuths else ring.count for ring in o.views)
+        texture = o.texture_size or 2048
         parts = {"the views": n * view_state_bytes(self.channels, size // self.spec.scale),
                  f"the {size}² rasterizations and decoded views": n * size * size * (RASTER_BYTES + 3 * 4 * 3),
                  "the texture": texture * texture * 3 * 4 * 8,
-                 "the mesh": o["max_faces"] * BYTES_PER_FACE}
+                 "the mesh": o.max_faces * BYTES_PER_FACE}
         return n, parts, f"{n} cameras in app.views, {size}² views"
 
     def build_space(self) -> MeshUVSpace:
-        cfg, o = self.cfg, self.cfg["app"]
-        size = cfg["width"]
-        self.mesh = load_mesh(cfg["mesh"], o["max_faces"], o["merge_parts"], unwrap_timeout=o["unwrap_timeout"])
+        run, o, mesh = self.run, self.options, self.inputs.mesh
+        size = run.width
+        self.mesh = load_mesh(mesh, o.max_faces, o.merge_parts, unwrap_timeout=o.unwrap_timeout)
         if self.init is not None and self.mesh.notes and any("unwrapped" in n for n in self.mesh.notes):
-            raise ConfigError(f"init={cfg['init']}: mesh={cfg['mesh']!r} had to be given new UVs ({self.mesh.notes[-1]}), "
+            raise ConfigError(f"init={run.init}: mesh={mesh!r} had to be given new UVs ({self.mesh.notes[-1]}), "
                               "so no existing texture fits it; drop init= or give a mesh with UVs")
         if self.init == "texture" and self.mesh.texture is None:
-            raise ConfigError(f"init=texture: mesh={cfg['mesh']!r} has no texture image; give init=<image file> as its "
+            raise ConfigError(f"init=texture: mesh={mesh!r} has no texture image; give init=<image file> as its "
                               "texture, or drop init=")
-        posed = self.posed = y_up(self.mesh, o["up"])
-        self.cameras = rig_from_config(o["views"])
-        self.frame = fit_frame(posed.vertices, self.cameras, o["projection"], float(o["fov"]), float(o["margin"]))
-        latent_size = o["latent_texture_size"] or auto_texture_size(
+        posed = self.posed = y_up(self.mesh, o.up)
+        self.cameras = rig_from_config(o.views)
+        self.frame = fit_frame(posed.vertices, self.cameras, o.projection, float(o.fov), float(o.margin))
+        latent_size = o.latent_texture_size or auto_texture_size(
             surface_area(self.mesh), uv_area(self.mesh), self.frame.pixel_footprint(size // self.spec.scale))
-        rgb_size = o["texture_size"] or min(MAX_TEXTURE, self.spec.scale * latent_size)
+        rgb_size = o.texture_size or min(MAX_TEXTURE, self.spec.scale * latent_size)
         self.texture_size = rgb_size
         # Rasterize once per view at both resolutions: the latent one drives sampling, the RGB one
         # the depth control and the final texture.
-        self.latent_raster = rasterize(posed, self.cameras, self.frame, size // self.spec.scale, o["rasterizer"])
-        self.rgb_raster = rasterize(posed, self.cameras, self.frame, size, o["rasterizer"])
+        self.latent_raster = rasterize(posed, self.cameras, self.frame, size // self.spec.scale, o.rasterizer)
+        self.rgb_raster = rasterize(posed, self.cameras, self.frame, size, o.rasterizer)
         r = self.latent_raster
-        return MeshUVSpace(r.uv, r.mask, r.cosine, latent_size, self.channels, cosine_power=o["cosine_power"],
+        return MeshUVSpace(r.uv, r.mask, r.cosine, latent_size, self.channels, cosine_power=o.cosine_power,
                            surface=texel_surface(self.mesh, latent_size))
 
     def rgb_space(self) -> MeshUVSpace:
@@ -162,9 +171,9 @@ class MeshApp(App):
         nearest splatting would leave speckle holes); built once, shared by app.domain=rgb and the
         final texture."""
         if self._rgb_space is None:
-            r, o = self.rgb_raster, self.cfg["app"]
+            r = self.rgb_raster
             self._rgb_space = MeshUVSpace(r.uv, r.mask, r.cosine, self.texture_size, channels=3, background=1.0,
-                                          cosine_power=o["cosine_power"], mode="bilinear",
+                                          cosine_power=self.options.cosine_power, mode="bilinear",
                                           surface=texel_surface(self.mesh, self.texture_size))
         return self._rgb_space
 
@@ -172,7 +181,7 @@ class MeshApp(App):
         """The texels ``[height, width]`` of the faces of part ``name`` (regions' ``part:``)."""
         names = self.mesh.part_names
         if name not in names:
-            raise ConfigError(f"part: {name} is not a part of mesh={self.cfg['mesh']!r}; its parts are "
+            raise ConfigError(f"part: {name} is not a part of mesh={self.inputs.mesh!r}; its parts are "
                               f"{', '.join(names)} (an OBJ's materials, a glTF's meshes)")
         faces = texel_faces(self.mesh, height)
         part = np.zeros_like(faces) if self.mesh.face_part is None else self.mesh.face_part[faces]
@@ -191,28 +200,27 @@ class MeshApp(App):
     def init_latents(self, denoiser, generator):
         """The views rendered from the starting texture (bilinear), encoded, and the latent views
         unprojected into the latent texture (surface pixels only)."""
-        r, o = self.rgb_raster, self.cfg["app"]
+        r = self.rgb_raster
         space = MeshUVSpace(r.uv, r.mask, r.cosine, self.texture_size, channels=3, mode="bilinear")
-        views = space.project(self.init_texture())
-        latents = torch.cat([denoiser.encode(views[i:i + o["decode_batch_size"]], generator).float()
-                             for i in range(0, len(views), o["decode_batch_size"])])
+        latents = encode_batched(space.project(self.init_texture()), denoiser.encode, self.options.decode_batch_size,
+                                 generator)
         return self.base_space.unproject(latents)
 
     def prompts(self) -> tuple[list[str], list[int]]:
-        if not self.cfg["app"]["view_prompts"]:
+        if not self.options.view_prompts:
             return super().prompts()
-        return side_prompts(self.cfg["prompt"], self.cameras)
+        return side_prompts(self.run.prompt, self.cameras)
 
     def can_control(self) -> bool:
         return True  # the rendered depth of every view
 
     def control_images(self) -> torch.Tensor | None:
-        return control_depth(self.rgb_raster.depth, self.rgb_raster.mask) if self.cfg["controlnet"] else None
+        return control_depth(self.rgb_raster.depth, self.rgb_raster.mask) if self.run.controlnet else None
 
     def finalize(self, views, denoiser):
-        o = self.cfg["app"]
+        o = self.options
         with torch.no_grad():
-            rgb = decode_batched(views, denoiser.decode, int(o["decode_batch_size"])).clamp(-1, 1)
+            rgb = decode_batched(views, denoiser.decode, int(o.decode_batch_size)).clamp(-1, 1)
         r, space = self.rgb_raster, self.rgb_space()
         islands = uv_coverage(self.mesh, self.texture_size)
         texture = fill_nearest(space.unproject(rgb), islands)  # dilate the islands into their gutters
@@ -230,22 +238,22 @@ class MeshApp(App):
         images = {
             "texture.png": image,
             "mesh.glb": glb,
-            "renders.png": contact_sheet(shaded(renders, r), o["sheet_columns"]),
-            "views.png": contact_sheet(rgb, o["sheet_columns"]),
+            "renders.png": contact_sheet(shaded(renders, r), o.sheet_columns),
+            "views.png": contact_sheet(rgb, o.sheet_columns),
         }
         images.update(self.heldout(texture))
-        if o["viewer"]:
-            images["viewer.html"] = mesh_viewer_html(glb, title=self.cfg["prompt"])
+        if o.viewer:
+            images["viewer.html"] = mesh_viewer_html(glb, title=self.run.prompt)
         return images, self.base_space.unproject(views)
 
     def heldout(self, texture: torch.Tensor) -> dict:
         """``heldout/novel_<k>.png``: the textured mesh from ``app.heldout_views`` cameras no view
         used (half-way between azimuths, 15° up), unlit on white, at the views' size."""
-        o, count = self.cfg["app"], self.cfg["app"]["heldout_views"]
+        o, count = self.options, self.options.heldout_views
         if not count:
             return {}
         cameras = [OrbitCamera(360 * (k + 0.5) / count, 15.0) for k in range(count)]
-        r = rasterize(self.posed, cameras, self.frame, self.cfg["width"], o["rasterizer"])
+        r = rasterize(self.posed, cameras, self.frame, self.run.width, o.rasterizer)
         space = MeshUVSpace(r.uv, r.mask, r.cosine, self.texture_size, channels=3, background=1.0, mode="bilinear")
         renders = space.project(texture).clamp(-1, 1)
         return {f"heldout/novel_{k}.png": to_pil(render) for k, render in enumerate(renders)}

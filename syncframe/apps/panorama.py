@@ -5,7 +5,7 @@ from typing import Literal
 
 import torch
 
-from syncframe.apps.base import App, DecodeOptions, to_pil
+from syncframe.apps.base import App, AppFacts, DecodeOptions, to_pil
 from syncframe.images import from_pil, load_image, resized
 from syncframe.tiling import decode_tiled, encode_tiled
 from syncframe.options import option
@@ -27,7 +27,12 @@ class PanoramaOptions(DecodeOptions):
                 "stretch")
 
 
-@register_app("panorama", options=PanoramaOptions, common=dict(sync="multidiffusion"))
+@register_app("panorama", options=PanoramaOptions, common=dict(sync="multidiffusion"), facts=AppFacts(
+    main_image="panorama.png", images=("panorama.png",), paintable=True, aspect=6.0,
+    # the methods' published settings here: SyncTweedies' official cross-view attention; StochSync's
+    # official panorama configuration
+    sync_defaults={"synctweedies": dict(cross_view="auto"),
+                   "stochsync": dict(warmup=2, ode_steps=25, seam_removal=2, seam_mask="horizontal")}))
 class PanoramaApp(App):
     """A wide (optionally looping) panorama from windows of the model's size (512x3072 for SD)."""
 
@@ -44,35 +49,32 @@ class PanoramaApp(App):
 
     def init_image(self) -> torch.Tensor:
         """``init=`` at the canvas size, ``[3, H, W]`` in [-1, 1]."""
-        cfg = self.cfg
-        return from_pil(resized(self.init, cfg["width"], cfg["height"], cfg["app"]["resize"]))
+        return from_pil(resized(self.init, self.run.width, self.run.height, self.options.resize))
 
     def init_latents(self, denoiser, generator):
-        o = self.cfg["app"]
-        return encode_tiled(self.init_image(), denoiser.encode, tile=self.window, overlap=o["decode_overlap"],
-                            batch_size=o["decode_batch_size"], scale=self.spec.scale, generator=generator)
+        o = self.options
+        return encode_tiled(self.init_image(), denoiser.encode, tile=self.window, overlap=o.decode_overlap,
+                            batch_size=o.decode_batch_size, scale=self.spec.scale, generator=generator)
 
-    def settle(self):
-        if self.cfg["app"]["stride"] is None:
-            self.cfg["app"]["stride"] = self.settled["app.stride"] = max(1, self.window // 8)
+    def settle_options(self, size):
+        return {"stride": max(1, self.window // 8)} if self.options.stride is None else {}
 
-    def plan(self):
-        cfg, o, window, stride = self.cfg, self.cfg["app"], self.window, self.cfg["app"]["stride"]
-        h, w = cfg["height"] // self.spec.scale, cfg["width"] // self.spec.scale
-        n = window_count(h, w, window, stride, o["loop"])
+    def plan_size(self):
+        run, o, window = self.run, self.options, self.window
+        h, w = run.height // self.spec.scale, run.width // self.spec.scale
+        n = window_count(h, w, window, o.stride, o.loop)
         parts = {"the views": n * (view_state_bytes(self.channels, window) + window**2 * 8),
-                 "the decoded canvas": cfg["width"] * cfg["height"] * DECODE_BYTES_PER_PIXEL}
-        return n, parts, f"{cfg['width']}x{cfg['height']} at app.stride={stride}"
+                 "the decoded canvas": run.width * run.height * DECODE_BYTES_PER_PIXEL}
+        return n, parts, f"{run.width}x{run.height} at app.stride={o.stride}"
 
     def build_space(self) -> PanoramaSpace:
-        cfg = self.cfg
-        return PanoramaSpace(cfg["height"], cfg["width"], window=self.window, stride=cfg["app"]["stride"],
-                             loop=cfg["app"]["loop"], channels=self.channels, vae_scale=self.spec.scale)
+        return PanoramaSpace(self.run.height, self.run.width, window=self.window, stride=self.options.stride,
+                             loop=self.options.loop, channels=self.channels, vae_scale=self.spec.scale)
 
     def finalize(self, views, denoiser):
-        o = self.cfg["app"]
+        o = self.options
         canvas = self.base_space.unproject(views)
         with torch.no_grad():
-            image = decode_tiled(canvas, denoiser.decode, tile=self.window, overlap=o["decode_overlap"],
-                                 wrap=o["loop"], batch_size=o["decode_batch_size"], scale=self.spec.scale)
+            image = decode_tiled(canvas, denoiser.decode, tile=self.window, overlap=o.decode_overlap,
+                                 wrap=o.loop, batch_size=o.decode_batch_size, scale=self.spec.scale)
         return {"panorama.png": to_pil(image)}, canvas

@@ -12,8 +12,8 @@ import math
 import numpy as np
 import torch
 
-from syncframe.apps.base import App, DomainOptions, DecodeOptions, SheetOptions, ViewerOptions, contact_sheet, to_pil
-from syncframe.tiling import decode_batched
+from syncframe.apps.base import App, AppFacts, DomainOptions, DecodeOptions, SheetOptions, ViewerOptions, contact_sheet, to_pil
+from syncframe.tiling import decode_batched, encode_batched
 from syncframe.errors import ConfigError
 from syncframe.metrics import equirect_seam, pole_spread, view_border_seam
 from syncframe.images import from_pil, load_image, read_image, resized
@@ -58,7 +58,13 @@ class Panorama360Inputs(Options):
     depth: FilePath | None = option(None, "equirect depth image (2:1, near = bright) for a depth ControlNet")
 
 
-@register_app("panorama360", options=Panorama360Options, inputs=Panorama360Inputs, common=dict(sync="synctweedies"))
+@register_app("panorama360", options=Panorama360Options, inputs=Panorama360Inputs, common=dict(sync="synctweedies"),
+              facts=AppFacts(main_image="equirect.png", images=("equirect.png", "views.png"), paintable=True,
+                             aspect=2.0, equirect=True, sync_defaults={
+                                 "synctweedies": dict(cross_view="auto"),
+                                 # StochSync's panorama settings; the seam mask of views with borders on
+                                 # four sides is ours (docs/benchmarks.md)
+                                 "stochsync": dict(warmup=2, ode_steps=25, seam_removal=2, seam_mask="both")}))
 class Panorama360App(App):
     """A 360°x180° equirectangular panorama from perspective views (2048x1024 for SD)."""
 
@@ -67,29 +73,38 @@ class Panorama360App(App):
     def default_size(self):
         return 4 * self.spec.window_px, 2 * self.spec.window_px
 
-    def plan(self):
-        cfg, o = self.cfg, self.cfg["app"]
-        if cfg["width"] != 2 * cfg["height"] or cfg["height"] < 64:
-            raise ConfigError(f"width={cfg['width']} height={cfg['height']}: an equirect panorama is 2:1 "
+    def settle_options(self, size):
+        if self.options.latent_width is not None:
+            return {}
+        return {"latent_width": auto_latent_width(rig_from_rings(self.options.rings), self.window)}
+
+    def plan_size(self):
+        run, o = self.run, self.options
+        if run.width != 2 * run.height or run.height < 64:
+            raise ConfigError(f"width={run.width} height={run.height}: an equirect panorama is 2:1 "
                               "and at least 128x64; use e.g. width=2048 height=1024")
-        n = sum(ring["count"] for ring in o["rings"])
+        n = sum(ring.count for ring in o.rings)
         view_pixels = self.spec.window_px ** 2
         parts = {"the views": n * (view_state_bytes(self.channels, self.window) + self.window**2 * 49),
                  "the decoded views": n * view_pixels * 3 * 4 * 3,
-                 "the equirect image": cfg["width"] * cfg["height"] * BLEND_BYTES_PER_PIXEL}
-        return n, parts, f"{n} cameras in app.rings, {cfg['width']}x{cfg['height']}"
+                 "the equirect image": run.width * run.height * BLEND_BYTES_PER_PIXEL}
+        return n, parts, f"{n} cameras in app.rings, {run.width}x{run.height}"
 
     def build_space(self) -> EquirectSpace:
-        cfg, o = self.cfg, self.cfg["app"]
-        self.cameras = rig_from_rings(o["rings"])
-        lw = o["latent_width"] or auto_latent_width(self.cameras, self.window)
-        self.depth = load_equirect_depth(cfg["depth"]) if cfg.get("depth") else None
-        return EquirectSpace(lw // 2, lw, self.cameras, view_size=self.window, channels=self.channels)
+        o = self.options
+        self.cameras = rig_from_rings(o.rings)
+        self.depth = load_equirect_depth(self.inputs.depth) if self.inputs.depth else None
+        return EquirectSpace(o.latent_width // 2, o.latent_width, self.cameras, view_size=self.window,
+                             channels=self.channels)
 
     def rgb_space(self) -> EquirectSpace:
         """The equirect image at the output size seen by the same cameras at the model's view size."""
-        return EquirectSpace(self.cfg["height"], self.cfg["width"], self.cameras, view_size=self.spec.window_px,
-                             channels=3, mode="bilinear")
+        return self.pixel_space(self.run.height, self.run.width, 3)
+
+    def pixel_space(self, height: int, width: int, channels: int) -> EquirectSpace:
+        """An equirect map of ``height`` x ``width`` pixels seen by the rig at the model's view size (bilinear)."""
+        return EquirectSpace(height, width, self.cameras, view_size=self.spec.window_px, channels=channels,
+                             mode="bilinear")
 
     def load_init(self, init: str):
         image = load_image(init, "init")
@@ -101,36 +116,31 @@ class Panorama360App(App):
     def init_latents(self, denoiser, generator):
         """Every view rendered from the equirect ``init=`` (bilinear, at the model's view size),
         encoded, and the latent views unprojected into the canonical map."""
-        cfg, o = self.cfg, self.cfg["app"]
-        image = from_pil(resized(self.init, cfg["width"], cfg["height"]))
-        views = EquirectSpace(cfg["height"], cfg["width"], self.cameras, view_size=self.spec.window_px, channels=3,
-                              mode="bilinear").project(image)
-        latents = torch.cat([denoiser.encode(views[i:i + o["decode_batch_size"]], generator).float()
-                             for i in range(0, len(views), o["decode_batch_size"])])
+        views = self.rgb_space().project(from_pil(resized(self.init, self.run.width, self.run.height)))
+        latents = encode_batched(views, denoiser.encode, self.options.decode_batch_size, generator)
         return self.base_space.unproject(latents)
 
     def control_given(self) -> bool:
-        return self.depth is not None
+        return self.inputs.depth is not None
 
     def control_images(self) -> torch.Tensor | None:
         """Per-view depth ``[N, 3, 512, 512]`` in [0, 1], read from the equirect depth image."""
         if self.depth is None:
             return None
-        space = EquirectSpace(self.depth.shape[1], self.depth.shape[2], self.cameras,
-                              view_size=self.spec.window_px, channels=1, mode="bilinear")
+        space = self.pixel_space(self.depth.shape[1], self.depth.shape[2], 1)
         return space.project(self.depth).expand(-1, 3, -1, -1).contiguous()
 
     def finalize(self, views, denoiser):
-        o = self.cfg["app"]
+        o = self.options
         with torch.no_grad():
-            rgb = decode_batched(views, denoiser.decode, int(o["decode_batch_size"])).clamp(-1, 1)
-        equirect, covered = blend_views(rgb, self.cameras, self.cfg["height"], self.cfg["width"])
+            rgb = decode_batched(views, denoiser.decode, int(o.decode_batch_size)).clamp(-1, 1)
+        equirect, covered = blend_views(rgb, self.cameras, self.run.height, self.run.width)
         equirect = fill_nearest(equirect, covered, wrap=True)  # distances wrap at 0°/360°
         self.report = {"seam": equirect_seam(equirect), "view_border_seam": view_border_seam(equirect, self.cameras),
                        "pole_spread": pole_spread(equirect)}
-        images = {"equirect.png": to_pil(equirect), "views.png": contact_sheet(rgb, int(o["sheet_columns"]))}
-        if o["viewer"]:
-            images["viewer.html"] = viewer_html(images["equirect.png"], title=self.cfg["prompt"])
+        images = {"equirect.png": to_pil(equirect), "views.png": contact_sheet(rgb, int(o.sheet_columns))}
+        if o.viewer:
+            images["viewer.html"] = viewer_html(images["equirect.png"], title=self.run.prompt)
         return images, self.base_space.unproject_filled(views)
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from syncframe.apps.base import App, DomainOptions, DecodeOptions, SheetOptions, ViewerOptions, contact_sheet, to_pil
-from syncframe.apps.mesh import ViewRing, side_prompts
+from syncframe.apps.base import App, AppFacts, DomainOptions, DecodeOptions, SheetOptions, ViewerOptions, contact_sheet, to_pil
+from syncframe.apps.mesh import MESH_SYNC_DEFAULTS, ViewRing, side_prompts
 from syncframe.errors import ConfigError
 from syncframe.messages import note
 from syncframe.geometry.cameras import orbit_pinhole, pinhole, read_transforms
@@ -64,7 +64,9 @@ class SplatsInputs(Options):
                                            "(e.g. splats=assets/vase_splats.ply)")
 
 
-@register_app("splats", options=SplatsOptions, inputs=SplatsInputs, common=dict(sync="synctweedies"))
+@register_app("splats", options=SplatsOptions, inputs=SplatsInputs, common=dict(sync="synctweedies"),
+              facts=AppFacts(main_image="renders.png", images=("renders.png", "views.png"), heldout="heldout",
+                             sync_defaults=MESH_SYNC_DEFAULTS))  # the same orbit of perspective views
 class SplatsApp(App):
     """Colours for a fixed 3D Gaussian Splatting scene, painted by views around it, written as a 3DGS PLY."""
 
@@ -74,69 +76,66 @@ class SplatsApp(App):
     _rgb_space = None  # built once (rgb_space())
 
     def sizes(self) -> dict:
-        return {"view_px": self.cfg["width"], "fit_px": self.cfg["app"]["rgb_size"] or self.cfg["width"],
+        return {"view_px": self.run.width, "fit_px": self.options.rgb_size or self.run.width,
                 "splats": len(self.splats)}
 
-    def settle(self):
-        o = self.cfg["app"]
-        if o["domain"] == "rgb" and o["rgb_size"] not in (None, self.cfg["width"]):
-            raise ConfigError(f"app.rgb_size={o['rgb_size']} with app.domain=rgb: the RGB domain fits the decoded "
-                              f"{self.cfg['width']}² views themselves; drop app.rgb_size or use app.domain=latent")
-
-    def plan(self):
-        cfg, o = self.cfg, self.cfg["app"]
-        size, unit = cfg["width"], 8 * self.spec.scale
-        if size != cfg["height"] or size < unit or size % unit:
-            raise ConfigError(f"width={cfg['width']} height={cfg['height']}: splat views are square, a multiple of "
+    def plan_size(self):
+        run, o = self.run, self.options
+        if o.domain == "rgb" and o.rgb_size not in (None, run.width):
+            raise ConfigError(f"app.rgb_size={o.rgb_size} with app.domain=rgb: the RGB domain fits the decoded "
+                              f"{run.width}² views themselves; drop app.rgb_size or use app.domain=latent")
+        size, unit = run.width, 8 * self.spec.scale
+        if size != run.height or size < unit or size % unit:
+            raise ConfigError(f"width={run.width} height={run.height}: splat views are square, a multiple of "
                               f"{unit} pixels ({self.spec.window_px} for this model); use width={self.spec.window_px} "
                               f"height={self.spec.window_px}")
-        if not cfg.get("splats"):
+        if not self.inputs.splats:
             raise ConfigError("app=splats needs splats=<file>: a 3D Gaussian Splatting PLY (e.g. "
                               "splats=assets/vase_splats.ply)")
         n = self.count_views()
-        latent, rgb = size // self.spec.scale, o["rgb_size"] or size
-        rgb_views = n + o["novel_views"]
+        latent, rgb = size // self.spec.scale, o.rgb_size or size
+        rgb_views = n + o.novel_views
         parts = {"the views": n * view_state_bytes(self.channels, latent),
                  "the latent-view weights": n * latent**2 * WEIGHTS_PER_PIXEL * BYTES_PER_WEIGHT,
                  f"the {rgb}² view weights": rgb_views * rgb**2 * WEIGHTS_PER_PIXEL * BYTES_PER_WEIGHT,
                  "the decoded views": n * size * size * 3 * 4 * 3,
-                 "the splats": o["max_splats"] * BYTES_PER_SPLAT}
+                 "the splats": o.max_splats * BYTES_PER_SPLAT}
         return n, parts, f"{n} cameras, {size}² views, fitted at {rgb}²"
 
     def count_views(self) -> int:
-        o = self.cfg["app"]
-        if o["cameras"]:
+        o = self.options
+        if o.cameras:
             return len(self.transforms()[1])
-        return sum(len(ring["azimuths"]) if ring["azimuths"] else ring["count"] for ring in o["views"])
+        return sum(len(ring.azimuths) if ring.azimuths else ring.count for ring in o.views)
 
     def transforms(self) -> tuple[float, list]:
         """The transforms.json cameras (field of view, camera-to-world matrices), read once."""
         if self._transforms is None:
-            self._transforms = read_transforms(self.cfg["app"]["cameras"], self.cfg["max_views"])
+            self._transforms = read_transforms(self.options.cameras, self.run.max_views)
         return self._transforms
 
     def build_space(self) -> SplatSpace:
-        cfg, o = self.cfg, self.cfg["app"]
-        self.splats = read_ply(cfg["splats"], o["max_splats"])
-        self.orbit = None if o["cameras"] else rig_from_config(o["views"])
+        o, path = self.options, self.inputs.splats
+        self.splats = read_ply(path, o.max_splats)
+        self.orbit = None if o.cameras else rig_from_config(o.views)
         points = robust_points(self.splats)
-        check_scales(self.splats, points, cfg["splats"])
+        check_scales(self.splats, points, path)
         self.geometry = splat_tensors(self.splats)
         if self.orbit is not None:
             where = "holds a single splat" if len(self.splats) == 1 else \
                 f"has all {len(self.splats)} splat centres at one point"
-            flat = (f"splats={cfg['splats']!r} {where}, so the orbit rig has nothing to frame; give a scene whose "
+            flat = (f"splats={path!r} {where}, so the orbit rig has nothing to frame; give a scene whose "
                     "splats spread out, or cameras of your own (app.cameras=<transforms.json>)")
-            self.frame = fit_frame(points @ self.turn().T, self.orbit, "perspective", float(o["fov"]),
-                                   float(o["margin"]), flat=flat)
-        self.renderer = self.make_renderer(self.cameras(cfg["width"] // self.spec.scale))
-        space = SplatSpace(self.renderer, self.geometry[0], self.channels, o["unproject"], o["lsq_iterations"])
+            self.frame = fit_frame(points @ self.turn().T, self.orbit, "perspective", float(o.fov),
+                                   float(o.margin), flat=flat)
+        self.renderer = self.make_renderer(self.cameras(self.run.width // self.spec.scale))
+        space = SplatSpace(self.renderer, self.geometry[0], self.channels, o.unproject, o.lsq_iterations)
         self.check_views(space, points)
         return space
 
     def camera_name(self, i: int) -> str:
         if self.orbit is None:
-            return f"frames[{i}] of app.cameras={self.cfg['app']['cameras']!r}"
+            return f"frames[{i}] of app.cameras={self.options.cameras!r}"
         return f"the rig's camera {i} (elevation {self.orbit[i].elevation:g}°, azimuth {self.orbit[i].azimuth:g}°)"
 
     def check_views(self, space: SplatSpace, points: np.ndarray) -> None:
@@ -157,7 +156,7 @@ class SplatsApp(App):
     # -- cameras and renderers ---------------------------------------------------------------------
     def turn(self) -> np.ndarray:
         """Rotation from the scene's frame to the rig's y-up frame."""
-        return Z_UP if self.cfg["app"]["up"] == "z" else np.eye(3)
+        return Z_UP if self.options.up == "z" else np.eye(3)
 
     def cameras(self, size: int, rig: list[OrbitCamera] | None = None):
         """Pinhole cameras of ``size``² pixels in the scene's own frame: the orbit rig (or ``rig``),
@@ -171,40 +170,40 @@ class SplatsApp(App):
                 for view in (orbit_pinhole(camera, self.frame, size) for camera in rig or self.orbit)]
 
     def make_renderer(self, cameras):
-        o = self.cfg["app"]
-        if o["renderer"] == "gsplat":
+        o = self.options
+        if o.renderer == "gsplat":
             from syncframe.geometry.splat_gsplat import GsplatRenderer
 
             return GsplatRenderer(*self.geometry, cameras)
-        return SparseRenderer(*self.geometry, cameras, progress=self.cfg["progress"])
+        return SparseRenderer(*self.geometry, cameras, progress=self.run.progress)
 
     def rgb_space(self) -> SplatSpace:
         """Per-splat RGB colours seen by the views at ``app.rgb_size`` (built once)."""
         if self._rgb_space is None:
-            o = self.cfg["app"]
-            size = o["rgb_size"] or self.cfg["width"]
+            o = self.options
+            size = o.rgb_size or self.run.width
             renderer = self.make_renderer(self.cameras(size))
-            self._rgb_space = SplatSpace(renderer, self.geometry[0], 3, o["unproject"], o["lsq_iterations"])
+            self._rgb_space = SplatSpace(renderer, self.geometry[0], 3, o.unproject, o.lsq_iterations)
         return self._rgb_space
 
     def novel_rig(self) -> list[OrbitCamera]:
         """Cameras no view used: half-way between the first ring's azimuths, 15° up."""
-        count = self.cfg["app"]["novel_views"]
+        count = self.options.novel_views
         return [OrbitCamera(360 * (k + 0.5) / count, 15.0) for k in range(count)]
 
     # -- prompts, control ----------------------------------------------------------------------------
     def prompts(self):
-        if not self.cfg["app"]["view_prompts"] or self.orbit is None:
+        if not self.options.view_prompts or self.orbit is None:
             return super().prompts()
-        return side_prompts(self.cfg["prompt"], self.orbit)
+        return side_prompts(self.run.prompt, self.orbit)
 
     def can_control(self) -> bool:
         return True  # the rendered depth of every view
 
     def control_images(self):
-        if not self.cfg["controlnet"]:
+        if not self.run.controlnet:
             return None
-        renderer, size = self.rgb_space().renderer, self.cfg["width"]
+        renderer, size = self.rgb_space().renderer, self.run.width
         depth, mask = renderer.depth, renderer.alpha > 0.5
         control = control_depth(depth, mask)
         if control.shape[-1] != size:
@@ -213,9 +212,9 @@ class SplatsApp(App):
 
     # -- outputs ---------------------------------------------------------------------------------------
     def finalize(self, views, denoiser):
-        o = self.cfg["app"]
+        o = self.options
         with torch.no_grad():
-            rgb = decode_batched(views, denoiser.decode, int(o["decode_batch_size"])).clamp(-1, 1)
+            rgb = decode_batched(views, denoiser.decode, int(o.decode_batch_size)).clamp(-1, 1)
         space = self.rgb_space()
         size = space.view_shape[-1]
         fitted = rgb if rgb.shape[-1] == size else F.interpolate(rgb, size=(size, size), mode="bilinear",
@@ -223,11 +222,11 @@ class SplatsApp(App):
         colours = space.unproject(fitted).clamp(-1, 1)  # [3, N]
         alpha = space.view_weights(fitted)
         residual = (fitted - space.project(colours)).abs()[space.solid().expand_as(fitted)]
-        background = torch.full((3,), float(o["background"]))
+        background = torch.full((3,), float(o.background))
         renders = self.composite(space.project(colours), alpha, background)
         labels = [f"view {i}" for i in range(len(renders))]
         heldout = {}
-        if o["novel_views"] and self.orbit is not None:
+        if o.novel_views and self.orbit is not None:
             novel = self.make_renderer(self.cameras(size, self.novel_rig()))
             unseen = self.composite(novel.render(colours.T), novel.alpha[:, None], background)
             renders = torch.cat([renders, unseen])
@@ -243,12 +242,12 @@ class SplatsApp(App):
             "weights_nnz": {"latent": self.renderer.nnz, "rgb": space.renderer.nnz},
             "rgb_size": size,
         }
-        images = {"splats.ply": ply, "views.png": contact_sheet(rgb, o["sheet_columns"]),
-                  "renders.png": contact_sheet(renders, o["sheet_columns"], background=float(o["background"]),
+        images = {"splats.ply": ply, "views.png": contact_sheet(rgb, o.sheet_columns),
+                  "renders.png": contact_sheet(renders, o.sheet_columns, background=float(o.background),
                                                labels=labels), **heldout}
-        if o["viewer"]:
-            images["viewer.html"] = splat_viewer_html(ply, title=self.cfg["prompt"], camera=self.viewer_camera(),
-                                                      up=o["up"])
+        if o.viewer:
+            images["viewer.html"] = splat_viewer_html(ply, title=self.run.prompt, camera=self.viewer_camera(),
+                                                      up=o.up)
         return images, colours
 
     def viewer_camera(self) -> dict | None:

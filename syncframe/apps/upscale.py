@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from syncframe.apps.base import App, DecodeOptions, to_pil
+from syncframe.apps.base import App, AppFacts, DecodeOptions, to_pil
 from syncframe.errors import ConfigError
 from syncframe.metrics import window_border_seam
 from syncframe.images import from_pil, image_size, load_image, resized
@@ -44,7 +44,8 @@ class UpscaleInputs(Options):
                           le=64)
 
 
-@register_app("upscale", options=UpscaleOptions, inputs=UpscaleInputs, common=dict(sync="multidiffusion"))
+@register_app("upscale", options=UpscaleOptions, inputs=UpscaleInputs, common=dict(sync="multidiffusion"),
+              facts=AppFacts(main_image="upscaled.png", images=("upscaled.png", "input.png")))
 class UpscaleApp(App):
     """A bigger, sharper image: resize, encode, renoise to strength, denoise in synchronized tiles."""
 
@@ -52,23 +53,22 @@ class UpscaleApp(App):
 
     default_strength = 0.35
 
-    def settle_init(self):
-        cfg = self.cfg
-        if not cfg.get("image"):
+    def read_init(self):
+        """``image=``, what the run starts from; the output's size is checked from its header first."""
+        run, image = self.run, self.inputs.image
+        if not image:
             raise ConfigError("app=upscale needs image=<file>: the image to upscale (e.g. image=photo.png scale=2)")
-        if cfg["init"] is not None:
+        if run.init is not None:
             raise ConfigError("app=upscale starts from image=; drop init=")
-        if cfg["strength"] is None:
-            cfg["strength"] = self.settled["strength"] = self.default_strength
-        if cfg["width"] is None or cfg["height"] is None:  # the output's size from the header, before decoding
-            self.output_size(image_size(cfg["image"], "image"))
-        return load_image(cfg["image"], "image")
+        if run.width is None or run.height is None:  # the output's size from the header, before decoding
+            self.output_size(image_size(image, "image"))
+        return load_image(image, "image")
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """The output size ``image=`` of ``size`` makes at ``scale=`` (whole latents), checked."""
-        unit, scale, window = self.spec.scale, self.cfg["scale"], self.spec.window_px
+        unit, scale, window = self.spec.scale, self.inputs.scale, self.spec.window_px
         width, height = (round(side * scale / unit) * unit for side in size)
-        shown = f"image={self.cfg['image']!r} ({size[0]}x{size[1]}) at scale={scale:g} would be {width}x{height}"
+        shown = f"image={self.inputs.image!r} ({size[0]}x{size[1]}) at scale={scale:g} would be {width}x{height}"
         if width * height > MAX_OUTPUT_PIXELS:
             raise ConfigError(f"{shown}, above {MAX_OUTPUT_PIXELS} pixels; use a smaller scale")
         if min(width, height) < window:
@@ -80,53 +80,50 @@ class UpscaleApp(App):
     def default_size(self):
         return self.output_size(self.init.size)
 
-    def settle(self):
-        o = self.cfg["app"]
-        if o["stride"] is None:
-            o["stride"] = self.settled["app.stride"] = max(1, self.window * 3 // 4)
+    def settle_options(self, size):
+        return {"stride": max(1, self.window * 3 // 4)} if self.options.stride is None else {}
 
-    def plan(self):
-        cfg, stride, window = self.cfg, self.cfg["app"]["stride"], self.window
-        if cfg["width"] * cfg["height"] > MAX_OUTPUT_PIXELS:
-            raise ConfigError(f"width={cfg['width']} height={cfg['height']} is above {MAX_OUTPUT_PIXELS} pixels; "
+    def plan_size(self):
+        run, stride, window = self.run, self.options.stride, self.window
+        if run.width * run.height > MAX_OUTPUT_PIXELS:
+            raise ConfigError(f"width={run.width} height={run.height} is above {MAX_OUTPUT_PIXELS} pixels; "
                               "use a smaller size")
-        h, w = cfg["height"] // self.spec.scale, cfg["width"] // self.spec.scale
+        h, w = run.height // self.spec.scale, run.width // self.spec.scale
         n = window_count(h, w, window, stride)
         parts = {"the windows": n * (view_state_bytes(self.channels, window) + window**2 * 8),
-                 "the canvas": cfg["width"] * cfg["height"] * CANVAS_BYTES_PER_PIXEL}
-        return n, parts, f"{cfg['width']}x{cfg['height']} at app.stride={stride}"
+                 "the canvas": run.width * run.height * CANVAS_BYTES_PER_PIXEL}
+        return n, parts, f"{run.width}x{run.height} at app.stride={stride}"
 
     def build_space(self) -> PanoramaSpace:
-        cfg = self.cfg
-        return PanoramaSpace(cfg["height"], cfg["width"], window=self.window, stride=cfg["app"]["stride"],
-                             channels=self.channels, vae_scale=self.spec.scale, weights=cfg["app"]["weights"])
+        return PanoramaSpace(self.run.height, self.run.width, window=self.window, stride=self.options.stride,
+                             channels=self.channels, vae_scale=self.spec.scale, weights=self.options.weights)
 
     def resized_input(self) -> torch.Tensor:
-        return from_pil(resized(self.init, self.cfg["width"], self.cfg["height"]))
+        return from_pil(resized(self.init, self.run.width, self.run.height))
 
     def init_latents(self, denoiser, generator):
-        o = self.cfg["app"]
-        return encode_tiled(self.resized_input(), denoiser.encode, tile=self.window, overlap=o["decode_overlap"],
-                            batch_size=o["decode_batch_size"], scale=self.spec.scale, generator=generator)
+        o = self.options
+        return encode_tiled(self.resized_input(), denoiser.encode, tile=self.window, overlap=o.decode_overlap,
+                            batch_size=o.decode_batch_size, scale=self.spec.scale, generator=generator)
 
     def can_control(self) -> bool:
         return True  # a tile ControlNet sees each window's crop of the resized input
 
     def control_images(self) -> torch.Tensor:
         """Each window's crop of the resized input, ``[N, 3, 8w, 8w]`` in [0, 1]."""
-        pixels = PanoramaSpace(self.cfg["height"], self.cfg["width"], window=self.spec.window_px,
-                               stride=self.cfg["app"]["stride"] * self.spec.scale, channels=3, vae_scale=1)
+        pixels = PanoramaSpace(self.run.height, self.run.width, window=self.spec.window_px,
+                               stride=self.options.stride * self.spec.scale, channels=3, vae_scale=1)
         return (gather_views(self.resized_input(), pixels.index) + 1) / 2
 
     def finalize(self, views, denoiser):
-        o = self.cfg["app"]
+        o = self.options
         canvas = self.base_space.unproject(views)
         with torch.no_grad():
-            image = decode_tiled(canvas, denoiser.decode, tile=self.window, overlap=o["decode_overlap"],
-                                 batch_size=o["decode_batch_size"], scale=self.spec.scale)
+            image = decode_tiled(canvas, denoiser.decode, tile=self.window, overlap=o.decode_overlap,
+                                 batch_size=o.decode_batch_size, scale=self.spec.scale)
         scale = self.spec.scale
         windows = [(top * scale, left * scale) for top, left in self.base_space.windows]
-        self.report = {"input_size": list(self.init.size), "output_size": [self.cfg["width"], self.cfg["height"]],
+        self.report = {"input_size": list(self.init.size), "output_size": [self.run.width, self.run.height],
                        "windows": self.base_space.num_views,
                        "window_border_seam": round(window_border_seam(image.clamp(-1, 1), windows, self.spec.window_px), 4)}
         return {"upscaled.png": to_pil(image), "input.png": to_pil(self.resized_input())}, canvas

@@ -35,11 +35,12 @@ class OrbitCamera:
         return right, up, back
 
 
-def rig_from_config(rings: list[dict]) -> list[OrbitCamera]:
-    """``[{elevation, count, azimuth_offset} | {elevation, azimuths}]`` (validated by the app's
-    schema) -> cameras."""
+def rig_from_config(rings: list) -> list[OrbitCamera]:
+    """``[{elevation, count, azimuth_offset} | {elevation, azimuths}]`` (the app's validated rings, or
+    plain mappings) -> cameras."""
     cameras = []
     for ring in rings:
+        ring = ring if isinstance(ring, dict) else ring.model_dump()
         if ring.get("azimuths") is not None:
             azimuths = [float(a) for a in ring["azimuths"]]
         else:

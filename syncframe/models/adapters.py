@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
+from . import families
 from .hub import locate
 
 LORA_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -24,54 +25,54 @@ UNET_PREFIXES = ("unet.", "lora_unet_", "text_encoder", "lora_te")
 TRANSFORMER_PREFIXES = ("transformer.", "lora_transformer_", "diffusion_model.", "double_blocks", "single_blocks")
 
 
-def all_loras(cfg: dict) -> list[dict]:
-    """``lora=`` then ``loras=``, the ones with a path, in the order they are loaded."""
-    return [item for item in [cfg["lora"], *cfg["loras"]] if item["path"]]
+def all_loras(run) -> list:
+    """``lora=`` then ``loras=`` of the common keys ``run``, the ones with a path, in the order they are loaded."""
+    return [item for item in [run.lora, *run.loras] if item.path]
 
 
-def lora_file(item: dict) -> Path | None:
+def lora_file(item) -> Path | None:
     """The local file of a LoRA (None for a repository id not known locally yet)."""
-    path = Path(item["path"]).expanduser()
+    path = Path(item.path).expanduser()
     if path.is_file():
         return path
     if path.is_dir():
-        if item["weight_name"]:
-            return path / item["weight_name"]
+        if item.weight_name:
+            return path / item.weight_name
         files = sorted(p for p in path.iterdir() if p.suffix in LORA_SUFFIXES)
         return files[0] if len(files) == 1 else None
     return None
 
 
-def check(cfg: dict, family: str) -> None:
-    """Everything the run's adapters and switches need, checked before weights load."""
-    for i, item in enumerate(all_loras(cfg)):
-        key = "lora" if i == 0 and cfg["lora"]["path"] else f"loras[{i - bool(cfg['lora']['path'])}]"
-        path = Path(item["path"]).expanduser()
+def check(run, family: str) -> None:
+    """Everything the run's adapters and switches need (``run``: the common keys), checked before weights load."""
+    for i, item in enumerate(all_loras(run)):
+        key = "lora" if i == 0 and run.lora.path else f"loras[{i - bool(run.lora.path)}]"
+        path = Path(item.path).expanduser()
         if path.suffix in LORA_SUFFIXES and not path.exists():
-            raise ConfigError(f"{key}={item['path']}: no such file; give a LoRA .safetensors file, a folder or a "
+            raise ConfigError(f"{key}={item.path}: no such file; give a LoRA .safetensors file, a folder or a "
                               "repository id")
         if not path.exists():
-            locate(item["path"], key)  # a repository id: cached, or the hub reachable, or one line
+            locate(item.path, key)  # a repository id: cached, or the hub reachable, or one line
         file = lora_file(item)
         if path.is_dir() and file is None:
-            raise ConfigError(f"{key}={item['path']} holds no single LoRA file; name it with {key}.weight_name=")
+            raise ConfigError(f"{key}={item.path} holds no single LoRA file; name it with {key}.weight_name=")
         if file is not None:
             check_lora_file(file, key, family)
-    ip = cfg["ip_adapter"]
-    if ip["path"] and not cfg["ip_image"]:
+    ip = run.ip_adapter
+    if ip.path and not run.ip_image:
         raise ConfigError("ip_adapter= needs an image prompt: give ip_image=<image> (or drop ip_adapter=)")
-    if cfg["ip_image"] and not ip["path"]:
+    if run.ip_image and not ip.path:
         raise ConfigError("ip_image= needs an IP-Adapter to read it: give ip_adapter=<repo|folder> (e.g. "
                           "h94/IP-Adapter) or drop ip_image=")
-    if ip["path"]:
-        if family not in ("sd", "sdxl"):  # FLUX's IP-Adapter takes its embedding another way: not wired yet
+    if ip.path:
+        if not families.family(family).can("ip_adapter"):  # FLUX's takes its embedding another way: not wired yet
             raise ConfigError(f"ip_adapter= works with SD 1/2 and SDXL models here; this model is {family}: drop "
                               "ip_adapter=")
-        locate(ip["path"], "ip_adapter")
+        locate(ip.path, "ip_adapter")
         from ..images import image_size
 
-        image_size(cfg["ip_image"], "ip_image")
-    if cfg["attention"]["kernels"] == "xformers":
+        image_size(run.ip_image, "ip_image")
+    if run.attention.kernels == "xformers":
         try:
             importlib.import_module("xformers.ops")
         except ImportError as exc:
@@ -95,7 +96,7 @@ def check_lora_file(file: Path, key: str, family: str) -> None:
         raise ConfigError(f"{key}={file} holds no tensors; give a LoRA file")
     unet = sum(k.startswith(UNET_PREFIXES) for k in keys)
     transformer = sum(k.startswith(TRANSFORMER_PREFIXES) for k in keys)
-    wants = "transformer" if family in ("sd3", "flux") else "unet"
+    wants = families.family(family).lora_network
     if (wants == "unet" and transformer and not unet) or (wants == "transformer" and unet and not transformer):
         made = "an SD3 or FLUX transformer" if transformer else "an SD 1/2 or SDXL UNet"
         raise ConfigError(f"{key}={file} is a LoRA for {made}, and this model is {family}; give a LoRA made for "
@@ -110,24 +111,24 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def apply(denoiser, cfg: dict, family: str) -> dict:
+def apply(denoiser, run, family: str) -> dict:
     """Load the run's LoRAs and IP-Adapter into ``denoiser.pipe`` and switch attention, compile and
-    the VAE's slicing/tiling; returns what was done (for ``run.json``)."""
+    the VAE's slicing/tiling (``run``: the common keys); returns what was done (for ``run.json``)."""
     done: dict = {}
-    loras = all_loras(cfg)
-    if loras or cfg["ip_adapter"]["path"] or cfg["vae"]["slicing"] or cfg["vae"]["tiling"]:
+    loras = all_loras(run)
+    if loras or run.ip_adapter.path or run.vae.slicing or run.vae.tiling:
         if denoiser.pipe is None:
             raise ConfigError(f"model={denoiser.name} is no diffusers model: LoRAs, IP-Adapters and vae.* switches "
                               "need one")
     if loras:
-        done["loras"] = load_loras(denoiser, loras, cfg["lora_fuse"], family)
-    if cfg["ip_adapter"]["path"]:
-        done["ip_adapter"] = load_ip_adapter(denoiser, cfg["ip_adapter"])
-    if cfg["vae"]["slicing"]:
+        done["loras"] = load_loras(denoiser, loras, run.lora_fuse, family)
+    if run.ip_adapter.path:
+        done["ip_adapter"] = load_ip_adapter(denoiser, run.ip_adapter)
+    if run.vae.slicing:
         denoiser.vae.enable_slicing()
-    if cfg["vae"]["tiling"]:
+    if run.vae.tiling:
         denoiser.vae.enable_tiling()
-    if cfg["attention"]["kernels"] == "xformers":
+    if run.attention.kernels == "xformers":
         try:
             denoiser.backbone.enable_xformers_memory_efficient_attention()
         except Exception as exc:  # xformers raises for devices and dtypes it does not support
@@ -136,26 +137,26 @@ def apply(denoiser, cfg: dict, family: str) -> dict:
     return done
 
 
-def load_loras(denoiser, loras: list[dict], fuse: bool, family: str) -> list[dict]:
+def load_loras(denoiser, loras: list, fuse: bool, family: str) -> list[dict]:
     pipe, names, records = denoiser.pipe, [], []
     for i, item in enumerate(loras):
         name = f"lora_{i}"
-        source = item["path"] if Path(item["path"]).expanduser().exists() else locate(item["path"], "lora")
-        kwargs = {"weight_name": item["weight_name"]} if item["weight_name"] else {}
+        source = item.path if Path(item.path).expanduser().exists() else locate(item.path, "lora")
+        kwargs = {"weight_name": item.weight_name} if item.weight_name else {}
         try:
             pipe.load_lora_weights(source, adapter_name=name, **kwargs)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             reason = " ".join(str(exc).split())[:200]
-            raise ConfigError(f"lora={item['path']} could not be loaded into this {family} model "
+            raise ConfigError(f"lora={item.path} could not be loaded into this {family} model "
                               f"({reason}); a LoRA for another family or model size, or a damaged file") from None
         if not any(name in adapters for adapters in pipe.get_list_adapters().values()):
-            raise ConfigError(f"lora={item['path']} has no weights for this {family} model's networks "
+            raise ConfigError(f"lora={item.path} has no weights for this {family} model's networks "
                               "(a LoRA for another family?); give a LoRA made for this model")
         file = lora_file(item)
-        records.append({"path": item["path"], "scale": item["scale"], "adapter": name,
+        records.append({"path": item.path, "scale": item.scale, "adapter": name,
                         "sha256": sha256(file) if file is not None and file.is_file() else None})
         names.append(name)
-    pipe.set_adapters(names, adapter_weights=[item["scale"] for item in loras])
+    pipe.set_adapters(names, adapter_weights=[item.scale for item in loras])
     if fuse:
         clock = time.perf_counter()
         pipe.fuse_lora(adapter_names=names, lora_scale=1.0)
@@ -164,19 +165,19 @@ def load_loras(denoiser, loras: list[dict], fuse: bool, family: str) -> list[dic
     return records
 
 
-def load_ip_adapter(denoiser, options: dict) -> dict:
+def load_ip_adapter(denoiser, options) -> dict:
     pipe = denoiser.pipe
-    kwargs = {"image_encoder_folder": options["image_encoder"]} if options["image_encoder"] else {}
+    kwargs = {"image_encoder_folder": options.image_encoder} if options.image_encoder else {}
     try:
-        pipe.load_ip_adapter(locate(options["path"], "ip_adapter"), subfolder=options["subfolder"],
-                             weight_name=options["weight_name"], **kwargs)
+        pipe.load_ip_adapter(locate(options.path, "ip_adapter"), subfolder=options.subfolder,
+                             weight_name=options.weight_name, **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         reason = " ".join(str(exc).split())[:200]
-        raise ConfigError(f"ip_adapter={options['path']} could not be loaded ({reason}); give an IP-Adapter "
+        raise ConfigError(f"ip_adapter={options.path} could not be loaded ({reason}); give an IP-Adapter "
                           "repository or folder made for this model, with ip_adapter.subfolder= and "
                           "ip_adapter.weight_name= naming its weights") from None
-    pipe.set_ip_adapter_scale(options["scale"])
-    return {"path": options["path"], "weight_name": options["weight_name"], "scale": options["scale"]}
+    pipe.set_ip_adapter_scale(options.scale)
+    return {"path": options.path, "weight_name": options.weight_name, "scale": options.scale}
 
 
 def compile_backbone(denoiser) -> None:
@@ -196,9 +197,9 @@ def image_prompt_embeds(denoiser, image) -> torch.Tensor:
     return torch.stack([negative[0], positive[0]])
 
 
-def wanted(cfg: dict) -> tuple:
+def wanted(run) -> tuple:
     """What a run asks to be loaded into its model: (LoRAs as (path, scale), IP-Adapter path)."""
-    return tuple((item["path"], item["scale"]) for item in all_loras(cfg)), cfg["ip_adapter"]["path"]
+    return tuple((item.path, item.scale) for item in all_loras(run)), run.ip_adapter.path
 
 
 def loaded(denoiser) -> tuple:

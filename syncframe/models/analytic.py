@@ -204,16 +204,16 @@ class AnalyticDenoiser(ViewDenoiser):
         return self.prior.log_likelihoods(x, alpha**0.5, (1 - alpha) ** 0.5).argmax(dim=1)
 
 
-def build_analytic(options: dict, guidance: float, view_batch_size=None) -> AnalyticDenoiser:
-    """From a model config: ``scenes`` (names of :data:`SCENES`) and ``prompt_weight``."""
+def build_analytic(options, name: str, guidance: float, view_batch_size=None) -> AnalyticDenoiser:
+    """From its model section: ``scenes`` (names of :data:`SCENES`) and ``prompt_weight``."""
     from diffusers import DDIMScheduler
 
     from .offline import SD_SCHEDULE
 
-    names = options.get("scenes") or []
+    names = options.scenes or []
     unknown = [n for n in names if n not in SCENES]
     if unknown or not names:
         raise ConfigError(f"model.scenes={names!r}: choose one or more of {', '.join(SCENES)}")
     return AnalyticDenoiser([SCENES[n] for n in names], DDIMScheduler(**SD_SCHEDULE), guidance=guidance,
-                            prompt_weight=float(options.get("prompt_weight", 0.9)), name=options["name"],
+                            prompt_weight=float(options.prompt_weight), name=name,
                             view_batch_size=view_batch_size)

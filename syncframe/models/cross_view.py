@@ -11,7 +11,7 @@ so a plain panorama's two ends are not neighbours and a loop's are.
 
 A diffusers attention processor (:class:`CrossViewProcessor`) on the ``attn1`` modules of the
 UNet, installed for one run (:func:`cross_view_attention`) and told before each model call which
-view each batch row holds (:meth:`CrossViewPlan.begin`); the denoiser puts every view of a call
+view each batch row holds (:meth:`CrossViewPlan.begin`); the run's model puts every view of a call
 in one batch while it is installed (neighbours must be in the batch to be read).
 """
 from __future__ import annotations
@@ -20,9 +20,6 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
-
-TRAIN_STEPS = 1000
-
 
 def ring(num_views: int) -> list[list[int]]:
     """The official neighbours: ``[(i − 1) mod N, i, (i + 1) mod N]`` (duplicates kept, as there)."""
@@ -36,8 +33,8 @@ class CrossViewPlan:
     views; ``until``: the fraction of the noise levels, from the top, during which the reference
     is read. :meth:`begin` turns these into batch rows for one model call."""
 
-    def __init__(self, neighbours: list[list[int]], reference: list[int], until: float):
-        self.neighbours, self.reference, self.until = neighbours, reference, until
+    def __init__(self, neighbours: list[list[int]], reference: list[int], until: float, train_steps: int = 1000):
+        self.neighbours, self.reference, self.until, self.train_steps = neighbours, reference, until, train_steps
         self.rows = self.mask = self.reference_rows = None
         self.weight = 0.0
 
@@ -55,7 +52,7 @@ class CrossViewPlan:
         width = max(len(row) for row in lists)
         self.rows = torch.tensor([row + [row[0]] * (width - len(row)) for row in lists])  # [B, M], padded
         self.mask = torch.tensor([[True] * len(row) + [False] * (width - len(row)) for row in lists])
-        self.weight = 1.0 if t > TRAIN_STEPS * (1 - self.until) and all(refs) else 0.0
+        self.weight = 1.0 if t > self.train_steps * (1 - self.until) and all(refs) else 0.0
         self.reference_rows = torch.tensor(refs) if self.weight else None
 
 
@@ -116,20 +113,24 @@ class CrossViewProcessor:
 
 
 @contextmanager
-def cross_view_attention(denoiser, plan: CrossViewPlan | None):
-    """``denoiser`` with the plan's processor on every ``attn1`` of its UNet for the duration
-    (nothing when ``plan`` is None); the processors it had are put back afterwards."""
+def cross_view_attention(model, plan: CrossViewPlan | None):
+    """The run's model (a :class:`~syncframe.loop.ViewModel`) with the plan's processor on every ``attn1``
+    of its UNet for the duration, every view of a call in one batch, and the plan told which view each
+    batch row holds (nothing when ``plan`` is None); the processors it had are put back afterwards."""
     if plan is None:
-        yield denoiser
+        yield model
         return
-    unet = denoiser.backbone
-    saved = unet.attn_processors
+    unet = model.denoiser.backbone
+    saved, batch_size = unet.attn_processors, model.batch_size
     processor = CrossViewProcessor(plan)
     unet.set_attn_processor({name: processor if name.endswith("attn1.processor") else old
                              for name, old in saved.items()})
-    denoiser.view_attention = plan
+    observer = lambda view_ids, branches, step: plan.begin(view_ids, branches, step.t)  # noqa: E731
+    model.observers.append(observer)
+    model.batch_size = max(1, len(model.mine))  # neighbours must be in the batch to be read
     try:
-        yield denoiser
+        yield model
     finally:
-        denoiser.view_attention = None
+        model.observers.remove(observer)
+        model.batch_size = batch_size
         unet.set_attn_processor(saved)

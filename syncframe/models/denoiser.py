@@ -57,7 +57,6 @@ class ViewDenoiser(nn.Module):
     pipe = None  # the family's diffusers pipeline over the same components (None: no diffusers model)
     extras: dict = {}  # what was loaded into it beyond the model (LoRAs, IP-Adapter), for run.json
     compiled: bool = False  # its backbone went through torch.compile (compile=true)
-    view_attention = None  # a run's cross-view attention plan (models/cross_view.py), while installed
 
     @property
     def uses_cfg(self) -> bool:
@@ -69,9 +68,6 @@ class ViewDenoiser(nn.Module):
         n = x.shape[0]
         view_ids = torch.arange(n) if view_ids is None else view_ids
         batch_size = batch_size or self.resolve_batch_size(n)
-        if self.view_attention is not None:  # views read their neighbours' tokens: all in one call
-            batch_size = n
-            self.view_attention.begin(view_ids, 2 if self.uses_cfg else 1, step.t)
         out = torch.cat([self.model_output(x[i:i + batch_size], step, cond.for_views(view_ids[i:i + batch_size]),
                                            cond.control_for(view_ids[i:i + batch_size]))
                          for i in range(0, n, batch_size)])

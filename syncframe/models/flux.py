@@ -73,22 +73,12 @@ class FluxDenoiser(DiffusersDenoiser):
         return vae_encode(self.vae, images, generator)
 
 
-def load_flux(source: str, device: torch.device, dtype: torch.dtype, name: str, t5: str = "same",
-              **kwargs) -> FluxDenoiser:
-    from diffusers import FluxPipeline
-
-    if t5 == "drop":
-        raise ConfigError("model.t5=drop: FLUX needs its T5 encoder; use model.t5=cpu to keep it off the GPU")
-    try:
-        pipe = FluxPipeline.from_pretrained(source, torch_dtype=dtype)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"could not load model {name!r}: {str(exc).splitlines()[0]}. Fix: give a diffusers "
-                          "FLUX repository id or local folder (gated repositories need a Hugging Face token)") from None
-    return flux_from_pipe(pipe, device, name, t5, **kwargs)
-
-
 def flux_from_pipe(pipe, device, name: str, t5: str = "same", **kwargs) -> FluxDenoiser:
-    """The denoiser over a FLUX pipeline's components; T5 on the run's device or the CPU."""
-    denoiser = FluxDenoiser(pipe, name=name, t5_device=t5, **kwargs).to(device)
+    """The denoiser over a FLUX pipeline's components; T5 on the run's device or the CPU (``device``
+    None: everything stays where it is)."""
+    denoiser = FluxDenoiser(pipe, name=name, t5_device=t5, **kwargs)
+    if device is None:
+        return denoiser
+    denoiser = denoiser.to(device)
     pipe.text_encoder_2.to("cpu" if t5 == "cpu" else device)
     return denoiser

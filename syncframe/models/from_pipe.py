@@ -9,68 +9,48 @@ configs, the sampler's schedule from its scheduler's config.
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .spec import ModelSpec, spec_from_configs
+from .families import Family, family_of_components
+from .spec import ModelSpec
 
 
-def family_of(pipe) -> str:
-    """sd | sdxl | sd3 | flux, from which components the pipeline holds."""
+def family_of(pipe) -> Family:
+    """The family of a pipeline, from which components it holds."""
     components = getattr(pipe, "components", None)
     if not isinstance(components, dict):
         raise ConfigError(f"pipe={type(pipe).__name__}: not a diffusers pipeline (it has no components); pass a "
                           "DiffusionPipeline of SD 1.x/2.x, SDXL, SD3 or FLUX")
-    unet, transformer = components.get("unet"), components.get("transformer")
-    if unet is not None:
-        return "sdxl" if components.get("text_encoder_2") is not None else "sd"
-    name = type(transformer).__name__
-    if name.startswith("SD3"):
-        return "sd3"
-    if name.startswith("Flux"):
-        return "flux"
-    raise ConfigError(f"pipe={type(pipe).__name__}: syncframe drives SD 1.x/2.x, SDXL, SD3 and FLUX pipelines; this "
-                      f"one's denoiser is {type(unet or transformer).__name__}")
+    try:
+        return family_of_components(components)
+    except ConfigError as exc:
+        raise ConfigError(f"pipe={type(pipe).__name__}: {exc}") from None
 
 
-PIPELINES = {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline", "sd3": "StableDiffusion3Pipeline",
-             "flux": "FluxPipeline"}
-
-
-def family_pipeline(pipe, family: str):
+def family_pipeline(pipe, family: Family):
     """``pipe`` itself when it is the family's text-to-image pipeline, else that pipeline over the
     same components (diffusers' ``from_pipe``: shared, not copied)."""
-    import diffusers
-
-    cls = getattr(diffusers, PIPELINES[family])
+    cls = family.pipeline_class()
     if type(pipe) is cls:
         return pipe
-    extra = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False) if family == "sd" else {}
-    return cls.from_pipe(pipe, **extra)
+    return cls.from_pipe(pipe, **family.pipeline_kwargs)
 
 
-def spec_of(pipe, family: str) -> ModelSpec:
-    backbone = pipe.unet if family in ("sd", "sdxl") else pipe.transformer
-    return spec_from_configs(family, dict(backbone.config), dict(pipe.vae.config), dict(pipe.scheduler.config))
+def spec_of(pipe, family: Family) -> ModelSpec:
+    backbone = getattr(pipe, family.denoiser_folder)
+    return family.spec(dict(backbone.config), dict(pipe.vae.config), dict(pipe.scheduler.config))
 
 
-def denoiser_of(pipe, guidance: float, view_batch_size: int | None):
-    """(denoiser, spec) over the pipeline's components as they are."""
+def denoiser_of(pipe, view_batch_size: int | None):
+    """(denoiser, spec) over the pipeline's components as they are; its guidance the family's (a run
+    sets its own while it runs)."""
     from .compat import execution_device
 
     family = family_of(pipe)
     own = family_pipeline(pipe, family)
+    spec = spec_of(own, family)
     name = str(getattr(pipe.config, "_name_or_path", "") or type(pipe).__name__)
-    kwargs = dict(guidance=guidance, view_batch_size=view_batch_size, name=name, frozen=False)
-    if family in ("sd", "sdxl"):
-        from .unet import UNetDenoiser
-
-        denoiser = UNetDenoiser(own, family, **kwargs)
-    elif family == "sd3":
-        from .sd3 import SD3Denoiser
-
-        denoiser = SD3Denoiser(own, **kwargs)
-    else:
-        from .flux import FluxDenoiser
-
-        denoiser = FluxDenoiser(own, **kwargs)
-    denoiser.run_device = execution_device(own)
+    run_device = execution_device(own)
+    denoiser = family.from_pipe(own, None, name, guidance=spec.defaults()["guidance"],
+                                view_batch_size=view_batch_size, frozen=False)
+    denoiser.run_device = run_device
     denoiser.extras = {"pipeline": type(pipe).__name__, "adapters": own.get_list_adapters()}
-    return denoiser, spec_of(own, family)
+    return denoiser, spec

@@ -66,36 +66,51 @@ def load_tokenizer():
     return CLIPTokenizer.from_pretrained(str(path)) if path else generated_tokenizer()
 
 
-def builder_family(builder: str) -> str:
-    return {"tiny": "sd", "mid": "sd", "tiny-sdxl": "sdxl", "tiny-sd3": "sd3", "tiny-flux": "flux"}[builder]
-
-
 def offline_spec(builder: str, prediction_type: str = "epsilon"):
     """The :class:`~syncframe.models.spec.ModelSpec` of a twin, without building it."""
-    from ..samplers import FLOW, VP
-    from .spec import ModelSpec
-
-    family = builder_family(builder)
-    if family == "sd":
-        return ModelSpec("sd", 64, 4, 8, VP, {**SD_SCHEDULE, "prediction_type": prediction_type})
-    if family == "sdxl":
-        return ModelSpec("sdxl", TWIN_WINDOW, 4, 8, VP, {**SDXL_SCHEDULE, "prediction_type": prediction_type})
-    if family == "sd3":
-        return ModelSpec("sd3", TWIN_WINDOW, 16, 8, FLOW, dict(FLOW_SCHEDULE))
-    return ModelSpec("flux", TWIN_WINDOW, 16, 8, FLOW, dict(FLUX_SCHEDULE), distilled_guidance=True,
-                     flow_sigmas="linspace")
+    return TWINS[builder][1](prediction_type)
 
 
 def build_offline(builder: str, seed: int = 0, prediction_type: str = "epsilon", **kwargs):
     """The twin's denoiser (its family's class over seeded random components)."""
-    family = builder_family(builder)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if family == "sd":
-            from .unet import UNetDenoiser
+        return TWINS[builder][2](builder, seed, prediction_type, **kwargs)
 
-            return UNetDenoiser.from_components(**build_components(builder, seed, prediction_type), **kwargs)
-        return {"sdxl": build_sdxl, "sd3": build_sd3, "flux": build_flux}[family](prediction_type, **kwargs)
+
+def sd_spec(prediction_type: str):
+    from ..samplers import VP
+    from .spec import ModelSpec
+
+    return ModelSpec("sd", 64, 4, 8, VP, {**SD_SCHEDULE, "prediction_type": prediction_type})
+
+
+def sdxl_spec(prediction_type: str):
+    from ..samplers import VP
+    from .spec import ModelSpec
+
+    return ModelSpec("sdxl", TWIN_WINDOW, 4, 8, VP, {**SDXL_SCHEDULE, "prediction_type": prediction_type})
+
+
+def sd3_spec(prediction_type: str):
+    from ..samplers import FLOW
+    from .spec import ModelSpec
+
+    return ModelSpec("sd3", TWIN_WINDOW, 16, 8, FLOW, dict(FLOW_SCHEDULE))
+
+
+def flux_spec(prediction_type: str):
+    from ..samplers import FLOW
+    from .spec import ModelSpec
+
+    return ModelSpec("flux", TWIN_WINDOW, 16, 8, FLOW, dict(FLUX_SCHEDULE), distilled_guidance=True,
+                     flow_sigmas="linspace")
+
+
+def build_sd(builder: str, seed: int, prediction_type: str, **kwargs):
+    from .unet import UNetDenoiser
+
+    return UNetDenoiser.from_components(**build_components(builder, seed, prediction_type), **kwargs)
 
 
 def clip_config(tokenizer, hidden: int, layers: int = 2, **extra):
@@ -124,7 +139,7 @@ def latent_vae(channels: int, **scaling):
                          layers_per_block=1, norm_num_groups=8, sample_size=TWIN_WINDOW * 8, **scaling)
 
 
-def build_sdxl(prediction_type: str, **kwargs):
+def build_sdxl(builder: str, seed: int, prediction_type: str, **kwargs):
     """SDXL's UNet (added pooled-text and time-id embedding), two CLIP encoders, an SD VAE."""
     from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
@@ -147,7 +162,7 @@ def build_sdxl(prediction_type: str, **kwargs):
                                         tokenizer_2=tokenizer, **kwargs)
 
 
-def build_sd3(prediction_type: str, **kwargs):
+def build_sd3(builder: str, seed: int, prediction_type: str, **kwargs):
     """SD3's transformer on 16 latent channels, CLIP-L + CLIP-G (pooled 64) + T5, flow matching."""
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
     from transformers import CLIPTextModelWithProjection
@@ -168,7 +183,7 @@ def build_sd3(prediction_type: str, **kwargs):
     return SD3Denoiser(pipe, **kwargs)
 
 
-def build_flux(prediction_type: str, **kwargs):
+def build_flux(builder: str, seed: int, prediction_type: str, **kwargs):
     """FLUX's transformer (dev-like: guidance embedded) on 2x2-packed 16-channel latents, CLIP + T5."""
     from diffusers import FluxPipeline, FluxTransformer2DModel, FlowMatchEulerDiscreteScheduler
     from transformers import CLIPTextModel
@@ -217,3 +232,9 @@ def build_components(size: str = "tiny", seed: int = 0, prediction_type: str = "
             pad_token_id=tokenizer.pad_token_id))
     scheduler = DDIMScheduler(**{**SD_SCHEDULE, "prediction_type": prediction_type})
     return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+
+
+# builder -> (family, its spec, its build), the one table of the twins
+TWINS = {"tiny": ("sd", sd_spec, build_sd), "mid": ("sd", sd_spec, build_sd),
+         "tiny-sdxl": ("sdxl", sdxl_spec, build_sdxl), "tiny-sd3": ("sd3", sd3_spec, build_sd3),
+         "tiny-flux": ("flux", flux_spec, build_flux)}

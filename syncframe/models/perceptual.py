@@ -167,22 +167,19 @@ def read_lpips_state(path: Path, model: LPIPS, key: str) -> dict:
     return {k: state[k] for k in expected}
 
 
-def load_lpips(net: str = "vgg", weights: str | Path | None = None, allow_random: bool = False) -> LPIPS:
-    """LPIPS with real weights from a file, from torchvision + the ``lpips`` package, or random.
-
-    Order: ``weights`` (a ``.safetensors`` / ``.pth`` with the lpips package's keys), the
-    ``lpips/{net}.safetensors`` of the local weights folder, the ``lpips`` package where
-    torchvision works; otherwise random weights if ``allow_random`` (with a note), else an error.
-    """
-    model = LPIPS(net)
+def lpips_source(net: str = "vgg", weights: str | Path | None = None, allow_random: bool = False) -> Path | str:
+    """Where LPIPS-``net``'s weights will come from, decided without loading them: ``weights`` (a
+    ``.safetensors`` / ``.pth`` with the lpips package's keys; a safetensors file's keys are checked
+    from its header), the ``lpips/{net}.safetensors`` of the local weights folder, ``"package"`` (the
+    ``lpips`` package, where torchvision works), or ``"random"`` if ``allow_random``; else one error."""
     path = Path(weights) if weights else find_weight(f"lpips/{net}.safetensors")
+    key = "sync.lpips_weights" if weights else "the LPIPS weights"
     if path is not None:
-        model.load_state_dict(read_lpips_state(path, model, "sync.lpips_weights" if weights else "the LPIPS weights"))
-        return model
+        check_lpips_file(path, LPIPS(net), key)
+        return path
     try:
-        import lpips  # needs a working torchvision; downloads the ImageNet trunk
-        model.load_state_dict(lpips.LPIPS(net=net, verbose=False).state_dict(), strict=False)
-        return model
+        import lpips  # noqa: F401  (needs a working torchvision; downloads the ImageNet trunk)
+        return "package"
     except Exception as exc:  # ImportError, or torchvision present but unusable
         reason = f"{type(exc).__name__}: {exc}"
     if not allow_random:
@@ -191,7 +188,48 @@ def load_lpips(net: str = "vgg", weights: str | Path | None = None, allow_random
                           f"lpips/{net}.safetensors, or pip install lpips torchvision")
     note(f"no LPIPS-{net} weights were found, so SyncDiffusion's loss uses random LPIPS weights (allowed for "
          "the offline models only; see the README to install real ones)")
-    with torch.random.fork_rng(devices=[]):
+    return "random"
+
+
+def check_lpips_file(path: Path, model: "LPIPS", key: str) -> None:
+    """:func:`read_lpips_state`'s checks without loading a safetensors file's tensors (its header names
+    every key of ``model`` with its shape); another file (a torch.save pickle, read with weights_only)
+    is read whole: it cannot be checked otherwise, and it is small."""
+    if not path.exists() or not path.is_file() or path.suffix != ".safetensors":
+        read_lpips_state(path, model, key)  # raises the one-line error, if any
+        return
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
+    except Exception:
+        read_lpips_state(path, model, key)  # the same reading error, said once
+        return
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if any(shapes.get(k) != shape for k, shape in expected.items()):
+        read_lpips_state(path, model, key)  # says which key is missing or of which shape
+
+
+def load_lpips(net: str = "vgg", weights: str | Path | None = None, allow_random: bool = False) -> LPIPS:
+    """LPIPS with real weights from a file, from torchvision + the ``lpips`` package, or random
+    (:func:`lpips_source` says which)."""
+    return lpips_from(net, lpips_source(net, weights, allow_random))
+
+
+def lpips_from(net: str, source: Path | str) -> LPIPS:
+    """LPIPS-``net`` with its weights from ``source`` (a :func:`lpips_source`)."""
+    model = LPIPS(net)
+    if isinstance(source, Path):
+        key = "the LPIPS weights" if source == find_weight(f"lpips/{net}.safetensors") else "sync.lpips_weights"
+        model.load_state_dict(read_lpips_state(source, model, key))
+        return model
+    if source == "package":
+        import lpips
+
+        model.load_state_dict(lpips.LPIPS(net=net, verbose=False).state_dict(), strict=False)
+        return model
+    with torch.random.fork_rng(devices=[]):  # random, with positive heads: a loss that still measures something
         torch.manual_seed(0)
         random_model = LPIPS(net)
         for j in range(5):

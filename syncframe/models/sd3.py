@@ -58,22 +58,13 @@ class SD3Denoiser(DiffusersDenoiser):
         return vae_encode(self.vae, images, generator)
 
 
-def load_sd3(source: str, device: torch.device, dtype: torch.dtype, name: str, t5: str = "same",
-             **kwargs) -> SD3Denoiser:
-    from diffusers import StableDiffusion3Pipeline
-
-    extra = {"text_encoder_3": None, "tokenizer_3": None} if t5 == "drop" else {}
-    try:
-        pipe = StableDiffusion3Pipeline.from_pretrained(source, torch_dtype=dtype, **extra)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"could not load model {name!r}: {str(exc).splitlines()[0]}. Fix: give a diffusers "
-                          "SD3 repository id or local folder (gated repositories need a Hugging Face token)") from None
-    return sd3_from_pipe(pipe, device, name, t5, **kwargs)
-
-
 def sd3_from_pipe(pipe, device, name: str, t5: str = "same", **kwargs) -> SD3Denoiser:
-    """The denoiser over an SD3 pipeline's components; T5 on the run's device or the CPU."""
-    denoiser = SD3Denoiser(pipe, name=name, t5_device=t5, **kwargs).to(device)
+    """The denoiser over an SD3 pipeline's components; T5 on the run's device or the CPU (``device``
+    None: everything stays where it is)."""
+    denoiser = SD3Denoiser(pipe, name=name, t5_device=t5, **kwargs)
+    if device is None:
+        return denoiser
+    denoiser = denoiser.to(device)
     if pipe.text_encoder_3 is not None:
         pipe.text_encoder_3.to("cpu" if t5 == "cpu" else device)
     return denoiser

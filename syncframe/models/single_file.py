@@ -14,11 +14,6 @@ from pathlib import Path
 from ..errors import ConfigError
 
 SUFFIXES = (".safetensors", ".ckpt")
-# The reference repository whose configs a checkpoint of each kind uses when model.config is not given.
-DEFAULT_CONFIGS = {"sd-v1": "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd-v2": "stabilityai/stable-diffusion-2-1",
-                   "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
-                   "sd3": "stabilityai/stable-diffusion-3-medium-diffusers",
-                   "flux-dev": "black-forest-labs/FLUX.1-dev", "flux-schnell": "black-forest-labs/FLUX.1-schnell"}
 
 
 def is_single_file(source: str) -> bool:
@@ -63,12 +58,9 @@ def detect(keys: list[str]) -> str | None:
     return None
 
 
-def family_of(kind: str) -> str:
-    return kind.split("-")[0]
-
-
 def resolve_checkpoint(path: str, family: str, config: str | None) -> tuple[str, str]:
     """(family, the configs' folder or repository) of the checkpoint at ``path``, checked."""
+    from .families import family as family_named, family_of_checkpoint
     from .hub import locate
 
     file = Path(path).expanduser()
@@ -79,10 +71,11 @@ def resolve_checkpoint(path: str, family: str, config: str | None) -> tuple[str,
             raise ConfigError(f"model={path} is a checkpoint of a layout syncframe does not know (neither SD 1.x/2.x, "
                               "SDXL, SD3 nor FLUX keys); set model.family= if it is one of them, or convert it to a "
                               "diffusers folder")
-        family = family_of(kind)
+        family = family_of_checkpoint(kind).name
     if config is not None:
         return family, locate(config, "model.config")
-    default = DEFAULT_CONFIGS.get(kind or "", DEFAULT_CONFIGS.get({"sd": "sd-v1", "flux": "flux-dev"}.get(family, family)))
+    layouts = family_named(family).checkpoints  # the reference repository whose configs the layout takes
+    default = layouts.get(kind or "", next(iter(layouts.values())))
     try:
         return family, locate(default, "model.config")
     except ConfigError:
@@ -94,11 +87,12 @@ def resolve_checkpoint(path: str, family: str, config: str | None) -> tuple[str,
 
 def load_pipeline(path: str, family: str, config: str, dtype, name: str):
     """The family's diffusers pipeline from a single file (weights) and ``config`` (everything else)."""
-    from diffusers import FluxPipeline, StableDiffusion3Pipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+    from .families import family as family_named
 
-    cls = {"sd": StableDiffusionPipeline, "sdxl": StableDiffusionXLPipeline, "sd3": StableDiffusion3Pipeline,
-           "flux": FluxPipeline}[family]
-    extra = dict(safety_checker=None, requires_safety_checker=False) if family == "sd" else {}
+    described = family_named(family)
+    cls = described.pipeline_class()
+    # from_single_file takes the safety checker's switches but no feature extractor
+    extra = {k: v for k, v in described.pipeline_kwargs.items() if k != "feature_extractor"}
     local = Path(config).is_dir()
     try:
         return cls.from_single_file(str(Path(path).expanduser()), config=config, torch_dtype=dtype,

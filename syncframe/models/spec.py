@@ -13,25 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..samplers import FLOW, VP
-
-PIPELINES = {  # model_index.json's _class_name -> family
-    "StableDiffusionPipeline": "sd",
-    "StableDiffusionXLPipeline": "sdxl",
-    "StableDiffusion3Pipeline": "sd3",
-    "FluxPipeline": "flux",
-}
-FAMILIES = ("sd", "sdxl", "sd3", "flux")
-# steps, guidance and sampler a family is used with (its diffusers pipeline's defaults; DDIM for
-# the variance-preserving families, as in the papers)
-FAMILY_DEFAULTS = {
-    "sd": dict(steps=50, guidance=7.5, sampler="ddim"),
-    "sdxl": dict(steps=50, guidance=5.0, sampler="ddim"),
-    "sd3": dict(steps=28, guidance=7.0, sampler="flow-euler"),
-    "flux": dict(steps=28, guidance=3.5, sampler="flow-euler"),
-    "analytic": dict(steps=50, guidance=7.5, sampler="ddim"),
-}
-DENOISER_FOLDER = {"sd": "unet", "sdxl": "unet", "sd3": "transformer", "flux": "transformer"}
 
 
 @dataclass
@@ -44,16 +25,18 @@ class ModelSpec:
     scheduler_config: dict = field(default_factory=dict)
     distilled_guidance: bool = False  # FLUX dev: guidance is an input of the model, not CFG
     flow_sigmas: str = "scheduler"  # flow schedules: the scheduler's own sigmas, or linspace(1, 1/n) (FLUX)
+    preferred: dict = field(default_factory=dict)  # steps / guidance / sampler this model is best used with
+    own_latents: bool = False  # its VAE is its own (not its family's): previews decode with it
 
     @property
     def window_px(self) -> int:
         return self.window * self.scale
 
     def defaults(self) -> dict:
-        base = dict(FAMILY_DEFAULTS[self.family])
-        if self.family == "flux" and not self.distilled_guidance:
-            base.update(steps=4, guidance=0.0)  # FLUX schnell: 4 steps, no guidance
-        return base
+        """Steps, guidance and sampler a run leaves to the model: its family's, then its own."""
+        from .families import run_defaults
+
+        return {**run_defaults(self), **self.preferred}
 
 
 def read_json(source: str, name: str) -> dict:
@@ -80,14 +63,17 @@ def pretrained_spec(source: str, family: str = "auto", name: str | None = None) 
         raise ConfigError(f"model={name}: its model_index.json holds a JSON {type(index).__name__}, not the mapping "
                           "a diffusers pipeline has; give a diffusers repository id or folder of SD 1.x/2.x, SDXL, SD3 "
                           "or FLUX")
+    from .families import DIFFUSERS, PIPELINES, family as family_named
+
     detected = PIPELINES.get(index.get("_class_name", ""))
     if family == "auto":
         if detected is None:
             raise ConfigError(f"model={name} is a {index.get('_class_name', 'unknown')} pipeline, which syncframe "
-                              f"does not drive; set model.family= one of {', '.join(FAMILIES)} if it is one of them")
+                              f"does not drive; set model.family= one of {', '.join(f.name for f in DIFFUSERS)} if it "
+                              "is one of them")
         family = detected
     try:
-        denoiser = read_json(source, f"{DENOISER_FOLDER[family]}/config.json")
+        denoiser = read_json(source, f"{family_named(family).denoiser_folder}/config.json")
         vae = read_json(source, "vae/config.json")
         scheduler = read_json(source, "scheduler/scheduler_config.json")
     except (OSError, ValueError) as exc:
@@ -103,11 +89,7 @@ def pretrained_spec(source: str, family: str = "auto", name: str | None = None) 
 
 
 def spec_from_configs(family: str, denoiser: dict, vae: dict, scheduler: dict) -> ModelSpec:
-    scale = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
-    if family in ("sd", "sdxl"):
-        return ModelSpec(family, denoiser["sample_size"], denoiser["in_channels"], scale, VP, scheduler)
-    if family == "sd3":
-        return ModelSpec(family, denoiser["sample_size"], denoiser["in_channels"], scale, FLOW, scheduler)
-    # FLUX: no sample size in its config; the pipeline's default is 128 latents (1024 px)
-    return ModelSpec(family, 128, denoiser["in_channels"] // 4, scale, FLOW, scheduler,
-                     distilled_guidance=bool(denoiser.get("guidance_embeds")), flow_sigmas="linspace")
+    """The spec of a family's pipeline from its denoiser's, VAE's and scheduler's configs."""
+    from .families import family as family_named
+
+    return family_named(family).spec(denoiser, vae, scheduler)

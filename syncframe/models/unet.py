@@ -1,9 +1,8 @@
-"""UNet families: Stable Diffusion 1.x/2.x and SDXL.
+"""UNet families: Stable Diffusion 1.x/2.x (:class:`UNetDenoiser`) and SDXL (:class:`SDXLDenoiser`).
 
 Prompts are encoded by diffusers' own pipeline (``StableDiffusionPipeline`` /
 ``StableDiffusionXLPipeline`` built on the same components), so the conditioning is exactly the
-pipeline's; the UNet is then called on batches of views. SDXL adds the pooled text embedding and
-the size / crop time ids of every view (a whole native-size image, crop (0, 0)).
+pipeline's; the UNet is then called on batches of views.
 """
 from __future__ import annotations
 
@@ -15,12 +14,15 @@ from .denoiser import Conditioning, DiffusersDenoiser, freeze
 
 
 class UNetDenoiser(DiffusersDenoiser):
-    """``family``: sd | sdxl; ``pipe``: the family's diffusers pipeline over the components."""
+    """Stable Diffusion 1.x/2.x over ``pipe`` (its ``StableDiffusionPipeline``); :class:`SDXLDenoiser`
+    adds SDXL's pooled text and time ids."""
 
-    def __init__(self, pipe, family: str, guidance: float = 7.5, view_batch_size: int | None = None,
-                 name: str = "custom", controlnet=None, controlnet_scale: float = 1.0, frozen: bool = True):
+    family = "sd"
+
+    def __init__(self, pipe, guidance: float = 7.5, view_batch_size: int | None = None, name: str = "custom",
+                 controlnet=None, controlnet_scale: float = 1.0, frozen: bool = True):
         super().__init__()
-        self.family, self.name = family, name
+        self.name = name
         self.unet, self.vae = pipe.unet, pipe.vae
         self.text_encoders = nn_list(pipe.text_encoder, getattr(pipe, "text_encoder_2", None))
         self.pipe, self.scheduler = pipe, pipe.scheduler
@@ -40,12 +42,12 @@ class UNetDenoiser(DiffusersDenoiser):
             pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                            scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                            requires_safety_checker=False)
-            return cls(pipe, "sd", **kwargs)
+            return UNetDenoiser(pipe, **kwargs)
         from diffusers import StableDiffusionXLPipeline
 
         pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
                                          tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler)
-        return cls(pipe, "sdxl", **kwargs)
+        return SDXLDenoiser(pipe, **kwargs)
 
     @property
     def backbone(self) -> torch.nn.Module:
@@ -58,28 +60,23 @@ class UNetDenoiser(DiffusersDenoiser):
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str], negative_prompt: str, view_prompt) -> Conditioning:
         prompts = list(prompts)
-        if self.family == "sd":
-            positive, negative = self.pipe.encode_prompt(prompts, self.device, 1, True,
-                                                         negative_prompt=[negative_prompt] * len(prompts))
-            tensors = {"text": torch.stack([negative, positive], 1)}
-        else:
-            # SDXL's own rule: an empty negative prompt is zeros (force_zeros_for_empty_prompt)
-            positive, negative, pooled, negative_pooled = self.pipe.encode_prompt(
-                prompts, device=self.device, num_images_per_prompt=1, do_classifier_free_guidance=True,
-                negative_prompt=[negative_prompt] * len(prompts) if negative_prompt else None)
-            size = (self.unet.config.sample_size * self.latent_scale,) * 2
-            time_ids = sdxl_time_ids(self.pipe, size, positive.dtype, int(pooled.shape[-1]))
-            tensors = {"text": torch.stack([negative, positive], 1), "pooled": torch.stack([negative_pooled, pooled], 1),
-                       "time_ids": time_ids.to(self.device).expand(len(prompts), 2, -1)}
+        positive, negative = self.pipe.encode_prompt(prompts, self.device, 1, True,
+                                                     negative_prompt=[negative_prompt] * len(prompts))
+        return self.conditioning({"text": torch.stack([negative, positive], 1)}, view_prompt)
+
+    def conditioning(self, tensors: dict, view_prompt) -> Conditioning:
         return Conditioning({k: v.to(self.dtype) for k, v in tensors.items()}, torch.as_tensor(view_prompt))
+
+    def added_conditions(self, states: dict) -> dict:
+        """The UNet's ``added_cond_kwargs`` beyond the text states (SDXL's; an IP-Adapter's image prompt)."""
+        if "ip_image" in states:  # an IP-Adapter's image prompt (adapters.image_prompt_embeds)
+            return {"image_embeds": [states["ip_image"]]}
+        return {}
 
     def forward_model(self, x, step, states, control):
         x = x.to(self.dtype)
-        extra = {}
-        if self.family == "sdxl":
-            extra["added_cond_kwargs"] = {"text_embeds": states["pooled"], "time_ids": states["time_ids"]}
-        if "ip_image" in states:  # an IP-Adapter's image prompt (adapters.image_prompt_embeds)
-            extra.setdefault("added_cond_kwargs", {})["image_embeds"] = [states["ip_image"]]
+        added = self.added_conditions(states)
+        extra = {"added_cond_kwargs": added} if added else {}
         if control is not None:
             if self.controlnet is None:
                 raise ConfigError("this run has ControlNet images (e.g. depth=) but no ControlNet: set controlnet=")
@@ -99,6 +96,29 @@ class UNetDenoiser(DiffusersDenoiser):
         return vae_encode(self.vae, images, generator)
 
 
+class SDXLDenoiser(UNetDenoiser):
+    """SDXL: the pooled text embedding of the second encoder and the size / crop time ids of every
+    view (a whole native-size image, crop (0, 0))."""
+
+    family = "sdxl"
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts: list[str], negative_prompt: str, view_prompt) -> Conditioning:
+        prompts = list(prompts)
+        # SDXL's own rule: an empty negative prompt is zeros (force_zeros_for_empty_prompt)
+        positive, negative, pooled, negative_pooled = self.pipe.encode_prompt(
+            prompts, device=self.device, num_images_per_prompt=1, do_classifier_free_guidance=True,
+            negative_prompt=[negative_prompt] * len(prompts) if negative_prompt else None)
+        size = (self.unet.config.sample_size * self.latent_scale,) * 2
+        time_ids = sdxl_time_ids(self.pipe, size, positive.dtype, int(pooled.shape[-1]))
+        return self.conditioning({"text": torch.stack([negative, positive], 1),
+                                  "pooled": torch.stack([negative_pooled, pooled], 1),
+                                  "time_ids": time_ids.to(self.device).expand(len(prompts), 2, -1)}, view_prompt)
+
+    def added_conditions(self, states: dict) -> dict:
+        return {"text_embeds": states["pooled"], "time_ids": states["time_ids"], **super().added_conditions(states)}
+
+
 def vae_decode(vae, latents: torch.Tensor) -> torch.Tensor:
     z = latents.to(vae.dtype) / vae.config.scaling_factor + (getattr(vae.config, "shift_factor", None) or 0.0)
     return vae.decode(z).sample.to(latents.dtype)
@@ -115,24 +135,9 @@ def nn_list(*modules) -> torch.nn.ModuleList:
     return torch.nn.ModuleList([m for m in modules if m is not None])
 
 
-def load_unet_family(source: str, family: str, device: torch.device, dtype: torch.dtype, name: str,
-                     **kwargs) -> UNetDenoiser:
-    """Any diffusers SD 1.x/2.x or SDXL repository (already located) through the family's pipeline.
-
-    The repository's own scheduler config (betas, spacing, offset, prediction type) is kept: the
-    samplers take their schedules from it."""
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-
-    cls = StableDiffusionPipeline if family == "sd" else StableDiffusionXLPipeline
-    extra = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False) if family == "sd" else {}
-    try:
-        pipe = cls.from_pretrained(source, torch_dtype=dtype, **extra)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"could not load model {name!r}: {str(exc).splitlines()[0]}. Fix: give a diffusers "
-                          f"{family.upper()} repository id or local folder, or use model=tiny offline") from None
-    return unet_from_pipe(pipe, family, device, name, **kwargs)
-
-
-def unet_from_pipe(pipe, family: str, device, name: str, **kwargs) -> UNetDenoiser:
-    """The denoiser over an SD 1.x/2.x or SDXL pipeline's components as they are."""
-    return UNetDenoiser(pipe, family, name=name, **kwargs).to(device)
+def unet_from_pipe(pipe, device, name: str, t5: str = "same", **kwargs) -> UNetDenoiser:
+    """The denoiser over an SD 1.x/2.x or SDXL pipeline's components, on ``device`` (None: where they
+    are); ``t5``: these families have none."""
+    cls = SDXLDenoiser if getattr(pipe, "text_encoder_2", None) is not None else UNetDenoiser
+    denoiser = cls(pipe, name=name, **kwargs)
+    return denoiser if device is None else denoiser.to(device)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
-from ..registry import register_space
 from .base import CanonicalSpace
 
 TRANSFORMS = ("identity", "flip-h", "flip-v", "rot90", "rot180", "rot270", "transpose", "negate", "jigsaw",
@@ -49,7 +48,6 @@ def permutation(name: str, size: int, piece: int = 1, angle: int = 90, radius: f
     return out.reshape(-1).contiguous(), -1.0 if name == "negate" else 1.0
 
 
-@register_space("anagram")
 class AnagramSpace(CanonicalSpace):
     """Canonical ``[C, size, size]``; view i = ``signs[i]`` · canonical permuted by ``indices[i]``."""
 
@@ -65,9 +63,10 @@ class AnagramSpace(CanonicalSpace):
         views = flat.transpose(0, 1) * self.signs.to(z.device, z.dtype)[:, None, None]
         return views.reshape(self.num_views, c, *self.canonical_shape[1:])
 
-    def neighbours(self) -> None:
-        """Every view is the whole image, transformed: no view is nearer to one than to another."""
-        return None
+    def capabilities(self) -> dict[str, object]:
+        """The default ones but ``neighbours``: every view is the whole image, transformed, so no view
+        is nearer to one than to another."""
+        return {name: value for name, value in super().capabilities().items() if name != "neighbours"}
 
     def project_adjoint(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]

@@ -5,10 +5,22 @@ one step are ``x: [N, C, h, w]`` (N = ``num_views``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
+
 import numpy as np
 import torch
 
 from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """A canonical tensor that is a grid of latents ``[C, H, W]`` windows can be cut from directly,
+    and whether it wraps around along its rows and its columns."""
+
+    wrap_rows: bool
+    wrap_cols: bool
 
 
 class CanonicalSpace:
@@ -44,42 +56,29 @@ class CanonicalSpace:
         """``z = Σ P_iᵀ(w_i x_i) / Σ P_iᵀ(w_i)``, then :meth:`fill` (entries no view sees stay 0 by default)."""
         w = self.view_weights(x)
         num = self.view_sum(w * x)
-        den = self.view_sum(w.expand_as(x))
-        return self.fill(torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), num))
+        return self.fill(weighted_mean(num, self.view_sum(w.expand_as(x)), num))
 
-    def unproject_views(self, x: torch.Tensor, views: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """The canonical fitted to the views ``views`` (``[N]`` bool) of ``x`` alone, keeping ``z``
-        where none of them sees (StochSync's alternating view sets): their weighted average by
-        default, as :meth:`unproject` (a space that overrides it overrides this too)."""
-        w = self.view_weights(x) * views.to(x.device, x.dtype).reshape(-1, 1, 1, 1)
-        num = self.view_sum(w * x)
-        den = self.view_sum(w.expand_as(x))
-        return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), z.to(x.dtype))
+    def capabilities(self) -> dict[str, object]:
+        """What this space offers beyond the core, by name, for the methods that ask for it
+        (:meth:`capability`); a method that needs one the space lacks refuses the run in one line.
+        By default:
 
-    def canvas(self) -> tuple[bool, bool] | None:
-        """Whether the canonical tensor is a grid of latents ``[C, H, W]`` that windows of the model's
-        size can be cut from directly, and if so whether it wraps around (rows, columns):
-        SpotDiffusion's shifted tiles. None (the default): it is not (a texture atlas, splats)."""
-        return None
+        - ``views_fit``: ``fit(x, views, z)``, the canonical fitted to the views ``views`` (``[N]``
+          bool) of ``x`` alone, ``z`` kept where none of them sees (StochSync's alternating sets);
+        - ``anchors``: ``groups(anchor)``, SyncDiffusion's ``(anchor view, the views pulled to it)``
+          groups: one of all views, anchored at ``anchor`` (None: the centre view);
+        - ``neighbours``: ``lists()``, each view's neighbours, itself included (SyncTweedies'
+          cross-view attention): the two views that share the most canonical entries with it.
 
-    def neighbours(self) -> list[list[int]] | None:
-        """Each view's neighbours, itself included (SyncTweedies' cross-view attention): by default
-        the view and the two views that share the most canonical entries with it (those sharing
-        none are not neighbours). None: views have no neighbours (every view sees it all)."""
-        seen = torch.stack([self.project_adjoint(self._one_view(v))[0].flatten() > 0
-                            for v in range(self.num_views)]).float()  # [N, canonical entries]
-        shared = seen @ seen.T
-        lists = []
-        for v in range(self.num_views):
-            shared[v, v] = -1
-            order = sorted(range(self.num_views), key=lambda u: (-float(shared[v, u]), u))
-            lists.append(sorted([v, *[u for u in order[:2] if shared[v, u] > 0]]))
-        return lists
+        A space whose canonical tensor is a latent grid that windows of the model's size can be cut
+        from adds ``canvas`` (a :class:`Canvas`: SpotDiffusion's shifted tiles). A space that wraps
+        another (regions, the RGB domain) lists the ones it keeps."""
+        return {"views_fit": partial(fit_views, self), "anchors": partial(centre_anchor, self),
+                "neighbours": partial(overlap_neighbours, self)}
 
-    def _one_view(self, view: int) -> torch.Tensor:
-        ones = torch.zeros(self.num_views, 1, *self.view_shape[1:])
-        ones[view] = 1
-        return ones
+    def capability(self, name: str):
+        """The capability ``name`` of :meth:`capabilities`, or None."""
+        return self.capabilities().get(name)
 
     def view_sum(self, x: torch.Tensor) -> torch.Tensor:
         """``Σ_i P_iᵀ x_i`` over every view of the run: the one seam of a distributed run. In one
@@ -120,16 +119,6 @@ class CanonicalSpace:
     def bind(self, denoiser) -> None:
         """Called once before the first step with the run's denoiser (a space that decodes and
         encodes its views, ``app.domain=rgb``, needs the VAE); nothing by default."""
-
-    def anchor_groups(self, anchor: int | None = None) -> list[tuple[int, list[int]]]:
-        """SyncDiffusion's anchors: ``(anchor view, the views pulled to it)`` groups. One group of
-        all views by default, anchored at ``anchor`` (None: the centre view); a space with regions
-        has one per region."""
-        index = self.num_views // 2 if anchor is None else anchor
-        if not 0 <= index < self.num_views:
-            raise ConfigError(f"sync.anchor={anchor} is not a view index of this run (0..{self.num_views - 1}); "
-                              "use sync.anchor=center or an index in range")
-        return [(index, list(range(self.num_views)))]
 
     def sample_noise(self, generator: torch.Generator, dtype=torch.float32, device="cpu"):
         """Canonical noise ``z`` and unit-variance per-view noise ``x`` derived from it."""
@@ -203,3 +192,42 @@ def repeated_reads(index: torch.Tensor) -> torch.Tensor:
     repeat = torch.zeros_like(repeat_sorted)
     repeat.scatter_(1, order, repeat_sorted)
     return repeat.reshape(index.shape)
+
+
+def weighted_mean(num: torch.Tensor, den: torch.Tensor, unseen: torch.Tensor) -> torch.Tensor:
+    """``num / den`` where ``den > 0``, ``unseen`` elsewhere: the normalised adjoint's last step."""
+    return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), unseen)
+
+
+def fit_views(space: CanonicalSpace, x: torch.Tensor, views: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The ``views_fit`` capability's default: the weighted average of the views ``views`` alone,
+    ``z`` where none of them sees."""
+    w = space.view_weights(x) * views.to(x.device, x.dtype).reshape(-1, 1, 1, 1)
+    return weighted_mean(space.view_sum(w * x), space.view_sum(w.expand_as(x)), z.to(x.dtype))
+
+
+def centre_anchor(space: CanonicalSpace, anchor: int | None = None) -> list[tuple[int, list[int]]]:
+    """The ``anchors`` capability's default: one group of every view, anchored at ``anchor`` (None:
+    the centre view)."""
+    index = space.num_views // 2 if anchor is None else anchor
+    if not 0 <= index < space.num_views:
+        raise ConfigError(f"sync.anchor={anchor} is not a view index of this run (0..{space.num_views - 1}); "
+                          "use sync.anchor=center or an index in range")
+    return [(index, list(range(space.num_views)))]
+
+
+def overlap_neighbours(space: CanonicalSpace) -> list[list[int]]:
+    """The ``neighbours`` capability's default: each view and the two views that share the most
+    canonical entries with it (those sharing none are not neighbours)."""
+    seen = []
+    for v in range(space.num_views):
+        one = torch.zeros(space.num_views, 1, *space.view_shape[1:])
+        one[v] = 1
+        seen.append(space.project_adjoint(one)[0].flatten() > 0)
+    shared = torch.stack(seen).float() @ torch.stack(seen).float().T  # [N, N] entries in common
+    lists = []
+    for v in range(space.num_views):
+        shared[v, v] = -1
+        order = sorted(range(space.num_views), key=lambda u: (-float(shared[v, u]), u))
+        lists.append(sorted([v, *[u for u in order[:2] if shared[v, u] > 0]]))
+    return lists

@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..registry import register_space
-from .base import CanonicalSpace, fading_weights, fill_nearest, gather_views, repeated_reads, scatter_views
+from .base import CanonicalSpace, Canvas, fading_weights, fill_nearest, gather_views, repeated_reads, scatter_views
 
 
 @dataclass(frozen=True)
@@ -30,11 +29,12 @@ class Camera:
             raise ConfigError(f"camera pitch={self.pitch} must be in [-90, 90] degrees")
 
 
-def rig_from_rings(rings: list[dict]) -> list[Camera]:
-    """``[{pitch, count, fov, yaw_offset}]`` (validated by the app's schema) -> cameras, ``count``
-    evenly spaced in yaw per ring."""
+def rig_from_rings(rings: list) -> list[Camera]:
+    """``[{pitch, count, fov, yaw_offset}]`` (the app's validated rings, or plain mappings) -> cameras,
+    ``count`` evenly spaced in yaw per ring."""
     cameras = []
     for ring in rings:
+        ring = ring if isinstance(ring, dict) else ring.model_dump()
         step = 360.0 / ring["count"]
         cameras += [Camera(ring.get("yaw_offset", 0.0) + k * step, ring["pitch"], ring["fov"])
                     for k in range(ring["count"])]
@@ -104,7 +104,6 @@ def equirect_coords(directions: torch.Tensor, height: int, width: int) -> tuple[
     return row, col
 
 
-@register_space("equirect")
 class EquirectSpace(CanonicalSpace):
     """Canonical ``[C, height, width]`` equirect map; view i is ``cameras[i]`` at ``view_size``².
 
@@ -161,9 +160,10 @@ class EquirectSpace(CanonicalSpace):
         with uniform weights every view border is a step in the synchronized views."""
         return fading_weights(self.view_size, self.num_views, like)
 
-    def canvas(self) -> tuple[bool, bool]:
-        """The equirect map is a grid of latents whose columns (longitude) wrap around."""
-        return False, True
+    def capabilities(self) -> dict[str, object]:
+        """The default ones, and the equirect map as a :class:`~syncframe.spaces.base.Canvas`: a grid of
+        latents whose columns (longitude) wrap around."""
+        return {**super().capabilities(), "canvas": Canvas(False, True)}
 
     # -- coverage, filling and noise ------------------------------------------------------
     def seen(self, device="cpu") -> torch.Tensor:

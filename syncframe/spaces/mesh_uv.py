@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..geometry.texels import apply_fill, surface_fill
-from ..registry import register_space
 from .base import CanonicalSpace, gather_texels, gather_views, nearest_source, repeated_reads, scatter_views
 
 
@@ -24,7 +23,6 @@ def texel_index(uv: torch.Tensor, size: int) -> torch.Tensor:
     return row * size + col
 
 
-@register_space("mesh_uv")
 class MeshUVSpace(CanonicalSpace):
     """Canonical ``[C, size, size]`` texture; view i reads it where ``mask[i]`` sees the surface.
 

@@ -6,8 +6,7 @@ import math
 import torch
 
 from ..errors import ConfigError
-from ..registry import register_space
-from .base import CanonicalSpace, fading_weights, gather_views, scatter_views
+from .base import CanonicalSpace, Canvas, fading_weights, gather_views, scatter_views
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -27,7 +26,6 @@ def window_count(height: int, width: int, window: int, stride: int, loop: bool =
     return along(height) * (-(-width // stride) if loop else along(width))
 
 
-@register_space("panorama")
 class PanoramaSpace(CanonicalSpace):
     """Latent canvas ``[C, H/8, W/8]``; view i is the window at ``(top_i, left_i)``.
 
@@ -78,9 +76,10 @@ class PanoramaSpace(CanonicalSpace):
             return super().view_weights(like)
         return fading_weights(self.window, self.num_views, like)
 
-    def canvas(self) -> tuple[bool, bool]:
-        """The latent canvas itself; its columns wrap around in a loop."""
-        return False, self.loop
+    def capabilities(self) -> dict[str, object]:
+        """The default ones, with the windows beside each window as its neighbours, and the latent
+        canvas itself as a :class:`~syncframe.spaces.base.Canvas` (its columns wrap around in a loop)."""
+        return {**super().capabilities(), "neighbours": self.neighbours, "canvas": Canvas(False, self.loop)}
 
     def neighbours(self) -> list[list[int]]:
         """The windows beside each window: left and right in its row (around the seam of a loop),
@@ -100,8 +99,3 @@ class PanoramaSpace(CanonicalSpace):
                     near.add((tops[r], left))
             lists.append(sorted(where[w] for w in near))
         return lists
-
-    @property
-    def anchor(self) -> int:
-        """The centre window, SyncDiffusion's anchor."""
-        return self.num_views // 2

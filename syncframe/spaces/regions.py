@@ -9,10 +9,13 @@ the anagram's image. :class:`Bootstrap` is MultiDiffusion's bootstrapping of its
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from ..errors import ConfigError
-from .base import CanonicalSpace
+from ..methods import Synchronizer
+from .base import CanonicalSpace, fit_views
 
 
 class RegionSpace(CanonicalSpace):
@@ -58,10 +61,10 @@ class RegionSpace(CanonicalSpace):
         z, x = self.base.sample_noise(generator, dtype, device)
         return z, x[self.base_index.to(x.device)]  # a window's duplicates share its noise
 
-    def neighbours(self) -> None:
-        """Views of one window per region share all of it; neighbours across regions are not
-        SyncTweedies' notion (cross-view attention takes no regions= yet)."""
-        return None
+    def capabilities(self) -> dict[str, object]:
+        """``views_fit`` and its own ``anchors`` (one group per region); no ``neighbours`` (the views of
+        one window per region share all of it: not SyncTweedies' notion) and no ``canvas``."""
+        return {"views_fit": partial(fit_views, self), "anchors": self.anchor_groups}
 
     def to_base(self, views: torch.Tensor) -> torch.Tensor:
         """The base views of the synchronized result (the regions mixed by their masks)."""
@@ -80,18 +83,43 @@ class RegionSpace(CanonicalSpace):
         return groups
 
 
-class Bootstrap:
-    """MultiDiffusion's bootstrapping (Bar-Tal et al. 2023, Sec. 4.2): for the first ``fraction``
-    of the steps, every view of a region (not the background) sees, outside its mask, a random
-    constant colour noised to the step's level instead of its surroundings, so the region's
-    content forms inside its mask first. The colours come from a palette encoded once; the random
-    numbers from their own generator, so the run's noise is the same with bootstrapping on or off."""
+class Bootstrapped(Synchronizer):
+    """A per-view method with MultiDiffusion's bootstrapping (Bar-Tal et al. 2023, Sec. 4.2) in front
+    of its own :meth:`before_model`: for the first ``fraction`` of the steps every view of a region
+    (not the background) sees, outside its mask, a random constant colour noised to the step's level
+    instead of its surroundings, so the region's content forms inside its mask first. Every other
+    hook is the wrapped method's."""
 
-    def __init__(self, space: RegionSpace, denoiser, seed: int, fraction: float, window_px: int, colours: int = 8):
+    def __init__(self, inner: Synchronizer, seed: int, fraction: float, window_px: int):
+        self.inner, self.seed, self.fraction, self.window_px = inner, seed, fraction, window_px
+
+    def bind(self, ctx) -> None:
+        self.inner.bind(ctx)
+        self.bootstrap = Bootstrap(ctx.space, ctx.model, self.seed, self.fraction, self.window_px)
+
+    def patches(self, model):
+        return self.inner.patches(model)
+
+    def before_model(self, x_t, step):
+        return self.inner.before_model(self.bootstrap(x_t, step), step)
+
+    def after_prediction(self, x_t, x0, eps, step):
+        return self.inner.after_prediction(x_t, x0, eps, step)
+
+    def after_step(self, x_prev, step):
+        return self.inner.after_step(x_prev, step)
+
+
+class Bootstrap:
+    """The bootstrapping of :class:`Bootstrapped`. The colours come from a palette encoded once; the
+    random numbers from their own generator, so the run's noise is the same with bootstrapping on or
+    off. ``model``: the run's model (its VAE encodes the palette)."""
+
+    def __init__(self, space: RegionSpace, model, seed: int, fraction: float, window_px: int, colours: int = 8):
         generator = torch.Generator().manual_seed(seed + 1)
         rgb = torch.rand(colours, 3, generator=generator) * 2 - 1
         with torch.no_grad():
-            self.palette = denoiser.encode(rgb[:, :, None, None].expand(-1, -1, window_px, window_px).contiguous()).float()
+            self.palette = model.encode(rgb[:, :, None, None].expand(-1, -1, window_px, window_px).contiguous()).float()
         self.noise = torch.randn((space.num_views, *space.view_shape), generator=generator)
         self.keep = torch.where((space.region > 0)[:, None, None, None], space.mask_views, torch.ones_like(space.mask_views))
         self.fraction, self.generator = fraction, generator

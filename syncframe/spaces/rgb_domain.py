@@ -11,10 +11,12 @@ apply again before they build their spaces, so a refused run costs nothing).
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from ..errors import ConfigError
-from .base import CanonicalSpace
+from .base import CanonicalSpace, centre_anchor
 
 
 class RGBDomain(CanonicalSpace):
@@ -75,14 +77,18 @@ class RGBDomain(CanonicalSpace):
     def unproject(self, x: torch.Tensor) -> torch.Tensor:
         return self.rgb.unproject(self.decode(x))
 
-    def unproject_views(self, x: torch.Tensor, views: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.rgb.unproject_views(self.decode(x, views), views, z)
+    def fit_views(self, x: torch.Tensor, views: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The RGB canonical fitted to the decoded views ``views`` alone."""
+        return self.rgb.capability("views_fit")(self.decode(x, views), views, z)
 
     def sync(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(self.rgb.sync(self.decode(x)), x)
 
-    def neighbours(self) -> list[list[int]] | None:
-        return self.latent.neighbours()
+    def capabilities(self) -> dict[str, object]:
+        """``views_fit`` through the decoder, ``neighbours`` of the latent views, the default ``anchors``;
+        no ``canvas`` (a noisy canvas cannot go through a decoder)."""
+        return {"views_fit": self.fit_views, "neighbours": self.latent.capability("neighbours"),
+                "anchors": partial(centre_anchor, self)}
 
     def sample_noise(self, generator: torch.Generator, dtype=torch.float32, device="cpu"):
         """The latent space's view-consistent noise (its canonical half is the latent one: only

@@ -11,11 +11,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..registry import register_space
 from .base import CanonicalSpace
 
 
-@register_space("splats")
 class SplatSpace(CanonicalSpace):
     """Per-splat colours rendered by ``renderer`` (:class:`~syncframe.geometry.splat_raster.SparseRenderer`
     or :class:`~syncframe.geometry.splat_gsplat.GsplatRenderer`).

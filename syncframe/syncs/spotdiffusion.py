@@ -16,12 +16,12 @@ code wraps every panorama (a non-looping one becomes a loop); here wrapping foll
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
-from ..distributed import partition
 from ..errors import ConfigError
-from ..loop import SampleContext, Synchronizer, ViewModel
+from ..methods import Trajectory
 from ..options import Options, option
 from ..registry import register_sync
 
@@ -66,10 +66,18 @@ def tiles(height: int, width: int, window: int, offsets: tuple[int, int], wrap: 
     return torch.stack(index), torch.stack(own)
 
 
-class SpotDiffusion(Synchronizer):
-    """Hooks: :meth:`start` (the canonical state), :meth:`predict` (the shifted tiles' prediction,
-    pasted onto the canvas and shown to the loop as the space's views), :meth:`after_step` (the
-    sampler's update of the canonical state)."""
+@dataclass
+class CanvasState:
+    """The canvas ``z_t`` and the sampler's multistep history of it."""
+
+    z: torch.Tensor
+    memory: dict
+
+
+class SpotDiffusion(Trajectory):
+    """Each :meth:`step` cuts the canvas into the model's windows at a fresh random offset (plus the
+    half-shifted partition in the last ``blend_steps``), pastes the windows' predictions back, and
+    steps the canvas with the sampler."""
 
     def __init__(self, wrap: tuple[bool, bool], window: int, blend_steps: int = 0):
         self.wrap, self.window, self.blend_steps = wrap, window, blend_steps
@@ -77,81 +85,75 @@ class SpotDiffusion(Synchronizer):
         tent = torch.minimum(half, window - half) / (window / 2)  # (0, 1]: small at a window's border
         self.tent = tent[:, None] * tent[None, :]
 
-    def bind(self, ctx: SampleContext) -> None:
-        self.ctx = ctx
+    def bind(self, ctx) -> None:
+        self.space, self.sampler, self.generator = ctx.space, ctx.sampler, ctx.generator
 
-    def start(self, space, z_T, x_T, sampler):
-        self.space, self.sampler, self.z = space, sampler, z_T
-        self.memory: dict = {}
-        return x_T
+    def init(self, z_T, x_T) -> CanvasState:
+        return CanvasState(z_T, {})
 
-    def offsets(self) -> tuple[int, int]:
-        _, height, width = self.z.shape
-        draw = torch.randint(0, self.window, (2,), generator=self.ctx.generator).tolist()
+    def views(self, state: CanvasState) -> torch.Tensor:
+        return self.space.project(state.z)
+
+    def offsets(self, z: torch.Tensor) -> tuple[int, int]:
+        _, height, width = z.shape
+        draw = torch.randint(0, self.window, (2,), generator=self.generator).tolist()
         return (0 if height == self.window else draw[0]), (0 if width == self.window else draw[1])
 
-    def predict(self, x_t, step, model: ViewModel):
-        channels, height, width = self.z.shape
-        offsets = [self.offsets()]
+    def step(self, state: CanvasState, step, model) -> CanvasState:
+        z0, zeps = self.predict(state.z, step, model)
+        noise = self.space.sample_noise(self.generator)[0].to(z0.device) if self.sampler.stochastic else None
+        return CanvasState(self.sampler.update(state.z, z0, zeps, step, noise, state.memory), state.memory)
+
+    def predict(self, z: torch.Tensor, step, model) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x0, ε)`` of the whole canvas ``z``: the shifted tiles' predictions pasted back."""
+        channels, height, width = z.shape
+        offsets = [self.offsets(z)]
         if step.index >= step.num_steps - self.blend_steps:  # and the partition half a window away
             half = self.window // 2
             offsets.append(tuple(0 if size == self.window else (o + half) % self.window
                                  for o, size in zip(offsets[0], (height, width))))
-        flat = self.z.reshape(channels, -1)
+        flat = z.reshape(channels, -1)
         sums = torch.zeros(2 * channels + 1, flat.shape[1], dtype=flat.dtype, device=flat.device)  # x0, ε, weight
-        for offset in offsets:
-            self.paste(sums, flat, offset, step, model, weighted=len(offsets) > 1)
-        group = self.ctx.group
-        if group is not None:  # each process pasted its tiles; together they cover the canvas once per partition
-            sums = group.all_reduce(sums)
-        x0, eps = (part / sums[-1:] for part in (sums[:channels], sums[channels:-1]))
-        self.z0, self.zeps = x0.reshape(self.z.shape), eps.reshape(self.z.shape)
-        return self.space.project(self.z0), self.space.project(self.zeps)
+        with torch.no_grad():
+            for offset in offsets:
+                self.paste(sums, flat, offset, step, model, weighted=len(offsets) > 1)
+        return tuple((part / sums[-1:]).reshape(z.shape) for part in (sums[:channels], sums[channels:-1]))
 
-    def paste(self, sums: torch.Tensor, flat: torch.Tensor, offset, step, model: ViewModel, weighted: bool) -> None:
-        """Add this process's tiles of the partition at ``offset`` to ``sums`` (``[2C + 1, H·W]``:
-        x0, ε and the weight of each texel): each tile where it owns, tent-weighted when blending."""
+    def paste(self, sums: torch.Tensor, flat: torch.Tensor, offset, step, model, weighted: bool) -> None:
+        """Add the tiles of the partition at ``offset`` to ``sums`` (``[2C + 1, H·W]``: x0, ε and the
+        weight of each texel): each tile where it owns, tent-weighted when blending."""
         channels = flat.shape[0]
-        height, width = self.z.shape[1:]
+        height, width = self.space.canonical_shape[1:]
         index, own = tiles(height, width, self.window, offset, self.wrap)
-        group = self.ctx.group
-        mine = torch.arange(len(index)) if group is None else torch.tensor(
-            partition([1.0] * len(index), group.world)[group.rank], dtype=torch.long)
-        if not len(mine):
-            return
-        ids = index[mine].to(flat.device)
-        weight = own[mine].to(flat.device, flat.dtype)[:, None]  # [T, 1, w, w]
+        ids = index.to(flat.device)
+        weight = own.to(flat.device, flat.dtype)[:, None]  # [T, 1, w, w]
         if weighted:
             weight = weight * self.tent.to(flat.device, flat.dtype)
-        windows = flat[:, ids.reshape(-1)].reshape(channels, len(mine), self.window, self.window).transpose(0, 1)
+        windows = flat[:, ids.reshape(-1)].reshape(channels, len(index), self.window, self.window).transpose(0, 1)
         x0, eps = model.windows(windows, step)
         for rows, pred in ((slice(0, channels), x0), (slice(channels, 2 * channels), eps),
                            (slice(2 * channels, None), torch.ones_like(x0[:, :1]))):
             sums[rows].index_add_(1, ids.reshape(-1), (pred * weight).transpose(0, 1).reshape(pred.shape[1], -1))
 
-    def after_step(self, x_prev, step, noise):
-        self.z = self.sampler.update(self.z, self.z0, self.zeps, step, None if noise is None else noise[0], self.memory)
-        return self.space.project(self.z)
-
 
 @register_sync("spotdiffusion", options=SpotOptions,
                summary="SpotDiffusion: one canvas, non-overlapping windows shifted at random each step (Frolov et al. "
                        "2025)")
-def make_spotdiffusion(cfg, space) -> SpotDiffusion:
-    if cfg["app"].get("domain") == "rgb":  # before the canvas: the RGB domain's space has none
+def make_spotdiffusion(options: SpotOptions, facts) -> SpotDiffusion:
+    if facts.domain == "rgb":  # before the canvas: the RGB domain's space has none
         raise ConfigError("sync=spotdiffusion denoises one noisy canvas, which cannot go through a decoder; "
                           "use app.domain=latent")
-    canvas = space.canvas()
+    space = facts.space
+    canvas = space.capability("canvas")
     if canvas is None:
         raise ConfigError(f"sync=spotdiffusion cuts windows out of a canvas of latents (app=panorama, panorama360, "
-                          f"upscale, without regions=); app={cfg['app']['name']}"
-                          f"{' with regions=' if cfg['regions']['name'] != 'none' else ''} has none: use another sync")
+                          f"upscale, without regions=); {facts.app_label()} has none: use another sync")
     _, height, width = space.canonical_shape
     window = space.view_shape[-1]
     if min(height, width) < window:
         raise ConfigError(f"sync=spotdiffusion needs a canvas of at least one window ({window} latents) each way; this "
                           f"one is {width}x{height} latents: make it bigger (app.latent_width for app=panorama360)")
-    if cfg["controlnet"]:
+    if facts.controlnet:
         raise ConfigError("sync=spotdiffusion moves its windows every step, and the ControlNet images are per view: "
                           "drop controlnet= or use sync=multidiffusion")
-    return SpotDiffusion(canvas, window, cfg["sync"]["blend_steps"])
+    return SpotDiffusion((canvas.wrap_rows, canvas.wrap_cols), window, options.blend_steps)

@@ -11,31 +11,28 @@ the other set's views; the last ``seam_removal`` steps double the level and keep
 borders on the rendered canvas, releasing them to the trajectory from the centre outwards
 (edge-preserving sampling), which removes the seams the sets leave.
 
-Settings are those of the official configurations (panorama: 25 steps, 2 warm-up, 25-step
-trajectories, 2 seam-removal steps, t from 999 to 270; mesh: 4 warm-up, 20-step trajectories, 4
-seam-removal steps). The official code samples the non-seam trajectories with a faster solver on
-the same grid where the prior has one; this one uses DDIM throughout (docs/design.md).
+The apps' registrations give their settings (``sync_defaults``); options left null on an app
+that gives none take the wide panorama's. The official code samples the non-seam trajectories
+with a faster solver on the same grid where the prior has one; this one uses DDIM throughout
+(docs/design.md).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from pydantic import model_validator
 
 from ..errors import ConfigError
-from ..loop import SampleContext, Synchronizer, ViewModel
+from ..methods import Trajectory
 from ..options import Options, option
 from ..registry import register_sync
-from ..samplers import Step, eps_from_x0, vp
+from ..samplers import Step, vp
 
-TRAIN_STEPS = 1000
-# The official configurations' settings, per app (null options take them); the seam mask of views
-# with borders on four sides is ours: measured on the 360 app (docs/benchmarks.md).
-APP_SETTINGS = {"panorama": dict(warmup=2, ode_steps=25, seam_removal=2, seam_mask="horizontal"),
-                "panorama360": dict(warmup=2, ode_steps=25, seam_removal=2, seam_mask="both"),
-                "mesh": dict(warmup=4, ode_steps=20, seam_removal=4, seam_mask="both")}
-APP_SETTINGS["splats"] = APP_SETTINGS["mesh"]  # the same orbit of perspective views
+TRAIN_STEPS = 1000  # the schema's bound on levels; a run uses its model's own ᾱ table
+# What null options become on an app whose registration gives no settings: the wide panorama's.
+GENERIC = dict(warmup=2, ode_steps=25, seam_removal=2, seam_mask="horizontal")
 
 
 class StochSyncOptions(Options):
@@ -62,16 +59,20 @@ class StochSyncOptions(Options):
                              "to t_min")
         return self
 
+    def settle(self, facts) -> dict:
+        """Options the app's registration left null: the wide panorama's (``GENERIC``)."""
+        return {key: value for key, value in GENERIC.items() if getattr(self, key) is None}
 
-def annealed_level(index: int, steps: int, t_max: int, t_min: int) -> int:
+
+def annealed_level(index: int, steps: int, t_max: int, t_min: int, table: int = TRAIN_STEPS) -> int:
     """The official linear annealing: int(t_max + (t_min − t_max) · index / steps), clamped to the table."""
-    return max(0, min(TRAIN_STEPS - 1, int(t_max + (t_min - t_max) * index / steps)))
+    return max(0, min(table - 1, int(t_max + (t_min - t_max) * index / steps)))
 
 
-def trajectory_levels(start: int, grid: int) -> list[int]:
+def trajectory_levels(start: int, grid: int, table: int = TRAIN_STEPS) -> list[int]:
     """The levels of a trajectory from ``start`` down to 0: ``start``, then the points of
-    linspace(999, 0, grid) (truncated to integers) strictly between, then 0 (the clean latent)."""
-    raw = torch.linspace(TRAIN_STEPS - 1, 0, grid).long().tolist()
+    linspace(table − 1, 0, grid) (truncated to integers) strictly between, then 0 (the clean latent)."""
+    raw = torch.linspace(table - 1, 0, grid).long().tolist()
     return [start, *[t for t in raw if 0 < t < start], 0] if start > 0 else [0]
 
 
@@ -89,77 +90,82 @@ def edge_mask(width: int, scale: int, mode: str) -> torch.Tensor:
     return torch.minimum(horizontal, horizontal.T)
 
 
-class StochSync(Synchronizer):
-    """See the module docstring. Hooks: :meth:`schedule` (the annealed levels), :meth:`before_model`
-    (views of the current set rendered from ``z0`` and noised afresh), :meth:`predict` (the DDIM
-    trajectory to 0), :meth:`after_prediction` (``z0`` fitted to the set), :meth:`after_step`
-    (every view rendered from ``z0``: the loop's result after the last step)."""
+@dataclass
+class StochState:
+    """The clean canonical estimate ``z0`` and each view's last own background (the official "cache")."""
 
-    def __init__(self, options: dict, settled: dict | None = None):
-        self.options = dict(options)
-        self.settled = settled or {}
+    z0: torch.Tensor
+    background: torch.Tensor
 
-    def resolved(self) -> dict:
-        return {f"sync.{key}": value for key, value in self.settled.items()}
 
-    def check_sampler(self, sampler) -> None:
-        if sampler.alphas_cumprod is None:
-            raise ConfigError(f"sync=stochsync runs DDIM trajectories on the model's ᾱ table and re-noises views "
-                              f"between them; sampler={sampler.name} keeps none: use sampler=ddim (SD 1.x/2.x, SDXL; "
-                              "rectified-flow models, SD3 and FLUX, are not supported by sync=stochsync)")
+class StochSync(Trajectory):
+    """See the module docstring. Each :meth:`step` renders the step's view set from ``z0``, noises it
+    afresh to the step's level, runs the DDIM trajectory to 0 on each of its views and fits ``z0`` to
+    the results; :meth:`views` renders every view from ``z0``."""
 
-    def bind(self, ctx: SampleContext) -> None:
-        self.ctx = ctx
-        views = ctx.space.view_shape[-1]
-        self.mask = edge_mask(views, int(ctx.denoiser.latent_scale), self.options["seam_mask"]).to(ctx.denoiser.device)
+    def __init__(self, options: StochSyncOptions):
+        self.options = options
 
-    def schedule(self, steps: list[Step], sampler) -> list[Step]:
-        """One step per outer iteration at its annealed level (doubled, up to 999, in seam removal);
-        each ends on the clean estimate (a_prev = 1, s_prev = 0)."""
-        o, n = self.options, len(steps)
-        self.alphas = sampler.alphas_cumprod
+    def bind(self, ctx) -> None:
+        self.space, self.generator = ctx.space, ctx.generator
+        self.alphas = ctx.sampler.alphas_cumprod
+        self.table = len(self.alphas)
+        self.fit = ctx.space.capability("views_fit")
+        self.mask = edge_mask(ctx.space.view_shape[-1], ctx.model.latent_scale,
+                              self.options.seam_mask).to(ctx.model.device)
+        owned = ctx.space.owned()
+        self.owned = None if owned is None else owned.to(ctx.model.device)[:, None]
+
+    def schedule(self, steps: list[Step]) -> list[Step]:
+        """One step per outer iteration at its annealed level (doubled, up to the table's end, in seam
+        removal); each ends on the clean estimate (a_prev = 1, s_prev = 0)."""
+        o, n, top = self.options, len(steps), self.table - 1
         levels = []
         for k in range(n):
-            t = annealed_level(k, n, o["t_max"], o["t_min"])
-            if k >= n - o["seam_removal"]:
-                t = min(2 * t, TRAIN_STEPS - 1)
-            levels.append(TRAIN_STEPS - 1 if k < o["warmup"] else t)
+            t = annealed_level(k, n, o.t_max, o.t_min, self.table)
+            if k >= n - o.seam_removal:
+                t = min(2 * t, top)
+            levels.append(top if k < o.warmup else t)
         return [Step(k, t, *self.coefficients(t), 1.0, 0.0, 0.0, n) for k, t in enumerate(levels)]
 
     def coefficients(self, t: int) -> tuple[float, float]:
         return vp(self.alphas[t])
 
-    def start(self, space, z_T, x_T, sampler):
-        self.space = space
-        self.z0 = torch.zeros_like(z_T)  # the official panorama starts black ("initialization: zero")
-        owned = space.owned()
-        self.owned = None if owned is None else owned.to(x_T.device)[:, None]
-        self.background = torch.zeros_like(x_T)  # each view's last own background (the official "cache")
-        return x_T
+    def init(self, z_T, x_T) -> StochState:
+        # the official panorama starts black ("initialization: zero")
+        return StochState(torch.zeros_like(z_T), torch.zeros_like(x_T))
 
     def active(self, step: Step) -> torch.Tensor:
         """``[N]`` bool: the views of this step's set."""
-        sets = self.options["view_sets"]
+        sets = self.options.view_sets
         return torch.arange(self.space.num_views) % sets == step.index % sets
 
-    def rendered(self) -> torch.Tensor:
-        views = self.space.project(self.z0)
-        return views if self.owned is None else torch.where(self.owned, views, self.background)
+    def views(self, state: StochState) -> torch.Tensor:
+        views = self.space.project(state.z0)
+        return views if self.owned is None else torch.where(self.owned, views, state.background)
 
     def fresh_noise(self, like: torch.Tensor) -> torch.Tensor:
-        return torch.randn(like.shape, generator=self.ctx.generator, dtype=like.dtype).to(like.device)
+        return torch.randn(like.shape, generator=self.generator, dtype=like.dtype).to(like.device)
 
-    def before_model(self, x_t, step):
-        self.clean = self.rendered()
-        noise = self.fresh_noise(self.clean)
-        warm = step.index < self.options["warmup"]
-        return noise if warm else step.a * self.clean + step.s * noise
-
-    def predict(self, x_t, step, model: ViewModel):
-        o = self.options
-        seam = step.index >= step.num_steps - o["seam_removal"]
-        levels = trajectory_levels(int(step.t), o["seam_ode_steps"] if seam else o["ode_steps"])
+    def step(self, state: StochState, step: Step, model) -> StochState:
+        clean = self.views(state)
+        noise = self.fresh_noise(clean)
+        x_t = noise if step.index < self.options.warmup else step.a * clean + step.s * noise
         active = self.active(step)
+        with torch.no_grad():
+            x0 = self.trajectory(x_t, clean, step, model, active)
+        z0 = self.fit(x0, active, state.z0)
+        background = state.background
+        if self.owned is not None:
+            background = torch.where(active.to(x0.device).reshape(-1, 1, 1, 1), x0, background)
+        return StochState(z0, background)
+
+    def trajectory(self, x_t: torch.Tensor, clean: torch.Tensor, step: Step, model, active: torch.Tensor):
+        """The multi-step x0 of the views ``active``: DDIM from the step's level down to 0; in seam
+        removal the borders are held on the rendered canvas, released from the centre outwards."""
+        o = self.options
+        seam = step.index >= step.num_steps - o.seam_removal
+        levels = trajectory_levels(int(step.t), o.seam_ode_steps if seam else o.ode_steps, self.table)
         clean_noise = self.fresh_noise(x_t) if seam else None
         x = x_t
         # The official edge mask counts the trajectory's levels, not its steps (N = len(levels)).
@@ -168,38 +174,30 @@ class StochSync(Synchronizer):
             sub = Step(i, t, *self.coefficients(t), *after, 0.0, len(levels) - 1)
             x0, eps = model(x, sub, views=active)
             x = sub.a_prev * x0 + sub.s_prev * eps
-            if seam:  # keep the borders on the rendered canvas, released from the centre outwards
+            if seam:
                 keep = (self.mask >= 1 - i / len(levels)).to(x.dtype)
-                x = x * keep + (sub.a_prev * self.clean + sub.s_prev * clean_noise) * (1 - keep)
-        return x, eps_from_x0(x_t, x, step) if step.s > 0 else torch.zeros_like(x)
-
-    def after_prediction(self, x_t, x0, eps, step):
-        active = self.active(step)
-        self.z0 = self.space.unproject_views(x0, active, self.z0)
-        if self.owned is not None:
-            rows = active.to(x0.device).reshape(-1, 1, 1, 1)
-            self.background = torch.where(rows, x0, self.background)
-        return x0, eps
-
-    def after_step(self, x_prev, step, noise):
-        return self.rendered()
+                x = x * keep + (sub.a_prev * clean + sub.s_prev * clean_noise) * (1 - keep)
+        return x
 
 
 @register_sync("stochsync", options=StochSyncOptions, common=dict(steps=25),
                summary="StochSync: fresh noise each step, multi-step x0, alternating view sets (Yeo et al. 2025)")
-def make_stochsync(cfg, space) -> StochSync:
-    if cfg["sync"]["view_sets"] > space.num_views:
-        raise ConfigError(f"sync.view_sets={cfg['sync']['view_sets']} is more than this run's {space.num_views} views; "
+def make_stochsync(options: StochSyncOptions, facts) -> StochSync:
+    space = facts.space
+    if facts.sampler.alphas_cumprod is None:
+        raise ConfigError(f"sync=stochsync runs DDIM trajectories on the model's ᾱ table and re-noises views "
+                          f"between them; sampler={facts.sampler.name} keeps none: use sampler=ddim (SD 1.x/2.x, "
+                          "SDXL; rectified-flow models, SD3 and FLUX, are not supported by sync=stochsync)")
+    if space.capability("views_fit") is None:
+        raise ConfigError(f"sync=stochsync fits the canonical to some views at a time; the views of "
+                          f"{facts.app_label()} cannot be fitted that way: use another sync")
+    if options.view_sets > space.num_views:
+        raise ConfigError(f"sync.view_sets={options.view_sets} is more than this run's {space.num_views} views; "
                           f"use sync.view_sets<={space.num_views}")
-    if cfg["sync"]["view_sets"] > 1 and space.neighbours() is None:
-        raise ConfigError(f"sync.view_sets={cfg['sync']['view_sets']}: every view of app={cfg['app']['name']}"
-                          f"{' with regions=' if cfg['regions']['name'] != 'none' else ''} covers the whole canvas, so "
-                          "each set would overwrite the other's: use sync.view_sets=1")
-    options = dict(cfg["sync"])
-    published = APP_SETTINGS.get(cfg["app"]["name"], APP_SETTINGS["panorama"])
-    settled = {key: value for key, value in published.items() if options[key] is None}
-    options.update(settled)
-    if options["warmup"] + options["seam_removal"] > cfg["steps"]:
-        raise ConfigError(f"sync.warmup={options['warmup']} plus sync.seam_removal={options['seam_removal']} is more "
-                          f"than steps={cfg['steps']}; lower them or raise steps")
-    return StochSync(options, settled)
+    if options.view_sets > 1 and space.capability("neighbours") is None:
+        raise ConfigError(f"sync.view_sets={options.view_sets}: every view of {facts.app_label()} covers the whole "
+                          "canvas, so each set would overwrite the other's: use sync.view_sets=1")
+    if options.warmup + options.seam_removal > facts.steps:
+        raise ConfigError(f"sync.warmup={options.warmup} plus sync.seam_removal={options.seam_removal} is more "
+                          f"than steps={facts.steps}; lower them or raise steps")
+    return StochSync(options)

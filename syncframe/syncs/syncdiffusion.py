@@ -2,7 +2,8 @@
 perceptual loss between its decoded Tweedie prediction and the anchor's, then averaging.
 
 The gradient is batched over views: each view's loss depends only on its own x_t, so the
-gradient of the summed loss is every view's own gradient.
+gradient of the summed loss is every view's own gradient. The loss network and the decoder are
+found while the run is prepared and loaded when it binds (prepare loads no weights).
 """
 from __future__ import annotations
 
@@ -14,12 +15,16 @@ from pydantic import Field, model_validator
 
 from ..errors import ConfigError
 from ..messages import note
-from ..models.perceptual import StyleLoss, load_lpips
+from ..models.perceptual import StyleLoss, lpips_from, lpips_source
 from ..options import FilePath, Source, option
 from ..registry import register_sync
-from ..loop import SampleContext
 from ..samplers import Step
-from .averaging import AveragingOptions, AveragingSync, averaging_from_config
+from .averaging import Averaging, AveragingOptions, check_averaging, cross_view_plan
+
+
+# What `auto` means per device: the paper's settings on a GPU; on a CPU LPIPS-AlexNet at 128 px
+# (LPIPS-VGG at 512 px costs minutes per step on 2 cores).
+AUTO = {"cuda": dict(loss="lpips-vgg", loss_resolution=None), "cpu": dict(loss="lpips-alex", loss_resolution=128)}
 
 
 class GuidedOptions(AveragingOptions):
@@ -47,44 +52,44 @@ class GuidedOptions(AveragingOptions):
             raise ValueError("SyncDiffusion guidance moves each view's own x_t: use sync.state=instance")
         return self
 
+    def settle(self, facts) -> dict:
+        """``loss`` and ``loss_resolution`` left to ``auto``: the device's (AUTO); and the family's."""
+        auto = AUTO["cuda" if facts.device == "cuda" else "cpu"]
+        settled = {key: auto[key] for key in auto if getattr(self, key) == "auto"}
+        if facts.device != "cuda" and settled:
+            note(f"sync=syncdiffusion on a CPU: the loss is {auto['loss']} at {auto['loss_resolution'] or 'full'} px "
+                 "(the paper's lpips-vgg at full size costs minutes per step here); set sync.loss=lpips-vgg "
+                 "sync.loss_resolution=null for the paper's settings")
+        return {**settled, **super().settle(facts)}
 
-# What `auto` means per device: the paper's settings on a GPU; on a CPU LPIPS-AlexNet at 128 px
-# (LPIPS-VGG at 512 px costs minutes per step on 2 cores, the coherence picture of the README
-# was made with these).
-AUTO = {"cuda": dict(loss="lpips-vgg", loss_resolution=None), "cpu": dict(loss="lpips-alex", loss_resolution=128)}
 
+class Guided(Averaging):
+    """Perceptual-loss guidance before the model call + any averaging of the family. ``loss``: how
+    to build the loss network once bound; ``decoder``: how to build TAESD, or None (the model's VAE)."""
 
-class GuidedSync(AveragingSync):
-    """Perceptual-loss guidance before the model call + any averaging of the family."""
+    def __init__(self, averaging: Averaging, options: GuidedOptions, loss, decoder=None):
+        super().__init__(averaging.aggregate, averaging.until, averaging.cross_view)
+        self.options, self.build_loss, self.build_decoder = options, loss, decoder
+        self.weight, self.decay = options.weight, options.decay
+        self.loss_resolution = options.loss_resolution
 
-    def __init__(self, averaging: AveragingSync, loss: torch.nn.Module, weight: float = 20.0,
-                 decay: float = 0.95, thres: int | None = None, freq: int = 1, anchor="center",
-                 loss_resolution: int | None = None, grad_through_unet: bool = True,
-                 decoder=None, grad_batch_size: int | None = None):
-        super().__init__(averaging.aggregate, averaging.state, averaging.until, averaging.name)
-        self.loss, self.weight, self.decay, self.thres, self.freq = loss, weight, decay, thres, freq
-        self.anchor_option, self.loss_resolution = anchor, loss_resolution
-        self.grad_through_unet, self.decoder, self.grad_batch_size = grad_through_unet, decoder, grad_batch_size
-        self.auto_options: dict = {}  # what sync.loss / sync.loss_resolution = auto became
-
-    def resolved(self) -> dict:
-        return dict(self.auto_options)
-
-    def bind(self, ctx: SampleContext) -> None:
-        self.ctx = ctx
+    def bind(self, ctx) -> None:
+        super().bind(ctx)
+        self.model = ctx.model
         # One anchor for all views, or (regions) one per region: its centre view.
-        self.groups = ctx.space.anchor_groups(None if self.anchor_option == "center" else self.anchor_option)
+        anchor = None if self.options.anchor == "center" else self.options.anchor
+        self.groups = ctx.space.capability("anchors")(anchor)
         self.anchor = self.groups[0][0]
-        self.loss.to(ctx.denoiser.device)
-        if self.decoder is not None:
-            self.decoder.to(ctx.denoiser.device)
+        self.loss = self.build_loss().to(ctx.model.device)
+        self.decoder = None if self.build_decoder is None else self.build_decoder().to(ctx.model.device)
 
     def guided(self, step: Step) -> bool:
-        in_range = self.thres is None or step.index < self.thres
-        return in_range and (step.index + 1) % self.freq == 0 and self.weight != 0
+        o = self.options
+        in_range = o.thres is None or step.index < o.thres
+        return in_range and (step.index + 1) % o.freq == 0 and self.weight != 0
 
     def decode(self, x0: torch.Tensor) -> torch.Tensor:
-        image = self.ctx.denoiser.decode(x0) if self.decoder is None else self.decoder.decode(x0).sample
+        image = self.model.decode(x0) if self.decoder is None else self.decoder.decode(x0).sample
         # The reference clamps to the displayable range before the loss; so do we.
         image = image.float().clamp(-1, 1)
         if self.loss_resolution:
@@ -93,23 +98,22 @@ class GuidedSync(AveragingSync):
         return image
 
     def predict_x0(self, x_t: torch.Tensor, step: Step, view_ids: torch.Tensor) -> torch.Tensor:
-        ctx = self.ctx
-        if self.grad_through_unet:
-            return ctx.denoiser.predict(x_t, step, ctx.cond, view_ids=view_ids, batch_size=len(view_ids))[0]
+        if self.options.grad_through_unet:
+            return self.model.predict(x_t, step, view_ids)[0]
         # The model's output held constant (no backward through it): x0 still moves with x_t,
         # by ∂x0/∂x_t at a fixed output (1/a for ε-prediction, as in the paper's cheap variant).
         with torch.no_grad():
-            x0 = ctx.denoiser.predict(x_t, step, ctx.cond, view_ids=view_ids, batch_size=len(view_ids))[0]
-        return x0 + ctx.denoiser.x0_slope(step) * (x_t - x_t.detach())
+            x0 = self.model.predict(x_t, step, view_ids)[0]
+        return x0 + self.model.x0_slope(step) * (x_t - x_t.detach())
 
     def loss_gradient(self, x_t: torch.Tensor, step: Step) -> torch.Tensor:
         """∇_{x_t^(i)} L(D(x0^(i)), D(x0^(anchor))) for every view, towards its group's anchor
         (one group of all views, or one per region); zero for the anchors."""
         grad = torch.zeros_like(x_t)
-        size = self.grad_batch_size or max(1, self.ctx.batch_size // 2)
+        size = self.options.grad_batch_size or max(1, self.model.batch_size // 2)
         for anchor, members in self.groups:
             target = self.anchor_target(x_t, anchor, step)
-            others = [i for i in members if i != anchor and self.ctx.mine(i)]  # this process's views
+            others = [i for i in members if i != anchor and self.model.owns(i)]  # this process's views
             for start in range(0, len(others), size):
                 ids = torch.tensor(others[start:start + size])
                 with torch.enable_grad():
@@ -120,16 +124,15 @@ class GuidedSync(AveragingSync):
         return grad
 
     def anchor_target(self, x_t: torch.Tensor, anchor: int, step: Step) -> torch.Tensor:
-        """The anchor's decoded prediction ``[1, 3, H, W]``: computed by the process that denoises the
-        anchor and broadcast to the others in a distributed run."""
-        ctx = self.ctx
-        if ctx.mine(anchor):
+        """The anchor's decoded prediction ``[1, 3, H, W]``, computed by the process that denoises the
+        anchor and handed to the others."""
+        if self.model.owns(anchor):
             with torch.no_grad():
                 target = self.decode(self.predict_x0(x_t[anchor:anchor + 1], step, torch.tensor([anchor])))
         else:
-            side = self.loss_resolution or x_t.shape[-1] * ctx.denoiser.latent_scale
+            side = self.loss_resolution or x_t.shape[-1] * self.model.latent_scale
             target = torch.zeros(1, 3, side, side, device=x_t.device)
-        return target if ctx.group is None else ctx.group.broadcast(target, ctx.owner[anchor])
+        return self.model.share(target, anchor)
 
     def before_model(self, x_t, step):
         if not self.guided(step):
@@ -138,50 +141,43 @@ class GuidedSync(AveragingSync):
         return x_t - w * self.loss_gradient(x_t, step)
 
 
-def build_loss(name: str, weights, allow_random: bool) -> torch.nn.Module:
+def loss_builder(name: str, source):
+    """A function that builds the loss network named ``name`` from its LPIPS weights ``source``."""
     if name == "style":
-        return StyleLoss(load_lpips("vgg", weights, allow_random))
-    return load_lpips(name.split("-")[1], weights, allow_random)
+        return lambda: StyleLoss(lpips_from("vgg", source))
+    return lambda: lpips_from(name.split("-")[1], source)
 
 
-def build_decoder(name: str, source: str):
-    if name == "vae":
+def decoder_builder(options: GuidedOptions):
+    """None (the model's VAE), or a function that loads TAESD from its located source."""
+    if options.decoder == "vae":
         return None
-    from diffusers import AutoencoderTiny
-
     from ..models.hub import locate
 
-    try:
-        return AutoencoderTiny.from_pretrained(locate(source, "sync.taesd")).float().requires_grad_(False).eval()
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"could not load TAESD from {source!r}: {str(exc).splitlines()[0]}. "
-                          "Fix: sync.taesd=<diffusers AutoencoderTiny repository id or folder>") from exc
+    source = locate(options.taesd, "sync.taesd")
 
+    def build():
+        from diffusers import AutoencoderTiny
 
-def resolve_auto(options: dict, device: str) -> dict:
-    """``loss`` and ``loss_resolution`` with ``auto`` replaced by the device's choice."""
-    auto = AUTO["cuda" if device.startswith("cuda") else "cpu"]
-    return {key: auto[key] if options[key] == "auto" else options[key] for key in auto}
+        try:
+            return AutoencoderTiny.from_pretrained(source).float().requires_grad_(False).eval()
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"could not load TAESD from {options.taesd!r}: {str(exc).splitlines()[0]}. "
+                              "Fix: sync.taesd=<diffusers AutoencoderTiny repository id or folder>") from exc
+
+    return build
 
 
 @register_sync("syncdiffusion", options=GuidedOptions)
-def make_syncdiffusion(cfg, space) -> GuidedSync:
+def make_syncdiffusion(options: GuidedOptions, facts) -> Guided:
     """LPIPS-gradient guidance towards an anchor view, then averaging (Lee et al. 2023)."""
-    from ..models.denoiser import pick_device
-
-    o = cfg["sync"]
-    space.anchor_groups(None if o["anchor"] == "center" else o["anchor"])  # checked before anything is loaded
-    auto = resolve_auto(o, pick_device(cfg["device"]).type)
-    offline_model = cfg["model"].get("kind") in ("offline", "analytic")  # offline models may use random LPIPS
-    sync = GuidedSync(
-        averaging_from_config(o), build_loss(auto["loss"], o["lpips_weights"], allow_random=offline_model),
-        weight=o["weight"], decay=o["decay"], thres=o["thres"], freq=o["freq"], anchor=o["anchor"],
-        loss_resolution=auto["loss_resolution"], grad_through_unet=o["grad_through_unet"],
-        decoder=build_decoder(o["decoder"], o["taesd"]), grad_batch_size=o["grad_batch_size"])
-    sync.auto_options = {f"sync.{key}": value for key, value in auto.items() if o[key] == "auto"}
-    if pick_device(cfg["device"]).type == "cpu" and "auto" in (o["loss"], o["loss_resolution"]):
-        note(f"sync=syncdiffusion on a CPU: the loss is {auto['loss']} at {auto['loss_resolution'] or 'full'} px "
-             "(the paper's lpips-vgg at full size costs minutes per step here); set sync.loss=lpips-vgg "
-             "sync.loss_resolution=null for the paper's settings")
-    o.update(auto)  # config.yaml records what ran
-    return sync
+    check_averaging(facts.sync, options, facts)
+    anchors = facts.space.capability("anchors")
+    if anchors is None:
+        raise ConfigError(f"sync=syncdiffusion pulls views to an anchor view; the views of {facts.app_label()} "
+                          "have none: use another sync")
+    anchors(None if options.anchor == "center" else options.anchor)  # a bad index is refused now, not mid-run
+    net = "vgg" if options.loss == "style" else options.loss.split("-")[1]
+    source = lpips_source(net, options.lpips_weights, allow_random=not facts.weights)
+    averaging = Averaging(options.aggregate, options.until, cross_view_plan(options, facts))
+    return Guided(averaging, options, loss_builder(options.loss, source), decoder_builder(options))
