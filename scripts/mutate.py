@@ -124,7 +124,8 @@ MUTATIONS = [
              "out = (out + plan.weight * out) / (1 + plan.weight)", "cross-view attention's reference view not read",
              ["tests/test_cross_view.py"]),
     Mutation("cross-view-threshold", "syncframe/models/cross_view.py",
-             "self.weight = 1.0 if t > TRAIN_STEPS * (1 - self.until)", "self.weight = 1.0 if t < TRAIN_STEPS * (1 - self.until)",
+             "self.weight = 1.0 if t > self.train_steps * (1 - self.until)",
+             "self.weight = 1.0 if t < self.train_steps * (1 - self.until)",
              "the reference read late instead of early", ["tests/test_cross_view.py"]),
     Mutation("spot-flush", "syncframe/syncs/spotdiffusion.py", "(a, b - a, min(a, size - window))", "(a, b - a, a)",
              "a border cell's window not flush with the canvas border", ["tests/test_spotdiffusion.py"]),
@@ -134,14 +135,52 @@ MUTATIONS = [
     Mutation("stoch-last-clean", "syncframe/syncs/stochsync.py", "after = (1.0, 0.0) if t_next == 0",
              "after = (1.0, 0.0) if t_next < 0", "a trajectory that stops at the ᾱ₀ level, short of x0",
              ["tests/test_stochsync.py"]),
-    Mutation("stoch-keep-unseen", "syncframe/spaces/base.py", "num / den.clamp_min(torch.finfo(den.dtype).tiny), z.to(x.dtype))",
-             "num / den.clamp_min(torch.finfo(den.dtype).tiny), torch.zeros_like(num))",
+    Mutation("stoch-keep-unseen", "syncframe/spaces/base.py",
+             "return weighted_mean(space.view_sum(w * x), space.view_sum(w.expand_as(x)), z.to(x.dtype))",
+             "return weighted_mean(space.view_sum(w * x), space.view_sum(w.expand_as(x)), 0 * z.to(x.dtype))",
              "a view set's fit forgets what it does not see", ["tests/test_stochsync.py"]),
+    # -- the redesign's seams and the newer code's (issue 38) -----------------------------------------
+    Mutation("cross-view-wrap", "syncframe/syncs/averaging.py",
+             'neighbours = ring(space.num_views) if options.wrap == "always" else space.capability("neighbours")()',
+             'neighbours = space.capability("neighbours")()', "sync.wrap=always ignored: the space's neighbours, "
+             "not the official ring", ["tests/test_cross_view.py"]),
+    Mutation("stoch-same-noise", "syncframe/syncs/stochsync.py",
+             "return torch.randn(like.shape, generator=self.generator, dtype=like.dtype).to(like.device)",
+             "return torch.randn(like.shape, generator=torch.Generator().manual_seed(0), dtype=like.dtype).to(like.device)",
+             "StochSync draws the same noise every step: no fresh noise", ["tests/test_stochsync.py"]),
+    Mutation("pipeline-guidance", "syncframe/sync_pipeline.py", '("guidance", guidance_scale)', '("guidance", None)',
+             "SyncPipeline drops guidance_scale", ["tests/test_own_models.py"]),
+    Mutation("canonical-views", "syncframe/syncs/averaging.py",
+             "return CanonicalState(z, self.space.project(z), state.memory)", "return CanonicalState(z, state.x, state.memory)",
+             "canonical denoising shows the model its first views every step", ["tests/test_sampler.py"]),
+    Mutation("bootstrap-dropped", "syncframe/spaces/regions.py",
+             "return self.inner.before_model(self.bootstrap(x_t, step), step)", "return self.inner.before_model(x_t, step)",
+             "region bootstrapping wraps the method but does nothing", ["tests/test_regions.py"]),
+    Mutation("app-sync-defaults", "syncframe/config.py",
+             'sections["sync"].update(copy.deepcopy(app_entry.facts.sync_defaults.get(sync_name, {})))',
+             'sections["sync"].update({})', "an app's published settings for a method not applied",
+             ["tests/test_stochsync.py"]),
+    Mutation("spot-offsets", "syncframe/syncs/spotdiffusion.py",
+             "draw = torch.randint(0, self.window, (2,), generator=self.generator).tolist()", "draw = [0, 0]",
+             "SpotDiffusion's windows never shift", ["tests/test_spotdiffusion.py"]),
+    Mutation("stoch-view-sets", "syncframe/syncs/stochsync.py",
+             "return torch.arange(self.space.num_views) % sets == step.index % sets",
+             "return torch.arange(self.space.num_views) % sets == 0", "StochSync's view sets never alternate",
+             ["tests/test_stochsync.py"]),
+    Mutation("cross-view-batch", "syncframe/models/cross_view.py",
+             "model.batch_size = max(1, len(model.mine))  # neighbours must be in the batch to be read",
+             "model.batch_size = model.batch_size", "cross-view attention's views split over model calls",
+             ["tests/test_cross_view.py"]),
+    Mutation("settle-unapplied", "syncframe/plan.py", "options = options.model_copy(update=settled)",
+             "options = options", "a method built from its section before its auto options are settled",
+             ["tests/test_cross_view.py"]),
 ]
 
 
 def run(mutation: Mutation) -> tuple[bool, str, float]:
-    """(killed, the first failing test or the last line of pytest, seconds)."""
+    """(killed, the test whose assertion failed or why nothing counts, seconds). Only a failed
+    assertion of a named test kills a mutation: an import error, a missing optional dependency or a
+    test that raised something else is reported, not counted."""
     path = ROOT / mutation.file
     original = path.read_text(encoding="utf-8")
     if original.count(mutation.old) != 1:
@@ -149,14 +188,17 @@ def run(mutation: Mutation) -> tuple[bool, str, float]:
     clock = time.perf_counter()
     try:
         path.write_text(original.replace(mutation.old, mutation.new), encoding="utf-8")
-        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutation.tests],
+        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider", *mutation.tests],
                               cwd=ROOT, capture_output=True, text=True)
     finally:
         path.write_text(original, encoding="utf-8")
-    failed = re.findall(r"^FAILED (\S+)", done.stdout, flags=re.M)
+    failed = re.findall(r"^FAILED (\S+) - (\S+)", done.stdout, flags=re.M)
+    asserted = [test for test, reason in failed if reason.startswith(("AssertionError", "assert"))]
+    if asserted:
+        return True, asserted[0], time.perf_counter() - clock
     lines = done.stdout.strip().splitlines()
-    return done.returncode != 0, failed[0] if failed else (lines[-1] if lines else done.stderr.strip()[-200:]), \
-        time.perf_counter() - clock
+    why = f"{failed[0][0]} raised {failed[0][1]}" if failed else (lines[-1] if lines else done.stderr.strip()[-200:])
+    return False, why, time.perf_counter() - clock
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,4 @@
 """``python -m syncframe`` is the ``syncframe`` command."""
-import sys
+from .cli import command
 
-from .cli import main
-
-sys.exit(main())
+command()

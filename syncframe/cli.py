@@ -120,7 +120,7 @@ def run_ui(args: list[str]) -> int:
         print("\n  key=value: defaults of every tab's controls (model=tiny, steps=20)")
         return 0
     pairs, rest = flag_pairs(args, UiOptions)
-    options = resolve_options(UiOptions, pairs, "syncframe ui")
+    options = resolve_options(UiOptions, pairs, "syncframe ui", shown=lambda name: "--" + name.replace("_", "-"))
     resolve(parse_overrides(rest))  # the defaults are checked as a run's would be, before the page starts
     try:
         import gradio  # noqa: F401
@@ -239,6 +239,9 @@ def run_jobs(args: list[str], multirun: bool) -> int:
     return 0
 
 
+INTERRUPTED = {128 + signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGHUP}
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP: the same clean-up as Ctrl-C (nothing half-written is left), and the
     shell's exit status for the signal (128 + its number)."""
@@ -271,6 +274,21 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(code)
     return code
+
+
+def command() -> None:
+    """The ``syncframe`` executable: ``main`` and its exit status.
+
+    After an interrupt the process leaves at once (``os._exit``; the run's clean-up has already run)
+    with 128 + the signal's number. Leaving through the interpreter's shutdown instead, a CI run once
+    ended with status -2 (killed by SIGINT) after the "interrupted" line was printed; nothing the run
+    needs happens at shutdown, so it is skipped."""
+    code = main()
+    if code in INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def run_command(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Callable, Literal, Union
 
 import annotated_types as at
 import yaml
@@ -155,10 +155,12 @@ def section_of(field) -> type[Options] | None:
     return annotation if isinstance(annotation, type) and issubclass(annotation, Options) else None
 
 
-def resolve_options(schema: type[Options], pairs: list[tuple[str, str]], command: str) -> Options:
+def resolve_options(schema: type[Options], pairs: list[tuple[str, str]], command: str,
+                    shown: Callable[[str], str] | None = None) -> Options:
     """``key=value`` pairs (command-line strings) -> the validated ``schema``: ``key`` sets a field,
     ``section.key`` a field of a nested section, ``section=value`` its primary key (``reference=DIR``
-    with ``reference.make=N``). Every mistake is one ConfigError line naming ``command``'s keys."""
+    with ``reference.make=N``). Every mistake is one ConfigError line naming ``command``'s keys, each
+    as the user typed it (``shown``: ``port`` -> ``--port`` for flags)."""
     values: dict = {}
     keys = [f"{name}.{inner}" if section_of(f) and inner != getattr(section_of(f), "primary", None) else name
             for name, f in schema.model_fields.items()
@@ -179,7 +181,15 @@ def resolve_options(schema: type[Options], pairs: list[tuple[str, str]], command
             values.setdefault(head, {})[inner.primary] = parse_value(primary.annotation, raw, primary.metadata)
         else:
             values[head] = parse_value(field.annotation, raw, field.metadata)
-    return validated(schema, values)
+    if shown is None:
+        return validated(schema, values)
+    try:
+        return schema.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        line = error_line(schema, error, "")
+        key = ".".join(str(p) for p in error["loc"] if not isinstance(p, int))
+        raise ConfigError(f"{command}: {shown(key)}{line[len(key):]}" if line.startswith(key) else line) from None
 
 
 def error_line(cls: type[Options], error: dict, prefix: str) -> str:

@@ -140,20 +140,21 @@ def offload(denoiser, how: str, device: torch.device) -> None:
         raise ConfigError(f"offload={how} failed ({exc}); pip install accelerate, or use offload=none") from None
 
 
-def generate(*overrides, denoiser=None, pipe=None, **kwargs) -> Result:
+def generate(*overrides, denoiser=None, pipe=None, on_step=None, **kwargs) -> Result:
     """Run one job. Overrides as ``"key=value"`` strings and/or keyword arguments.
 
     ``denoiser`` reuses already-loaded components (e.g. across a sweep); its model must
     match ``cfg.model``. ``pipe``: a diffusers pipeline you built (SD 1.x/2.x, SDXL, SD3, FLUX,
-    with its LoRAs, adapters, scheduler, device, dtype and offload hooks), used as it is.
+    with its LoRAs, adapters, scheduler, device, dtype and offload hooks), used as it is. ``on_step``:
+    see :func:`generate_from_config`.
     """
     if pipe is not None:
-        return generate_with_pipe(pipe, overrides, kwargs, denoiser)
+        return generate_with_pipe(pipe, overrides, kwargs, denoiser, on_step)
     cfg = resolve(overrides_from_kwargs(overrides, kwargs))
-    return generate_from_config(cfg, denoiser)
+    return generate_from_config(cfg, denoiser, on_step=on_step)
 
 
-def generate_with_pipe(pipe, overrides: tuple, kwargs: dict, denoiser=None) -> Result:
+def generate_with_pipe(pipe, overrides: tuple, kwargs: dict, denoiser=None, on_step=None) -> Result:
     """A run on the components of a diffusers pipeline the user built: its configs give the spec,
     its scheduler's config the sampler's schedule; nothing of it is reloaded, moved or changed.
     ``config.yaml`` names the repository it came from (``model=``), not what was done to it in
@@ -172,7 +173,7 @@ def generate_with_pipe(pipe, overrides: tuple, kwargs: dict, denoiser=None) -> R
                           "something: do that on the pipeline itself (pipe.load_lora_weights, pipe.to, ...) and drop it")
     built, spec = denoiser_of(pipe, cfg["view_batch_size"])
     cfg = resolve([*pairs, ("model", built.name)])  # what config.yaml names: the repository it came from
-    return generate_from_config(cfg, built, prepare(cfg, spec))
+    return generate_from_config(cfg, built, prepare(cfg, spec), on_step)
 
 
 @dataclass
@@ -184,6 +185,7 @@ class StepReport:
     total: int
     views: torch.Tensor
     space: object
+    t: float = 0.0  # the step's model timestep (or flow time)
 
     def canonical(self) -> torch.Tensor:
         """The views brought to the canonical space (the latent canvas, map or texture)."""
@@ -299,7 +301,7 @@ def sample_views(prepared: Prepared, denoiser: ViewDenoiser, cond, generator, in
     callback = None
     if on_step is not None:
         done = itertools.count(1)
-        callback = lambda step, views, total: on_step(StepReport(next(done), total, views, app.space))  # noqa: E731
+        callback = lambda step, views, total: on_step(StepReport(next(done), total, views, app.space, step.t))  # noqa: E731
     try:
         views = sample(app.space, model, prepared.sync, prepared.sampler, generator, init=init,
                        strength=1.0 if run.strength is None else run.strength, progress=run.progress,

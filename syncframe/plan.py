@@ -147,6 +147,7 @@ def prepare(cfg: dict, spec=None) -> Prepared:
     settled.update(app.recorded(app_settled))
     plan = plan.settled(app_settled)
     app.build(plan)
+    note_twin_window(plan, spec, app)
     check_control(plan, app)
     from .models import adapters
     from .samplers import build_sampler
@@ -159,6 +160,27 @@ def prepare(cfg: dict, spec=None) -> Prepared:
     plan = plan.settled(sync_settled)
     app.use(plan)
     return Prepared(plan, settled, spec, app, app.with_regions(method), sampler)
+
+
+def note_twin_window(plan: Plan, spec, app) -> None:
+    """An offline twin's window is smaller than its family's models', and every size left to the app
+    follows the window: said before the run starts, with what the run will write."""
+    from .messages import note
+    from .models.families import family
+
+    native = family(spec.family).window_px
+    if getattr(plan.model, "kind", None) != "offline" or native in (None, spec.window_px):
+        return
+    sizes = app.sizes()
+    if "texture_px" in sizes:
+        writes = f"a {sizes['texture_px']}² texture from {sizes['view_px']}² views"
+    elif "output_px" in sizes:
+        writes = "x".join(map(str, sizes["output_px"]))
+    else:
+        writes = f"{sizes['view_px']}² views"
+    note(f"model={plan.names['model']} is an offline twin (random weights: noise, not pictures) with a "
+         f"{spec.window_px}-pixel window where {family(spec.family).label} models have {native}; sizes left to the "
+         f"app follow the window: this run writes {writes}")
 
 
 def check_model(plan: Plan, spec) -> None:

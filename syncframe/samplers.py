@@ -211,7 +211,11 @@ class DPMSolverPP2M(Sampler):
         return cls(spec.scheduler_config, steps, options.karras)
 
     def update(self, x_t, x0, eps, step, noise=None, memory=None):
-        memory = {} if memory is None else memory
+        return self.update_views(x_t, x0, step, {} if memory is None else memory)
+
+    @staticmethod
+    def update_views(x_t, x0, step, memory: dict):
+        """The update of ``x_t`` from its ``x0`` (``memory``: the previous step's x0 and λ, updated)."""
         lam = math.log(step.a / step.s)
         data = x0
         last = step.index == step.num_steps - 1

@@ -99,6 +99,29 @@ def test_the_window_follows_the_model_in_every_app(model, tmp_path):
         prepare(resolve(["app=mesh", f"model={model}", f"mesh={mesh}", "width=500", "height=500"]))
 
 
+def test_a_twin_with_a_smaller_window_says_so_and_what_it_writes_before_it_runs(capsys):
+    """The README's sizes are the families' (SDXL 1024 px views); a twin's views are 256 px, so what it
+    will write is said while the run is prepared, before any weights load; the twin with its family's
+    window (tiny, 512 px) says nothing."""
+    from pathlib import Path
+
+    from syncframe import messages
+
+    mesh = Path(__file__).resolve().parents[1] / "assets" / "vase.obj"
+    for argv, writes in ((["model=tiny-sdxl"], "this run writes 1536x256"),
+                         (["model=tiny-flux", "app=panorama360", "app.viewer=false"], "this run writes 1024x512"),
+                         (["model=tiny-sd3", "app=mesh", f"mesh={mesh}", "app.texture_size=512"],
+                          "this run writes a 512² texture from 256² views")):
+        with messages.collecting() as notes:
+            prepare(resolve(argv))
+        said = [n for n in notes if "offline twin" in n]
+        assert len(said) == 1 and said[0].startswith(f"{argv[0]} is an offline twin") and "window where" in said[0]
+        assert said[0].endswith(writes), said[0]
+    with messages.collecting() as notes:
+        prepare(resolve(["model=tiny"]))
+    assert not [n for n in notes if "offline twin" in n]
+
+
 @pytest.mark.parametrize("model, sampler, message", [
     ("tiny", "flow-euler", "sampler=flow-euler does not fit model=tiny (sd, a variance-preserving model); "
                            "use sampler=ddim or sampler=ddpm or sampler=dpmpp-2m or sampler=euler"),

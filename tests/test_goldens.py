@@ -21,10 +21,12 @@ def test_every_case_is_recorded():
 @pytest.fixture(scope="module")
 def hermetic(tmp_path_factory):
     """The weights-free setting the goldens were recorded in, and the checkout as the working folder."""
-    saved, cwd = os.environ.get("SYNCFRAME_WEIGHTS"), Path.cwd()
+    saved, cwd, threads = os.environ.get("SYNCFRAME_WEIGHTS"), Path.cwd(), torch.get_num_threads()
     os.environ["SYNCFRAME_WEIGHTS"] = str(tmp_path_factory.mktemp("no-weights"))
     os.chdir(goldens.ROOT)
+    torch.set_num_threads(goldens.THREADS)  # the floats of a CPU sum follow the thread count
     yield
+    torch.set_num_threads(threads)
     os.chdir(cwd)
     if saved is None:
         os.environ.pop("SYNCFRAME_WEIGHTS")

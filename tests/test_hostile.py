@@ -184,7 +184,7 @@ CASES = [
     ([*P360, f"depth={I}/square.png", "controlnet=tiny"], "is 100x100; an equirect depth image is 2:1"),
     ([*P360, "controlnet=tiny"], "controlnet= needs a control input, and this run has none"),
     ([*P360, f"depth={I}/depth.png"], "a control input (depth=) but no ControlNet"),
-    (["model=gaussian", "controlnet=tiny"], "controlnet= works with UNet models .* model=gaussian is analytic"),
+    (["model=gaussian", "controlnet=tiny"], "controlnet= works with UNet models (SD 1.x/2.x, SDXL); model=gaussian is analytic"),
     (["model=./no/such/model"], "model=./no/such/model: no such folder"),
     (["model=someone/not-cached-anywhere"], "is not in the local Hugging Face cache and cannot be downloaded"),
     (["app=mesh", VASE, "controlnet=someone/depth"], "or use controlnet=tiny (a random ControlNet shaped like the "

@@ -323,3 +323,53 @@ def test_sync_pipeline_one_window_equals_the_plain_pipeline_and_a_panorama_equal
     assert arrays.shape == (1, 512, 512, 3) and 0 <= arrays.min() and arrays.max() <= 1
     again = SyncPipeline.from_pipe(plain)  # components shared, no reload
     assert again.unet is plain.unet
+
+
+def test_sync_pipeline_takes_the_panorama_pipelines_batch_arguments(tiny_folder):
+    """A diffusers user's call, argument for argument, against StableDiffusionPanoramaPipeline: two prompts
+    with their negative prompts and one generator each give the two panoramas that pipeline makes for each
+    prompt alone (each generator draws its own panorama's noise). Run as one batch the reference itself
+    pairs the views wrongly under guidance (latents repeat_interleave'd against [negatives, prompts]
+    concatenated, diffusers 0.42 line 1100), so it is the reference one prompt at a time. guidance_scale is
+    used; return_dict=False is the (images, nsfw) tuple."""
+    from diffusers import DDIMScheduler, StableDiffusionPanoramaPipeline
+
+    from syncframe import SyncPipeline
+
+    pipe = SyncPipeline.from_pretrained(tiny_folder)
+    prompts, negatives, seeds = ["a lighthouse", "a castle"], ["fog", "night"], (5, 6)
+    call = dict(height=512, width=768, num_inference_steps=3, guidance_scale=4.0)
+    ours = pipe(prompts, generator=[torch.Generator().manual_seed(s) for s in seeds], output_type="latent",
+                sync="multidiffusion", negative_prompt=negatives, **call).images
+    panorama = StableDiffusionPanoramaPipeline.from_pretrained(tiny_folder, safety_checker=None,
+                                                               requires_safety_checker=False)
+    panorama.scheduler = DDIMScheduler.from_config(panorama.scheduler.config)
+    panorama.set_progress_bar_config(disable=True)
+    reference = torch.cat([panorama(prompt, generator=torch.Generator().manual_seed(seed), output_type="latent",
+                                    negative_prompt=negative, **call).images
+                           for prompt, negative, seed in zip(prompts, negatives, seeds)])
+    assert ours.shape == reference.shape == (2, 4, 64, 96)
+    assert torch.allclose(ours, reference, atol=1e-4, rtol=1e-4), (ours - reference).abs().max()
+    other = pipe(prompts, generator=[torch.Generator().manual_seed(s) for s in seeds], output_type="latent",
+                 sync="multidiffusion", negative_prompt=negatives, **{**call, "guidance_scale": 1.0}).images
+    assert not torch.allclose(ours, other, atol=1e-3)  # the guidance scale reaches the run
+    images, nsfw = pipe("a lighthouse", num_images_per_prompt=2, height=512, width=512, num_inference_steps=2,
+                        return_dict=False)
+    assert len(images) == 2 and nsfw is None and images[0].size == (512, 512)
+
+
+def test_sync_pipeline_calls_back_every_step_and_refuses_what_cannot_apply(tiny_folder):
+    from syncframe import SyncPipeline
+
+    pipe = SyncPipeline.from_pretrained(tiny_folder)
+    seen = []
+    pipe("x", height=512, width=512, num_inference_steps=3, output_type="latent",
+         callback_on_step_end=lambda p, i, t, tensors: seen.append((i, t, tuple(tensors["latents"].shape))),
+         callback_on_step_end_tensor_inputs=["latents"])
+    assert [i for i, _, _ in seen] == [0, 1, 2] and seen[0][2] == (4, 64, 64) and seen[0][1] > seen[-1][1]
+    for kwargs, words in ((dict(negative_prompt=["a", "b"]), "has batch size 2, but `prompt`"),
+                          (dict(generator=[torch.Generator()] * 3), "list of generators of length 3"),
+                          (dict(latents=torch.zeros(1)), "latents are not supported"),
+                          (dict(callback_on_step_end_tensor_inputs=["noise"]), "has to be in \\['latents'\\]")):
+        with pytest.raises(ConfigError, match=words):
+            pipe("x", height=512, width=512, num_inference_steps=1, **kwargs)

@@ -133,3 +133,30 @@ def test_every_family_runs_it(twins, model):
                    f"width={size * 2}", "sync.blend_steps=1"])
     result = generate_from_config(cfg, twins[model])
     assert torch.isfinite(result.canonical).all() and result.metadata["views_predicted"] >= 4
+
+
+def test_official_shifts_give_the_official_runs_panorama_turned_back_by_their_sum():
+    """The official loop on the same latents: step k rolls the canvas by its shift (none at step 0; the
+    shifts drawn as ours are), cuts windows side by side, denoises each, steps the rolled canvas and
+    keeps it rolled. Ours, with sync.shifts=official, is that canvas turned back by the total shift."""
+    from syncframe.samplers import Sampler
+
+    space = PanoramaSpace(512, 2048, window=64, stride=8, loop=True)
+    z = torch.randn(4, 64, 256, generator=torch.Generator().manual_seed(0))
+    steps = [Step(k, 900 - 200 * k, 0.3 + 0.2 * k, 0.9 - 0.2 * k, 0.5 + 0.2 * k, 0.8 - 0.2 * k, 0.0, 4)
+             for k in range(4)]
+    sampler = Sampler(steps)  # the deterministic update a' x0 + s' ε
+    sync = SpotDiffusion((False, True), 64, blend_steps=0, shifts="official")
+    sync.bind(MethodContext(space, None, sampler, torch.Generator().manual_seed(9)))
+    state = sync.init(z, space.project(z))
+    for step in steps:
+        state = sync.step(state, step, Recorder())
+    draws = torch.Generator().manual_seed(9)
+    official, total = z.clone(), 0
+    for step in steps:
+        shift = 0 if step.index == 0 else torch.randint(0, 64, (2,), generator=draws).tolist()[1]
+        total += shift
+        rolled = torch.roll(official, -shift, dims=-1)
+        x0, eps = Recorder().windows(torch.stack(rolled.split(64, dim=-1)), step)
+        official = step.a_prev * torch.cat(list(x0), -1) + step.s_prev * torch.cat(list(eps), -1)
+    assert total > 0 and torch.allclose(state.z, torch.roll(official, total, dims=-1), atol=1e-5)

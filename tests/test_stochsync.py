@@ -138,3 +138,98 @@ def test_sdxl_runs_it(twins):
                    f"width={size * 2}", "sync.warmup=1", "sync.seam_removal=1", "sync.ode_steps=2",
                    "sync.seam_ode_steps=2"])
     assert torch.isfinite(generate_from_config(cfg, twins["tiny-sdxl"]).canonical).all()
+
+
+def test_every_step_draws_fresh_noise():
+    """Maximal stochasticity: no noise is carried from one step to the next, so two warm-up steps (both
+    from pure noise) show the model different inputs, and the run's seed makes them."""
+    from syncframe.models.offline import SD_SCHEDULE
+    from syncframe.samplers import DDIM
+
+    space = PanoramaSpace(512, 1024, window=64, stride=16)
+    sampler = DDIM(SD_SCHEDULE, 4)
+
+    def first_inputs(seed):
+        sync = stochsync(space, warmup=2, seam_removal=0, ode_steps=3)
+        sync.bind(MethodContext(space, CPU_MODEL, sampler, torch.Generator().manual_seed(seed)))
+        steps = sync.schedule(sampler.steps)
+        seen = []
+
+        class Recorder(ExactPrior):
+            def __call__(self, x, step, views=None):
+                seen.append(x.clone())
+                return super().__call__(x, step, views)
+
+        z = torch.zeros(4, 64, 128)
+        recorder, state = Recorder(space, z), sync.init(z, space.project(z))
+        for step in steps[:2]:
+            count = len(seen)
+            state = sync.step(state, step, recorder)
+            seen[count + 1:] = []  # keep each step's first model input
+        return seen
+
+    a, b = first_inputs(1)
+    assert a.shape == b.shape and not torch.allclose(a, b)  # step 2's noise is not step 1's
+    assert torch.equal(first_inputs(1)[0], a) and not torch.equal(first_inputs(2)[0], a)  # the seed decides
+
+
+class Official:
+    """A stand-in model with ε a fixed nonlinear function of (x, t), seen the way the official code sees it."""
+
+    def eps(self, x, t):
+        return 0.3 * torch.tanh(x) + 0.05 * torch.sin(x * t / 300)
+
+    def __call__(self, x, step, views=None):
+        eps = self.eps(x, step.t)
+        return (x - step.s * eps) / step.a, eps
+
+
+def bound_stochsync(**options):
+    from syncframe.models.offline import SD_SCHEDULE
+    from syncframe.samplers import DDIM
+
+    space = PanoramaSpace(512, 1024, window=64, stride=16)
+    sync = stochsync(space, **options)
+    sync.bind(MethodContext(space, CPU_MODEL, DDIM(SD_SCHEDULE, 25), torch.Generator().manual_seed(0)))
+    return sync
+
+
+def test_the_dpm_solver_trajectory_is_diffusers_on_the_official_timesteps():
+    """sync.solver=dpmpp: the official fast_sample, DPMSolverMultistepScheduler set to the trajectory's
+    levels (its last one dropped) and stepped through them."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    from syncframe.models.offline import SD_SCHEDULE
+
+    sync = bound_stochsync(solver="dpmpp")
+    levels = trajectory_levels(700, 25)
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    ours = sync.dpm_trajectory(x, levels, Official(), torch.ones(2, dtype=torch.bool))
+    scheduler = DPMSolverMultistepScheduler.from_config(SD_SCHEDULE)
+    scheduler.set_timesteps(timesteps=levels[:-1])
+    reference = x.clone()
+    for t in levels[:-1]:
+        reference = scheduler.step(Official().eps(reference, t), t, reference).prev_sample
+    assert torch.allclose(ours, reference, atol=1e-5), (ours - reference).abs().max()
+
+
+def test_the_alpha0_landing_is_the_official_move_step():
+    """sync.landing=alpha0: every move is the official move_step (Tweedie at the level, re-noised to the
+    next with the same ε), the last one onto the ᾱ₀ level, not onto x0."""
+    from syncframe.models.offline import SD_SCHEDULE
+    from syncframe.samplers import DDIM
+
+    sync = bound_stochsync(landing="alpha0", seam_removal=0, ode_steps=25)
+    alphas = DDIM(SD_SCHEDULE, 25).alphas_cumprod
+    step = Step(3, 600, *[alphas[600] ** 0.5, (1 - alphas[600]) ** 0.5], 1.0, 0.0, 0.0, 25)
+    x = torch.randn(5, 4, 64, 64, generator=torch.Generator().manual_seed(2))
+    ours = sync.trajectory(x, None, step, Official(), torch.ones(5, dtype=torch.bool))
+    reference = x.clone()
+    levels = trajectory_levels(600, 25)
+    for t, t_next in zip(levels[:-1], levels[1:]):
+        eps = Official().eps(reference, t)
+        tweedie = (reference - (1 - alphas[t]) ** 0.5 * eps) / alphas[t] ** 0.5
+        reference = alphas[t_next] ** 0.5 * tweedie + (1 - alphas[t_next]) ** 0.5 * eps
+    assert torch.allclose(ours, reference, atol=1e-5)
+    assert not torch.allclose(ours, bound_stochsync(seam_removal=0, ode_steps=25).trajectory(
+        x, None, step, Official(), torch.ones(5, dtype=torch.bool)), atol=1e-4)  # x0 itself is another landing

@@ -278,7 +278,7 @@ def test_the_command_line_refuses_bad_options_before_the_page_starts(capsys, mon
     monkeypatch.setattr("syncframe_ui.launch", lambda *a, **k: pytest.fail("the page must not start"))
     assert main(["ui", "--help"]) == 0 and "--share" in capsys.readouterr().out
     assert main(["ui", "--port", "http"]) == 2
-    assert "--port=http: a whole number" in capsys.readouterr().err
+    assert "syncframe ui: --port='http': expected an integer in [1, 65535]" in capsys.readouterr().err
     assert main(["ui", "steps=0"]) == 2  # the defaults are checked as a run's are
     assert "steps=0" in capsys.readouterr().err
     assert main(["ui", "--bogus"]) == 2 and "unknown option '--bogus'" in capsys.readouterr().err

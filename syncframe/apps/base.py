@@ -53,6 +53,8 @@ class DomainOptions(Options):
     domain: Literal["latent", "rgb"] = option(
         "latent", "where views are synchronized: latent (the model's latents) or rgb (decoded, synced at pixel "
                   "resolution in the app's RGB space, encoded back; x0 / ε syncs only)")
+    rgb_clamp: float = option(1.0, "app.domain=rgb: decoded views are clamped to [-c, c] (StochSync's official code: "
+                                   "0.98, its [0.01, 0.99])", gt=0, le=1)
 
 
 class SheetOptions(Options):
@@ -194,7 +196,8 @@ class App:
         """``app.domain=rgb``: the loop's views are synchronized through :meth:`rgb_space`."""
         from syncframe.spaces.rgb_domain import RGBDomain
 
-        self.space = RGBDomain(self.base_space, self.rgb_space(), int(self.options.decode_batch_size))
+        self.space = RGBDomain(self.base_space, self.rgb_space(), int(self.options.decode_batch_size),
+                               self.options.rgb_clamp)
 
     # -- regions (regions=): views per (base view, region) -------------------------------------
     layout_image_name = None  # the output file layout.png draws the regions on

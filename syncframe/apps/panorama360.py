@@ -8,6 +8,7 @@ borders), since a VAE decode of the distorted equirect latent itself would not b
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 import torch
@@ -52,6 +53,9 @@ class Panorama360Options(DomainOptions, DecodeOptions, SheetOptions, ViewerOptio
     latent_width: int | None = option(None, "canonical latent map width (even); null = 360 * 64 / smallest fov",
                                       ge=16, le=16384, multiple_of=2)
     sheet_columns: int = option(6, "columns of the contact sheet of the decoded views", ge=1, le=64)
+    weights: Literal["fading", "uniform"] = option(
+        "fading", "how views are averaged into the map: fading (each counts less towards its border) or uniform "
+                  "(a plain count average: StochSync's official fit)")
 
 
 class Panorama360Inputs(Options):
@@ -95,16 +99,16 @@ class Panorama360App(App):
         self.cameras = rig_from_rings(o.rings)
         self.depth = load_equirect_depth(self.inputs.depth) if self.inputs.depth else None
         return EquirectSpace(o.latent_width // 2, o.latent_width, self.cameras, view_size=self.window,
-                             channels=self.channels)
+                             channels=self.channels, weights=o.weights)
 
     def rgb_space(self) -> EquirectSpace:
         """The equirect image at the output size seen by the same cameras at the model's view size."""
-        return self.pixel_space(self.run.height, self.run.width, 3)
+        return self.pixel_space(self.run.height, self.run.width, 3, self.options.weights)
 
-    def pixel_space(self, height: int, width: int, channels: int) -> EquirectSpace:
+    def pixel_space(self, height: int, width: int, channels: int, weights: str = "fading") -> EquirectSpace:
         """An equirect map of ``height`` x ``width`` pixels seen by the rig at the model's view size (bilinear)."""
         return EquirectSpace(height, width, self.cameras, view_size=self.spec.window_px, channels=channels,
-                             mode="bilinear")
+                             mode="bilinear", weights=weights)
 
     def load_init(self, init: str):
         image = load_image(init, "init")

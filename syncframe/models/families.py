@@ -44,6 +44,7 @@ class Family:
     lora_network: str = "unet"
     checkpoints: dict = field(default_factory=dict)
     t5_drop: dict | None = field(default_factory=dict)  # components that model.t5=drop leaves out (None: it cannot)
+    window_px: int | None = None  # the view side its released models are trained for (what its twins are not)
 
     @property
     def has_unet(self) -> bool:
@@ -97,18 +98,18 @@ FAMILIES = {f.name: f for f in [
            ".unet:unet_from_pipe", unet_spec("sd"), SD_PIPELINE_KWARGS,
            frozenset({"controlnet", "ip_adapter", "taesd"}),
            checkpoints={"sd-v1": "stable-diffusion-v1-5/stable-diffusion-v1-5",
-                        "sd-v2": "stabilityai/stable-diffusion-2-1"}),
+                        "sd-v2": "stabilityai/stable-diffusion-2-1"}, window_px=512),
     Family("sdxl", "SDXL", "StableDiffusionXLPipeline", "unet", VP, dict(steps=50, guidance=5.0, sampler="ddim"),
            ".unet:unet_from_pipe", unet_spec("sdxl"), {}, frozenset({"controlnet", "ip_adapter"}),
-           checkpoints={"sdxl": "stabilityai/stable-diffusion-xl-base-1.0"}),
+           checkpoints={"sdxl": "stabilityai/stable-diffusion-xl-base-1.0"}, window_px=1024),
     Family("sd3", "SD3", "StableDiffusion3Pipeline", "transformer", FLOW,
            dict(steps=28, guidance=7.0, sampler="flow-euler"), ".sd3:sd3_from_pipe", sd3_spec,
            lora_network="transformer", checkpoints={"sd3": "stabilityai/stable-diffusion-3-medium-diffusers"},
-           t5_drop={"text_encoder_3": None, "tokenizer_3": None}),
+           t5_drop={"text_encoder_3": None, "tokenizer_3": None}, window_px=1024),
     Family("flux", "FLUX", "FluxPipeline", "transformer", FLOW, dict(steps=28, guidance=3.5, sampler="flow-euler"),
            ".flux:flux_from_pipe", flux_spec, lora_network="transformer",
            checkpoints={"flux-dev": "black-forest-labs/FLUX.1-dev",
-                        "flux-schnell": "black-forest-labs/FLUX.1-schnell"}, t5_drop=None),
+                        "flux-schnell": "black-forest-labs/FLUX.1-schnell"}, t5_drop=None, window_px=1024),
     Family("analytic", "an analytic prior", None, None, VP, dict(steps=50, guidance=7.5, sampler="ddim")),
 ]}
 DIFFUSERS = [f for f in FAMILIES.values() if f.pipeline is not None]  # the families with diffusers pipelines

@@ -114,14 +114,14 @@ class EquirectSpace(CanonicalSpace):
     """
 
     def __init__(self, height: int, width: int, cameras: list[Camera], view_size: int = 64,
-                 channels: int = 4, mode: str = "nearest"):
+                 channels: int = 4, mode: str = "nearest", weights: str = "fading"):
         if width != 2 * height:
             raise ConfigError(f"an equirect map is 2:1; got {width}x{height} (width x height)")
         if mode not in ("nearest", "bilinear"):
             raise ConfigError(f"equirect mode={mode!r} must be nearest or bilinear")
         if not cameras:
             raise ConfigError("the camera rig has no views")
-        self.cameras, self.mode, self.view_size = list(cameras), mode, view_size
+        self.cameras, self.mode, self.view_size, self.weights = list(cameras), mode, view_size, weights
         self.canonical_shape = (channels, height, width)
         self.view_shape = (channels, view_size, view_size)
         self.num_views = len(cameras)
@@ -157,7 +157,10 @@ class EquirectSpace(CanonicalSpace):
     def view_weights(self, like: torch.Tensor) -> torch.Tensor:
         """``[N, 1, s, s]``: each view's pixels count less towards its border (a tent falling to
         1/s at the edge), so a view's contribution to the average fades out instead of stopping;
-        with uniform weights every view border is a step in the synchronized views."""
+        with uniform weights every view border is a step in the synchronized views. ``weights=uniform``:
+        a plain count average (StochSync's official 360 fit)."""
+        if self.weights == "uniform":
+            return super().view_weights(like)
         return fading_weights(self.view_size, self.num_views, like)
 
     def capabilities(self) -> dict[str, object]:

@@ -23,10 +23,10 @@ class RGBDomain(CanonicalSpace):
     """Wraps ``latent`` (the views the model denoises; their noise) and ``rgb`` (the same cameras
     at pixel resolution with 3 channels). The denoiser's VAE is bound by the loop (:meth:`bind`)."""
 
-    def __init__(self, latent: CanonicalSpace, rgb: CanonicalSpace, batch_size: int = 4):
+    def __init__(self, latent: CanonicalSpace, rgb: CanonicalSpace, batch_size: int = 4, clamp: float = 1.0):
         if latent.num_views != rgb.num_views:
             raise ValueError(f"latent and RGB spaces differ in views: {latent.num_views} vs {rgb.num_views}")
-        self.latent, self.rgb, self.batch_size = latent, rgb, batch_size
+        self.latent, self.rgb, self.batch_size, self.clamp = latent, rgb, batch_size, clamp
         self.num_views, self.view_shape = latent.num_views, latent.view_shape
         self.canonical_shape = rgb.canonical_shape
         self.denoiser = None
@@ -52,7 +52,7 @@ class RGBDomain(CanonicalSpace):
         views, of ``views`` only when given; the others' rows stay zero)."""
         ids = self.mine(views)
         with torch.no_grad():
-            rgb = torch.cat([self.denoiser.decode(x[ids[i:i + self.batch_size]]).float().clamp(-1, 1)
+            rgb = torch.cat([self.denoiser.decode(x[ids[i:i + self.batch_size]]).float().clamp(-self.clamp, self.clamp)
                              for i in range(0, len(ids), self.batch_size)]) if len(ids) else None
         out = torch.zeros(x.shape[0], 3, *self.rgb.view_shape[1:], device=x.device)
         if rgb is not None:

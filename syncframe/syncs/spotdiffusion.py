@@ -12,11 +12,19 @@ around, as the official code does for every panorama. Along one that does not, t
 shifted partition are cut at the canvas border and the window of a cell cut there is the full
 window flush with the border (it denoises more than its cell; only its cell is kept). The official
 code wraps every panorama (a non-looping one becomes a loop); here wrapping follows ``app.loop``.
+
+Against the official code, with ``app.loop=true sync.blend_steps=0 sync.shifts=official``: the
+official code rolls its canvas by each step's shift (none at the first) and leaves it rolled; here
+the windows move by the same shifts and the canvas keeps its frame, so the output is the official
+one turned back by the sum of the shifts, the same panorama (tests/test_spotdiffusion.py runs both
+on the same latents and shifts). ``sync.shifts=independent`` (the default) draws every step's
+offset afresh, the first step's included.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -27,6 +35,10 @@ from ..registry import register_sync
 
 
 class SpotOptions(Options):
+    shifts: Literal["independent", "official"] = option(
+        "independent", "independent: every step cuts the canvas at a fresh random offset; official: the official "
+                       "code's, none at the first step, then each step's random shift added to the last (it rolls its "
+                       "canvas by each shift and keeps it rolled)")
     blend_steps: int = option(3, "the last steps also denoise a second partition, shifted by half a window, and "
                                  "blend the two with tent weights (no texel near a border of both): removes the "
                                  "seams the last steps' borders leave, at twice the calls in those steps; 0 = the "
@@ -79,8 +91,9 @@ class SpotDiffusion(Trajectory):
     half-shifted partition in the last ``blend_steps``), pastes the windows' predictions back, and
     steps the canvas with the sampler."""
 
-    def __init__(self, wrap: tuple[bool, bool], window: int, blend_steps: int = 0):
-        self.wrap, self.window, self.blend_steps = wrap, window, blend_steps
+    def __init__(self, wrap: tuple[bool, bool], window: int, blend_steps: int = 0, shifts: str = "independent"):
+        self.wrap, self.window, self.blend_steps, self.shifts = wrap, window, blend_steps, shifts
+        self.rolled = [0, 0]  # official shifts: how far the official canvas has turned so far
         half = torch.arange(window) + 0.5
         tent = torch.minimum(half, window - half) / (window / 2)  # (0, 1]: small at a window's border
         self.tent = tent[:, None] * tent[None, :]
@@ -94,10 +107,17 @@ class SpotDiffusion(Trajectory):
     def views(self, state: CanvasState) -> torch.Tensor:
         return self.space.project(state.z)
 
-    def offsets(self, z: torch.Tensor) -> tuple[int, int]:
+    def offsets(self, z: torch.Tensor, step) -> tuple[int, int]:
         _, height, width = z.shape
+        if self.shifts == "official" and step.index == 0:
+            self.rolled = [0, 0]
+            return 0, 0
         draw = torch.randint(0, self.window, (2,), generator=self.generator).tolist()
-        return (0 if height == self.window else draw[0]), (0 if width == self.window else draw[1])
+        draw = [0 if height == self.window else draw[0], 0 if width == self.window else draw[1]]
+        if self.shifts == "official":
+            self.rolled = [r + d for r, d in zip(self.rolled, draw)]
+            return self.rolled[0] % self.window, self.rolled[1] % self.window
+        return draw[0], draw[1]
 
     def step(self, state: CanvasState, step, model) -> CanvasState:
         z0, zeps = self.predict(state.z, step, model)
@@ -107,7 +127,7 @@ class SpotDiffusion(Trajectory):
     def predict(self, z: torch.Tensor, step, model) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x0, ε)`` of the whole canvas ``z``: the shifted tiles' predictions pasted back."""
         channels, height, width = z.shape
-        offsets = [self.offsets(z)]
+        offsets = [self.offsets(z, step)]
         if step.index >= step.num_steps - self.blend_steps:  # and the partition half a window away
             half = self.window // 2
             offsets.append(tuple(0 if size == self.window else (o + half) % self.window
@@ -156,4 +176,4 @@ def make_spotdiffusion(options: SpotOptions, facts) -> SpotDiffusion:
     if facts.controlnet:
         raise ConfigError("sync=spotdiffusion moves its windows every step, and the ControlNet images are per view: "
                           "drop controlnet= or use sync=multidiffusion")
-    return SpotDiffusion((canvas.wrap_rows, canvas.wrap_cols), window, options.blend_steps)
+    return SpotDiffusion((canvas.wrap_rows, canvas.wrap_cols), window, options.blend_steps, options.shifts)

@@ -28,7 +28,9 @@ from ..errors import ConfigError
 from ..methods import Trajectory
 from ..options import Options, option
 from ..registry import register_sync
-from ..samplers import Step, vp
+from ..samplers import DPMSolverPP2M, Step, from_sigma, vp
+
+dpm_update = DPMSolverPP2M.update_views
 
 TRAIN_STEPS = 1000  # the schema's bound on levels; a run uses its model's own ᾱ table
 # What null options become on an app whose registration gives no settings: the wide panorama's.
@@ -51,6 +53,18 @@ class StochSyncOptions(Options):
         None, "which view borders seam removal keeps first: left/right, top/bottom, or both; null = the app's "
               "(horizontal for the wide panorama, both for the 360 app's and a mesh's perspective views)")
     view_sets: int = option(2, "view i belongs to set i mod view_sets; the sets take turns, one per step", ge=1)
+    solver: Literal["ddim", "dpmpp"] = option(
+        "ddim", "the multi-step x0 outside seam removal: DDIM, or DPM-Solver++ 2M on the same levels, ending on x0 "
+                "(the official code's try_fast_sampling)")
+    landing: Literal["x0", "alpha0"] = option(
+        "x0", "where a DDIM trajectory's last move lands: on x0 itself, or on the ᾱ₀ level (the official code's: its "
+              "t = 0 is the first noise level)")
+    top_noise: Literal["warmup", "any"] = option(
+        "warmup", "which steps start from pure noise: the warm-up steps, or any step at the table's top level (the "
+                  "official code: a doubled level capped at 999 too)")
+    start: Literal["zeros", "black"] = option(
+        "zeros", "the canonical estimate before the first step: zeros, or black (-1: for an RGB canonical, "
+                 "app.domain=rgb, the official panorama's)")
 
     @model_validator(mode="after")
     def _levels_fall(self):
@@ -132,8 +146,9 @@ class StochSync(Trajectory):
         return vp(self.alphas[t])
 
     def init(self, z_T, x_T) -> StochState:
-        # the official panorama starts black ("initialization: zero")
-        return StochState(torch.zeros_like(z_T), torch.zeros_like(x_T))
+        # the canonical's own shape (an RGB canonical under app.domain=rgb, whose noise is the latent's)
+        z0 = torch.zeros(self.space.canonical_shape, dtype=x_T.dtype, device=x_T.device)
+        return StochState(z0 - 1 if self.options.start == "black" else z0, torch.zeros_like(x_T))
 
     def active(self, step: Step) -> torch.Tensor:
         """``[N]`` bool: the views of this step's set."""
@@ -150,7 +165,8 @@ class StochSync(Trajectory):
     def step(self, state: StochState, step: Step, model) -> StochState:
         clean = self.views(state)
         noise = self.fresh_noise(clean)
-        x_t = noise if step.index < self.options.warmup else step.a * clean + step.s * noise
+        top = self.options.top_noise == "any" and int(step.t) == self.table - 1
+        x_t = noise if step.index < self.options.warmup or top else step.a * clean + step.s * noise
         active = self.active(step)
         with torch.no_grad():
             x0 = self.trajectory(x_t, clean, step, model, active)
@@ -166,17 +182,34 @@ class StochSync(Trajectory):
         o = self.options
         seam = step.index >= step.num_steps - o.seam_removal
         levels = trajectory_levels(int(step.t), o.seam_ode_steps if seam else o.ode_steps, self.table)
+        if o.solver == "dpmpp" and not seam:
+            return self.dpm_trajectory(x_t, levels, model, active)
         clean_noise = self.fresh_noise(x_t) if seam else None
         x = x_t
         # The official edge mask counts the trajectory's levels, not its steps (N = len(levels)).
         for i, (t, t_next) in enumerate(zip(levels[:-1], levels[1:])):
-            after = (1.0, 0.0) if t_next == 0 else self.coefficients(t_next)  # the last step lands on x0 itself
+            land = t_next == 0 and o.landing == "x0"  # on x0 itself, or on the ᾱ₀ level
+            after = (1.0, 0.0) if land else self.coefficients(t_next)
             sub = Step(i, t, *self.coefficients(t), *after, 0.0, len(levels) - 1)
             x0, eps = model(x, sub, views=active)
             x = sub.a_prev * x0 + sub.s_prev * eps
             if seam:
                 keep = (self.mask >= 1 - i / len(levels)).to(x.dtype)
                 x = x * keep + (sub.a_prev * clean + sub.s_prev * clean_noise) * (1 - keep)
+        return x
+
+    def dpm_trajectory(self, x: torch.Tensor, levels: list[int], model, active: torch.Tensor) -> torch.Tensor:
+        """DPM-Solver++ 2M from ``levels[0]`` through ``levels[1:-1]`` to x0 (σ = 0), as diffusers'
+        ``DPMSolverMultistepScheduler`` steps on those timesteps: second order but on the first and the
+        last step."""
+        sigmas = [((1 - self.alphas[t]) / self.alphas[t]) ** 0.5 for t in levels[:-1]] + [0.0]
+        memory: dict = {}
+        n = len(levels) - 1
+        for i, t in enumerate(levels[:-1]):
+            a_prev, s_prev = from_sigma(sigmas[i + 1]) if sigmas[i + 1] > 0 else (1.0, 0.0)
+            sub = Step(i, t, *self.coefficients(t), a_prev, s_prev, 0.0, n)
+            x0, eps = model(x, sub, views=active)
+            x = dpm_update(x, x0, sub, memory)
         return x
 
 
