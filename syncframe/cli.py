@@ -10,7 +10,7 @@ from . import __version__, distributed
 from .config import (GROUPS, REGISTRIES, RunOptions, expand_multirun, group_entry, group_names, overrides_from_file,
                      parse_overrides, resolve)
 from .errors import ConfigError
-from .options import CONTROL, FolderPath, Options, Source, field_help, option, resolve_options
+from .options import CONTROL, FolderPath, Options, Source, Text, field_help, option, resolve_options
 
 USAGE = """usage: syncframe run [-m] [--config RUN/config.yaml] [key=value ...] [--help]
        syncframe eval runs=FOLDER out=TABLE.csv [metrics=all|a,b] [reference=FOLDER [reference.make=N]]
@@ -86,6 +86,15 @@ class UiOptions(Options):
                                         "SD 1.x/2.x latents")
     preview_every: int = option(2, "decode a preview every this many steps", ge=1, le=1000)
     open: bool = option(False, "open the page in the browser")
+    max_steps: int = option(100, "the most denoising steps a run from the page may take", ge=1, le=1000)
+    max_views: int = option(256, "the most views a run from the page may have (its max_views=)", ge=1, le=100000)
+    max_pixels: int = option(4096 * 2048, "the largest output (width x height) a run from the page may ask for",
+                             ge=64 * 64)
+    max_queue: int = option(8, "the most runs waiting for the page's one worker; more are refused", ge=1, le=10000)
+    max_upload_mb: int = option(50, "the largest file a visitor may upload, in MB", ge=1, le=100000)
+    auth: Text | None = option(None, "user:password that the page asks for (Gradio's login)")
+    trust_paths: bool = option(False, "let the page's visitors name files and folders on this machine (out=, image=, "
+                                      "model=<folder>, ...): only for a page no one else can reach")
 
 
 def flag_pairs(args: list[str], schema) -> tuple[list[tuple[str, str]], list[str]]:
@@ -125,15 +134,36 @@ def run_ui(args: list[str]) -> int:
     try:
         import gradio  # noqa: F401
         from syncframe_ui import launch
+        from syncframe_ui.policy import PagePolicy
     except ImportError as exc:
         raise ConfigError(f"syncframe ui needs the ui extra ({exc.name or 'gradio'} is missing): "
                           "pip install -e '.[ui]'") from None
-    if options.share or options.host not in ("127.0.0.1", "localhost", "::1"):
+    auth = None
+    if options.auth is not None:
+        user, sep, password = options.auth.partition(":")
+        if not sep or not user or not password:
+            raise ConfigError("syncframe ui: --auth expects user:password (both non-empty)")
+        auth = (user, password)
+    outputs = Path(options.outputs).absolute()
+    existing = next(p for p in (outputs, *outputs.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"syncframe ui: --outputs={printable(options.outputs)!r}: {existing} is a file; give a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"syncframe ui: --outputs={printable(options.outputs)!r} cannot be written by this user; "
+                          "give a folder you can write")
+    public = options.share or options.host not in ("127.0.0.1", "localhost", "::1")
+    if public:
         where = "through a public Gradio link" if options.share else f"at {options.host}"
-        print(f"syncframe: warning: the page will be reachable {where}; "
-              "anyone who reaches it can run models and read its run folders", file=sys.stderr)
+        print(f"syncframe: warning: the page will be reachable {where}; anyone who reaches it can run models "
+              f"here{' (no --auth given)' if auth is None else ''}", file=sys.stderr)
+    if options.trust_paths:
+        print("syncframe: warning: --trust-paths: the page's visitors may read and write any file this user can "
+              "(out=, image=, mesh=, model=<folder>)", file=sys.stderr)
+    policy = PagePolicy(max_steps=options.max_steps, max_views=options.max_views, max_pixels=options.max_pixels,
+                        max_queue=options.max_queue, max_upload_mb=options.max_upload_mb,
+                        trust_paths=options.trust_paths)
     launch(rest, options.host, options.port, options.share, options.outputs, options.taesd, options.preview_every,
-           options.open)
+           options.open, policy=policy, auth=auth)
     return 0
 
 

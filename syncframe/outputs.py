@@ -180,6 +180,18 @@ def _owner(partial: Path) -> str:
     return f"process {pid}"
 
 
+def remove_stale_partials(root: str | Path, mine: bool = False) -> list[Path]:
+    """Remove the ``.partial`` folders under ``root`` (its app folders) that no live process owns,
+    and with ``mine`` those this process owns (a server that stops mid-run); the removed ones."""
+    removed = []
+    for partial in sorted(Path(root).glob("*/*.partial")):
+        owner = _owner(partial)
+        if owner in ("gone", "orphan") or (mine and owner == f"process {os.getpid()}"):
+            shutil.rmtree(partial, ignore_errors=True)
+            removed.append(partial)
+    return removed
+
+
 def default_out(app: str, root: str | Path = "outputs") -> Path:
     """``<root>/<app>/<date-time>``; a clash moves on to ``-1``, ``-2``, ... when claimed."""
     return Path(root) / app / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")

@@ -193,16 +193,20 @@ class StepReport:
             return self.space.unproject(self.views.float())
 
 
-def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = None, on_step=None) -> Result:
+def generate_from_config(cfg: dict, denoiser=None, prepared: Prepared | None = None, on_step=None,
+                         accept=None) -> Result:
     """Run a resolved config (``denoiser``: reuse already-loaded weights of the same model).
     ``on_step(StepReport)`` is called after every denoising step (previews, progress); an
-    exception it raises stops the run (``run`` then leaves no folder).
+    exception it raises stops the run (``run`` then leaves no folder). ``accept(Prepared)`` is called
+    once the run is settled and checked, before any weights load: its exception refuses the run.
 
     Nothing of the caller's changes: the run settles a copy of ``cfg`` (``result.config`` is what
     ran), and a given denoiser gets the run's guidance only while the run goes on."""
     with collecting() as notes, quiet_libraries():
         with holding():  # a refused run says only its error
             prepared = prepared or prepare(cfg)
+            if accept is not None:  # the caller's last word on the settled run (the page's caps)
+                accept(prepared)
         plan, spec = prepared.plan, prepared.spec
         timings = {"build_space": prepared.app.build_s}
         clock = time.perf_counter()
@@ -320,19 +324,19 @@ def rank_share(group, denoiser: ViewDenoiser, model, sample_s: float) -> dict:
 
 
 def run(cfg: dict, out: str | Path | None = None, denoiser=None, on_step=None,
-        root: str | Path = "outputs") -> tuple[Path | None, Result]:
+        root: str | Path = "outputs", accept=None) -> tuple[Path | None, Result]:
     """Claim the output folder, check everything, generate, and publish the folder; a failed or
     interrupted run leaves nothing behind. In a distributed run rank 0 claims and writes the one
     folder (the others learn whether it could, and return no folder). Without ``out`` (nor
     ``cfg["out"]``) the folder is ``<root>/<app>/<date-time>``; ``on_step``: see
-    ``generate_from_config``."""
+    ``generate_from_config``; ``accept(Prepared)``: see there."""
     target = out or cfg["out"]
     group = distributed.current()
     if group is not None and not group.leader:
         refusal = group.broadcast_object(None)  # rank 0's claim: None, or its error line
         if refusal is not None:
             raise ConfigError(refusal)
-        return None, generate_from_config(cfg, denoiser, on_step=on_step)
+        return None, generate_from_config(cfg, denoiser, on_step=on_step, accept=accept)
     try:
         folder = RunFolder(target or default_out(cfg["app"]["name"], root), explicit=target is not None).claim()
     except ConfigError as exc:
@@ -342,7 +346,7 @@ def run(cfg: dict, out: str | Path | None = None, denoiser=None, on_step=None,
     try:
         if group is not None:
             group.broadcast_object(None)
-        result = generate_from_config(cfg, denoiser, on_step=on_step)
+        result = generate_from_config(cfg, denoiser, on_step=on_step, accept=accept)
         return result.write(folder), result
     except BaseException:
         folder.abandon()

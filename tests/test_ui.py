@@ -243,6 +243,15 @@ def test_the_page_in_chromium_types_generates_and_shows_the_image_and_the_360_vi
     assert not browser.find_elements(By.TAG_NAME, "b")  # the typed markup stayed text everywhere
     browser.save_screenshot(str(tmp_path / "panorama.png"))
 
+    # An error that echoes what was typed shows it as text in the page's alert, not as an element.
+    browser.find_element(By.XPATH, "//*[@id='tab-panorama']//button[contains(normalize-space(), 'More options')]").click()
+    more = wait.until(seen.element_to_be_clickable((By.CSS_SELECTOR, "#panorama-opt-more textarea")))
+    more.send_keys("steps='<img src=x id=inj>'")
+    browser.find_element(By.CSS_SELECTOR, "#generate-panorama").click()
+    wait.until(lambda b: "id=inj>" in b.find_element(By.TAG_NAME, "body").text)  # the alert, as text
+    assert not browser.find_elements(By.ID, "inj")
+    more.clear()
+
     browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='panorama360']").click()
     prompt = wait.until(seen.element_to_be_clickable((By.CSS_SELECTOR, "#panorama360-opt-prompt textarea")))
     prompt.clear()

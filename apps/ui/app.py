@@ -8,6 +8,10 @@ from __future__ import annotations
 import asyncio
 import html
 import queue
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -19,6 +23,7 @@ from syncframe.errors import ConfigError
 
 from .controls import Control, TabControls, as_text, command, override, parse_more, tab_controls
 from .painting import PALETTE, keep_labels, keep_upload, labels_from_layers, region_prompts
+from .policy import PagePolicy, scrub
 from .runner import Job, Models
 
 CANVAS_WIDTH = 1024
@@ -72,8 +77,10 @@ def output_size(app: str, overrides: list[str]) -> tuple[int, int]:
 class Tab:
     """One app's tab: its controls, their components, and how their values become overrides."""
 
-    def __init__(self, app: str, base: list[str], root: Path):
+    def __init__(self, app: str, base: list[str], root: Path, policy: PagePolicy | None = None):
         self.app, self.base, self.root = app, list(base), root
+        self.policy = policy or PagePolicy()
+        self._defaults: dict | None = None
         self.controls: TabControls = tab_controls(app, base)
         self.components: dict[Control, gr.components.Component] = {}
         self.sync_boxes: dict[str, gr.Accordion] = {}
@@ -165,6 +172,24 @@ class Tab:
             changed += [f"regions={keep_labels(labels, self.root)}", f"regions.prompts={as_text(prompts)}"]
         return merge([f"app={self.app}", *self.base], changed)
 
+    def defaults(self) -> dict:
+        """The tab's run with no control changed: the operator's settings, which the policy never refuses."""
+        if self._defaults is None:
+            self._defaults = resolve([f"app={self.app}", *self.base])
+        return self._defaults
+
+    def checked(self, values: dict) -> tuple[list[str], dict]:
+        """The page's values as overrides and the resolved run, refused in one line where the
+        visitor asked for what the page does not allow (policy.py)."""
+        overrides = self.overrides(values)
+        bad = next((o for o in overrides if "=" not in o or o.startswith("-")), None)
+        if bad is not None:
+            raise ConfigError(f"{bad!r}: the page takes key=value overrides only")
+        self.policy.check(resolve(overrides), self.defaults(), self.root)
+        cfg = resolve([*overrides, *self.policy.forced()])
+        self.policy.check_size(cfg)
+        return overrides, cfg
+
 
 def merge(base: list[str], changed: list[str]) -> list[str]:
     """``base`` then ``changed``, a key set twice kept once (its last value, at its first place)."""
@@ -190,26 +215,45 @@ def viewer_frame(folder: Path) -> str:
             f'style="width:100%;height:520px;border:0" srcdoc="{doc}"></iframe>')
 
 
+def as_html_text(message: str) -> str:
+    """``message`` for Gradio's alert, which renders HTML: escaped, so what it echoes of a visitor's
+    input (``steps=<img ...>``) shows as the text it is (element content: quotes need no escape)."""
+    return html.escape(message, quote=False)
+
+
+def shown_folder(folder: Path, root: Path) -> str:
+    """The run folder as the page names it: under the outputs root, never the server's full path."""
+    try:
+        return str(Path("outputs") / folder.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return folder.name
+
+
 def result_image(folder: Path, app: str) -> str | None:
     """The result the page shows: the first image the app declares that the run wrote."""
     return next((str(folder / n) for n in app_facts(app).images if (folder / n).is_file()), None)
 
 
 def build_app(base: list[str] = (), root: str | Path = "outputs", taesd: str | None = None,
-              preview_every: int = 2, models: Models | None = None) -> gr.Blocks:
+              preview_every: int = 2, models: Models | None = None, policy: PagePolicy | None = None,
+              jobs: dict | None = None) -> gr.Blocks:
     """The page. ``base``: ``key=value`` defaults for every tab (``syncframe ui model=tiny``);
-    ``root``: where run folders go; ``taesd``: TAESD weights for the previews (else linear)."""
+    ``root``: where run folders go; ``taesd``: TAESD weights for the previews (else linear);
+    ``policy``: the operator's caps and what a visitor may not set; ``jobs``: the running jobs by
+    session (the server cancels them when it stops)."""
     root = Path(root)
     models = models or Models()
-    jobs: dict[str, Job] = {}
+    policy = policy or PagePolicy()
+    jobs = {} if jobs is None else jobs
     with gr.Blocks(title="syncframe") as demo:
         gr.Markdown("# syncframe\nMany views of one canvas, kept in sync: pick an app, type a prompt, "
                     "press **Generate**. Every run is a normal run folder; its command is shown below it.")
+        gr.Markdown(policy.describe(), elem_id="limits")
         with gr.Tabs(selected="tab-panorama"):
             for app in group_names("app"):
                 with gr.Tab(app, id=f"tab-{app}", elem_id=f"tab-{app}"):
-                    build_tab(Tab(app, base, root), models, jobs, root, taesd, preview_every)
-    demo.queue(default_concurrency_limit=1)
+                    build_tab(Tab(app, base, root, policy), models, jobs, root, taesd, preview_every)
+    demo.queue(default_concurrency_limit=1, max_size=policy.max_queue)
     return demo
 
 
@@ -238,8 +282,9 @@ def build_tab(tab: Tab, models: Models, jobs: dict, root: Path, taesd, preview_e
         job = jobs.get(request.session_hash if request else "")
         if job is not None:
             job.cancel()
+        return {status: "cancelled: nothing was written", preview: None}
 
-    stop.click(cancel, None, None, cancels=[event], queue=False, api_name=f"cancel_{app}")
+    stop.click(cancel, None, [status, preview], cancels=[event], queue=False, api_name=f"cancel_{app}")
 
 
 def make_handler(tab: Tab, models: Models, jobs: dict, root: Path, taesd, preview_every: int, outputs: list):
@@ -247,12 +292,12 @@ def make_handler(tab: Tab, models: Models, jobs: dict, root: Path, taesd, previe
 
     async def generate(values: dict, request: gr.Request, progress=gr.Progress()):
         try:
-            overrides = tab.overrides(values)
-            cfg = resolve(overrides)
+            overrides, cfg = tab.checked(values)
         except ConfigError as exc:  # the command line's line, in the status box and as the page's alert
-            yield {status: f"error: {exc}"}
-            raise gr.Error(str(exc), print_exception=False) from None
-        job = Job(cfg, models, root, preview_every, taesd).start()
+            message = scrub(str(exc), root)
+            yield {status: f"error: {message}"}
+            raise gr.Error(as_html_text(message), print_exception=False) from None
+        job = Job(cfg, models, root, preview_every, taesd, accept=tab.policy.accept).start()
         jobs[request.session_hash if request else ""] = job
         finished = False
         try:
@@ -271,19 +316,20 @@ def make_handler(tab: Tab, models: Models, jobs: dict, root: Path, taesd, previe
                 elif event[0] == "done":
                     finished = True
                     folder, seconds = Path(event[1]), event[2]
-                    yield {status: f"done in {seconds:.1f} s: {folder}",
+                    yield {status: f"done in {seconds:.1f} s: {shown_folder(folder, root)}",
                            image: result_image(folder, tab.app), viewer: viewer_frame(folder),
                            files: sorted(str(p) for p in folder.iterdir() if p.is_file()),
                            line: command(overrides)}
                     return
                 elif event[0] == "cancelled":
                     finished = True
-                    yield {status: "cancelled: nothing was written"}
+                    yield {status: "cancelled: nothing was written", preview: None}
                     return
                 else:
                     finished = True
-                    yield {status: f"error: {event[1]}"}
-                    raise gr.Error(event[1], print_exception=False)
+                    message = scrub(event[1], root)
+                    yield {status: f"error: {message}"}
+                    raise gr.Error(as_html_text(message), print_exception=False)
         finally:
             if not finished:  # the page went away or Cancel was pressed: stop the run, wait for its cleanup
                 job.cancel()
@@ -294,9 +340,50 @@ def make_handler(tab: Tab, models: Models, jobs: dict, root: Path, taesd, previe
 
 def launch(base: list[str] = (), host: str = "127.0.0.1", port: int = 7860, share: bool = False,
            root: str | Path = "outputs", taesd: str | None = None, preview_every: int = 2,
-           open_browser: bool = False) -> None:
+           open_browser: bool = False, policy: PagePolicy | None = None, auth: tuple[str, str] | None = None) -> None:
+    """Serve the page until Ctrl-C or SIGTERM; then cancel the running job (at its next model call),
+    wait a few seconds for its clean-up, remove what it left, and raise KeyboardInterrupt (the
+    command line's "interrupted" line and exit status)."""
+    from syncframe.cli import Terminated
+    from syncframe.outputs import remove_stale_partials
+
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    demo = build_app(base, root, taesd, preview_every)
-    demo.launch(server_name=host, server_port=port, share=share, inbrowser=open_browser,
-                allowed_paths=[str(root.resolve())], show_error=True)
+    policy = policy or PagePolicy()
+    for stale in remove_stale_partials(root):  # left by a server or run that was killed
+        print(f"syncframe ui: removed {stale}, left by a run that no process owns", file=sys.stderr)
+    jobs: dict[str, Job] = {}
+    demo = build_app(base, root, taesd, preview_every, policy=policy, jobs=jobs)
+    stopped = threading.Event()
+    received: list[int] = []
+
+    def stop(signum, frame):
+        received.append(signum)
+        stopped.set()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        # Gradio's own file rules: only the outputs root (and its uploads) is served, uploads are
+        # capped, nothing under the server's home or working folder is reachable otherwise.
+        try:
+            demo.launch(server_name=host, server_port=port, share=share, inbrowser=open_browser,
+                        allowed_paths=[str(root.resolve())], max_file_size=f"{policy.max_upload_mb}mb",
+                        auth=auth, show_error=True, prevent_thread_lock=True, quiet=False)
+        except (OSError, ValueError) as exc:  # a port in use, a host that does not resolve
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"syncframe ui: cannot serve at {host}:{port} ({reason}); choose another --port "
+                              "or --host") from None
+        while not stopped.wait(0.2):
+            pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for job in list(jobs.values()):
+            job.cancel()
+        deadline = time.monotonic() + 8.0
+        for job in list(jobs.values()):
+            job.join(max(0.0, deadline - time.monotonic()))
+        remove_stale_partials(root, mine=True)
+        demo.close()
+    signum = received[0] if received else signal.SIGINT
+    raise Terminated(signum) if signum != signal.SIGINT else KeyboardInterrupt()

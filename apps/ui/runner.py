@@ -1,5 +1,5 @@
 """Runs for the page: one model kept loaded between runs (another model unloads it), each run in
-a worker thread that reports previews and can be cancelled between steps. No Gradio here.
+a worker thread that reports previews and can be cancelled before any model call. No Gradio here.
 
 A cancelled run raises :class:`Cancelled` inside the loop's step callback; ``pipeline.run`` then
 abandons its claimed folder, so nothing half-written is left under ``outputs/``.
@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -75,6 +76,7 @@ class Job:
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     timings: dict = field(default_factory=dict)
+    accept: Callable | None = None  # run's accept(Prepared): the page's caps on the settled run
 
     def start(self) -> "Job":
         self.thread = threading.Thread(target=self._work, name="syncframe-ui-run", daemon=True)
@@ -97,8 +99,16 @@ class Job:
                 denoiser = self.models.get(self.cfg)
                 previewer = Previewer.for_model(denoiser, model_spec(self.cfg), self.taesd)
                 self.timings["loaded"] = time.perf_counter()
-                folder, _ = run(self.cfg, None, denoiser, on_step=lambda report: self._step(report, previewer),
-                                root=self.root)
+                # Cancel is also read before every model call (a view batch), not only between steps:
+                # one step of a large canvas can take minutes on a CPU.
+                hooks = [m.register_forward_pre_hook(self._check) for m in denoiser.children()] \
+                    if isinstance(denoiser, torch.nn.Module) else []
+                try:
+                    folder, _ = run(self.cfg, None, denoiser, on_step=lambda report: self._step(report, previewer),
+                                    root=self.root, accept=self.accept)
+                finally:
+                    for hook in hooks:
+                        hook.remove()
             self.events.put(("done", folder, time.perf_counter() - self.timings["started"]))
         except Cancelled:
             self.events.put(("cancelled",))
@@ -106,6 +116,10 @@ class Job:
             self.events.put(("error", str(exc)))
         except Exception as exc:  # noqa: BLE001 - shown in the page as one line, never a traceback
             self.events.put(("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+
+    def _check(self, module, args) -> None:
+        if self.stop.is_set():
+            raise Cancelled()
 
     def _step(self, report, previewer: Previewer) -> None:
         if self.stop.is_set():
