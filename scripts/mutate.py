@@ -10,6 +10,7 @@ even on Ctrl-C. A mutation no test kills is a hole in the suite; docs/design.md 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -189,11 +190,13 @@ def run(mutation: Mutation) -> tuple[bool, str, float]:
     try:
         path.write_text(original.replace(mutation.old, mutation.new), encoding="utf-8")
         done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider", *mutation.tests],
-                              cwd=ROOT, capture_output=True, text=True)
+                              cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "COLUMNS": "1000"})  # else pytest cuts the reason off long ids
     finally:
         path.write_text(original, encoding="utf-8")
-    failed = re.findall(r"^FAILED (\S+) - (\S+)", done.stdout, flags=re.M)
-    asserted = [test for test, reason in failed if reason.startswith(("AssertionError", "assert"))]
+    failed = re.findall(r"^FAILED (.+?) - (.*)$", done.stdout, flags=re.M)  # parametrized ids may hold spaces
+    # an assertion: `assert`, an assert_* helper's AssertionError, or pytest's own (DID NOT RAISE, pytest.fail)
+    asserted = [test for test, reason in failed if reason.startswith(("AssertionError", "assert", "Failed:"))]
     if asserted:
         return True, asserted[0], time.perf_counter() - clock
     lines = done.stdout.strip().splitlines()

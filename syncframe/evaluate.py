@@ -267,17 +267,34 @@ def check_set_options(names: list[str], opts: EvalOptions) -> None:
                           "reference.make=N to generate N there")
 
 
+def weighed(names: list[str], options: EvalOptions) -> tuple[list[str], list[str]]:
+    """``names`` without the LPIPS metrics when no LPIPS-vgg weights are found and the user did not
+    name them (``metrics=default|all``: the metrics that need no weights still run), and the note
+    that says so; named, their absence is the one error line."""
+    from .models.perceptual import lpips_source
+
+    wanted = [n for n in names if n in ("intra_lpips", "intra_style")]
+    if not wanted or options.metrics.names not in ("default", "all"):
+        return names, []
+    try:
+        lpips_source("vgg", options.lpips_weights, allow_random=False, key="lpips_weights")
+    except ConfigError as exc:
+        return [n for n in names if n not in wanted], [f"{' and '.join(wanted)} skipped: {exc}"]
+    return names, []
+
+
 def evaluate(options: EvalOptions, denoiser=None, feature_net=None) -> dict:
     """Measure every item under ``options.runs``; write ``options.out`` (CSV, one row per image), the
     same with ``.md`` (the grouped table) and ``<out stem>_<metric>.png`` (plots). Returns what was
     written. ``feature_net`` replaces the FID/KID/GIQA feature network (tests: the same features
     torchmetrics gets); ``denoiser`` the model ``reference.make`` loads."""
     runs, out, crop, progress = Path(options.runs), Path(options.out), options.crop, options.progress
-    names = options.measured()
+    names, problems = weighed(options.measured(), options)
     if out.suffix != ".csv":
         raise ConfigError(f"out={out}: the table is a CSV; use out=<name>.csv")
     check_set_options(names, options)
-    items, problems = find_items(runs)
+    items, found_problems = find_items(runs)
+    problems = [*problems, *found_problems]
     if not items:
         raise ConfigError(f"runs={runs}: no run folders (config.yaml) and no images under it")
     if options.reference.make:
@@ -302,7 +319,7 @@ def measure_items(items: list[Item], names: list[str], options: EvalOptions, pro
     if {"intra_lpips", "intra_style"} & set(names):
         from .models.perceptual import StyleLoss, load_lpips
 
-        lpips = load_lpips("vgg", options.lpips_weights, allow_random=False).eval()
+        lpips = load_lpips("vgg", options.lpips_weights, allow_random=False, key="lpips_weights").eval()
         style = StyleLoss(lpips)
     wants_crops, crop = bool(set(SET_METRICS) & set(names)), options.crop
     generator = torch.Generator().manual_seed(options.seed)

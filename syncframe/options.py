@@ -99,12 +99,21 @@ def parse_value(annotation: Any, raw: str, metadata: list | tuple = ()) -> Any:
     return value
 
 
+MAX_YAML_BYTES = 16 * 2**20
+
+
 def read_yaml(path: Path, label: str, what: str) -> Any:
     """The YAML file ``path`` (``label``: how the user gave it, e.g. ``--config run/config.yaml``),
     read with ``safe_load``; any error (unreadable, bad syntax, a ``!!python/...`` tag, which is never
     constructed) is one ConfigError line with the file, line and column, saying it should be ``what``."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as file:  # bounded: /dev/zero or a huge file is refused, not read into memory
+            data = file.read(MAX_YAML_BYTES + 1)
+        if len(data) > MAX_YAML_BYTES:
+            raise ConfigError(f"{label}: larger than {MAX_YAML_BYTES // 2**20} MB, which no config is; give {what}")
+        return yaml.safe_load(data.decode("utf-8"))
+    except RecursionError:
+        raise ConfigError(f"{label}: nested too deeply to read; give {what}") from None
     except FileNotFoundError:
         raise ConfigError(f"{label}: no such file; give {what}") from None
     except (OSError, UnicodeDecodeError) as exc:

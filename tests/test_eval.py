@@ -110,6 +110,20 @@ def test_the_command_line(tmp_path, capsys):
     assert main(["eval", "runs=/no/such/place", f"out={tmp_path / 't.csv'}"]) == 2
 
 
+def test_without_lpips_weights_the_other_metrics_run_and_eval_names_its_own_key(tmp_path, monkeypatch):
+    import syncframe.models.perceptual as perceptual
+
+    monkeypatch.setattr(perceptual, "find_weight", lambda name: None)  # a machine with no LPIPS weights
+    write_run(tmp_path / "runs" / "0", "none", 0, 0, tiled())
+    done = evaluate(eval_options(tmp_path / "runs", tmp_path / "table.csv", crop=128, progress=False))
+    rows = list(csv.DictReader((tmp_path / "table.csv").open()))
+    assert "intra_lpips" not in rows[0] and "worst_column_step" in rows[0]  # the default metrics, less LPIPS
+    assert "intra_lpips and intra_style skipped" in (tmp_path / "table.md").read_text() and done["table"]
+    with pytest.raises(ConfigError) as named:  # asked for by name: the one error line, with eval's own key
+        evaluate(eval_options(tmp_path / "runs", tmp_path / "t2.csv", ["intra_lpips"], crop=128, progress=False))
+    assert "pass lpips_weights=<file" in str(named.value) and "sync.lpips_weights" not in str(named.value)
+
+
 # -- against a reference set: FID, KID, GIQA, CLIP-S; 360° runs --------------------------------------------------
 
 

@@ -38,6 +38,7 @@ def make_inputs(folder: Path) -> None:
     (folder / "nan.obj").write_text("v 0 0 0\nv 1 0 0\nv nan 1 0\nv 0 0 1\nf 1 2 3\nf 1 2 4\n")
     (folder / "flat.obj").write_text("v 0 0 0\nv 1 0 0\nv 2 0 0\nv 0 0 0\nf 1 2 3\nf 1 4 2\n")
     (folder / "junk.png").write_bytes(b"\x89PNG not really")
+    (folder / "deep.yaml").write_text("[" * 100_000 + "]" * 100_000)  # a RecursionError in any YAML reader
     Image.fromarray(np.zeros((100, 100), np.uint8)).save(folder / "square.png")
     Image.fromarray(np.zeros((64, 128), np.uint8)).save(folder / "depth.png")
     Image.new("RGB", (1000, 1000), (90, 120, 200)).save(folder / "big.png")
@@ -238,6 +239,8 @@ CASES = [
     (["out=/sys/x"], "out=/sys/x: cannot create /sys/x.partial"),
     ([f"out={I}/full"], "exists and is not empty"),
     (["--config", f"{I}/missing.yaml"], "--config in/missing.yaml: no such file; give a run's config.yaml"),
+    (["--config", "/dev/zero"], "--config /dev/zero: larger than 16 MB, which no config is"),
+    (["--config", f"{I}/deep.yaml"], "--config in/deep.yaml: nested too deeply to read"),
     (["--config", f"{I}/config.yaml"], "unknown config key 'just'"),
 ]
 

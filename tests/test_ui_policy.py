@@ -207,3 +207,15 @@ def test_stale_partials_are_removed_and_live_ones_kept(tmp_path):
         (folder / OWNER).write_text(f"{socket.gethostname()} {pid} -")
     assert remove_stale_partials(tmp_path) == [gone] and live.exists()
     assert remove_stale_partials(tmp_path, mine=True) == [live] and not live.exists()
+
+
+def test_a_port_in_use_is_one_line(capsys, tmp_path):
+    from syncframe.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["ui", "--port", str(port), "--outputs", str(tmp_path), "model=tiny"]) == 2
+    err = capsys.readouterr().err
+    assert f"syncframe ui: cannot serve at 127.0.0.1:{port}" in err and "Traceback" not in err, err

@@ -167,13 +167,14 @@ def read_lpips_state(path: Path, model: LPIPS, key: str) -> dict:
     return {k: state[k] for k in expected}
 
 
-def lpips_source(net: str = "vgg", weights: str | Path | None = None, allow_random: bool = False) -> Path | str:
+def lpips_source(net: str = "vgg", weights: str | Path | None = None, allow_random: bool = False,
+                 key: str = "sync.lpips_weights") -> Path | str:
     """Where LPIPS-``net``'s weights will come from, decided without loading them: ``weights`` (a
     ``.safetensors`` / ``.pth`` with the lpips package's keys; a safetensors file's keys are checked
     from its header), the ``lpips/{net}.safetensors`` of the local weights folder, ``"package"`` (the
     ``lpips`` package, where torchvision works), or ``"random"`` if ``allow_random``; else one error."""
     path = Path(weights) if weights else find_weight(f"lpips/{net}.safetensors")
-    key = "sync.lpips_weights" if weights else "the LPIPS weights"
+    option, key = key, key if weights else "the LPIPS weights"
     if path is not None:
         check_lpips_file(path, LPIPS(net), key)
         return path
@@ -183,7 +184,7 @@ def lpips_source(net: str = "vgg", weights: str | Path | None = None, allow_rand
     except Exception as exc:  # ImportError, or torchvision present but unusable
         reason = f"{type(exc).__name__}: {exc}"
     if not allow_random:
-        raise ConfigError(f"no LPIPS-{net} weights found ({reason}). Fix: pass sync.lpips_weights=<file with "
+        raise ConfigError(f"no LPIPS-{net} weights found ({reason}). Fix: pass {option}=<file with "
                           "the lpips package's state dict>, set SYNCFRAME_WEIGHTS to a folder holding "
                           f"lpips/{net}.safetensors, or pip install lpips torchvision")
     note(f"no LPIPS-{net} weights were found, so SyncDiffusion's loss uses random LPIPS weights (allowed for "
@@ -211,10 +212,11 @@ def check_lpips_file(path: Path, model: "LPIPS", key: str) -> None:
         read_lpips_state(path, model, key)  # says which key is missing or of which shape
 
 
-def load_lpips(net: str = "vgg", weights: str | Path | None = None, allow_random: bool = False) -> LPIPS:
+def load_lpips(net: str = "vgg", weights: str | Path | None = None, allow_random: bool = False,
+               key: str = "sync.lpips_weights") -> LPIPS:
     """LPIPS with real weights from a file, from torchvision + the ``lpips`` package, or random
-    (:func:`lpips_source` says which)."""
-    return lpips_from(net, lpips_source(net, weights, allow_random))
+    (:func:`lpips_source` says which; ``key``: the option that names the file, for its messages)."""
+    return lpips_from(net, lpips_source(net, weights, allow_random, key))
 
 
 def lpips_from(net: str, source: Path | str) -> LPIPS:
