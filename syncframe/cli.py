@@ -126,9 +126,11 @@ def run_ui(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(options_help("syncframe ui [key=value ...] [--option value ...]", UiOptions,
                            lambda name: "--" + name.replace("_", "-")))
-        print("\n  key=value: defaults of every tab's controls (model=tiny, steps=20)")
+        print("\n  key=value: defaults of every tab's controls (model=sd2-base, steps=20; model=demo unless given)")
         return 0
     pairs, rest = flag_pairs(args, UiOptions)
+    if not any(a.startswith("model=") for a in rest):  # the page makes pictures offline unless told otherwise
+        rest = ["model=demo", *rest]
     options = resolve_options(UiOptions, pairs, "syncframe ui", shown=lambda name: "--" + name.replace("_", "-"))
     resolve(parse_overrides(rest))  # the defaults are checked as a run's would be, before the page starts
     try:

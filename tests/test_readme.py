@@ -26,7 +26,7 @@ def usage_runs() -> list[list[str]]:
 def test_the_first_command_runs_the_main_job_as_written(tmp_path, monkeypatch):
     first = blocks("bash")[0].strip()
     install, _, command = first.partition(" && ")
-    assert install == "pip install torch==2.13.0 -e ." and command.startswith("syncframe run app=panorama model=tiny")
+    assert install == "pip install torch==2.13.0 -e ." and command.startswith("syncframe run app=panorama model=demo")
     monkeypatch.chdir(tmp_path)
     assert main(shlex.split(command)[1:]) == 0
     (run,) = (tmp_path / "outputs" / "panorama").iterdir()
@@ -116,3 +116,19 @@ def test_the_offline_python_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
     assert (tmp_path / "castle.png").is_file()
+
+
+def test_the_demo_models_examples_name_every_app_and_are_valid_runs():
+    """The "On the demo model" block: one run per app, each resolved and prepared as written (sampling
+    them is the benchmarks' job: docs/benchmarks.md)."""
+    from syncframe.config import resolve
+    from syncframe.pipeline import prepare
+
+    block = re.search(r"### On the demo model.*?```bash\n(.*?)```", README, flags=re.S).group(1)
+    runs = [shlex.split(line)[2:] for line in block.strip().splitlines()]
+    assert all("model=demo" in run for run in runs)
+    assert {a.split("=", 1)[1] for run in runs for a in run if a.startswith("app=")} == {
+        "panorama", "panorama360", "mesh", "upscale", "anagram"}
+    assert any(a.startswith("regions=") for run in runs for a in run)
+    for run in runs:
+        prepare(resolve(run))
