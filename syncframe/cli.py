@@ -316,7 +316,10 @@ def command() -> None:
     ended with status -2 (killed by SIGINT) after the "interrupted" line was printed; nothing the run
     needs happens at shutdown, so it is skipped."""
     code = main()
-    if code in INTERRUPTED:
+    # A distributed rank leaves the same way once its process group is destroyed: a rank of a
+    # finished torchrun run sometimes aborted at interpreter shutdown ("terminate called without an
+    # active exception", SIGABRT: a C++ thread of the process group destroyed while still joinable).
+    if code in INTERRUPTED or distributed.current() is not None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
