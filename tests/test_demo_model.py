@@ -72,6 +72,7 @@ def demo_windows():
     return out
 
 
+@pytest.mark.slow
 def test_a_night_is_darker_than_a_day_in_its_top_third(demo_windows):
     night, day = demo_windows["the sea at night"], demo_windows["the sea during the day"]
     top = slice(0, 256 // 3)
@@ -83,6 +84,7 @@ def test_a_night_is_darker_than_a_day_in_its_top_third(demo_windows):
     assert day[:, top, :, 2].mean() > day[:, top, :, 0].mean()
 
 
+@pytest.mark.slow
 def test_a_short_training_run_reproduces_its_recorded_losses(tmp_path):
     import train
 
