@@ -216,3 +216,33 @@ def test_view_border_seam_sees_a_step_at_a_view_border():
     inside = space.project_adjoint(torch.ones(1, 2, 32, 32)) > 0
     assert view_border_seam(smooth, cams) < 1.3
     assert view_border_seam(smooth + 0.5 * inside, cams) > 2.5  # a view pasted on top shows (measured 2.98)
+
+
+def test_uniform_weights_are_a_plain_count_average_and_the_rgb_clamp_holds():
+    """StochSync's official 360 fit: app.weights=uniform averages the views that see a texel with equal
+    weights (fading weights do not), and app.rgb_clamp bounds every decoded view."""
+    from syncframe.spaces.rgb_domain import RGBDomain
+
+    cameras = [Camera(0, 0, 72), Camera(36, 0, 72)]
+    uniform = EquirectSpace(32, 64, cameras, view_size=16, channels=3, mode="bilinear", weights="uniform")
+    fading = EquirectSpace(32, 64, cameras, view_size=16, channels=3, mode="bilinear")
+    like = torch.zeros(2, 3, 16, 16)
+    assert uniform.view_weights(like).eq(1).all() and not fading.view_weights(like).eq(1).all()
+    views = torch.stack([torch.full((3, 16, 16), 1.0), torch.full((3, 16, 16), 3.0)])
+    # the fit: each texel the views' sum over what the views put there, nothing more (a count average)
+    ones = uniform.project_adjoint(torch.ones_like(views))
+    seen = ones > 1e-6
+    assert torch.allclose(uniform.unproject(views)[seen], (uniform.project_adjoint(views) / ones)[seen], atol=1e-5)
+    assert not torch.allclose(fading.unproject(views)[seen], (fading.project_adjoint(views) / ones)[seen], atol=1e-3)
+
+    class Decoder:
+        dtype = torch.float32
+
+        def decode(self, x):
+            return torch.full((x.shape[0], 3, 16, 16), 5.0)  # far outside [-1, 1]
+
+    latent = EquirectSpace(4, 8, cameras, view_size=2, channels=4)
+    domain = RGBDomain(latent, uniform, batch_size=1, clamp=0.98)
+    domain.bind(Decoder())
+    decoded = domain.decode(torch.zeros(2, 4, 2, 2))
+    assert decoded.max().item() == pytest.approx(0.98)

@@ -173,6 +173,53 @@ def test_every_step_draws_fresh_noise():
     assert torch.equal(first_inputs(1)[0], a) and not torch.equal(first_inputs(2)[0], a)  # the seed decides
 
 
+def test_top_noise_any_starts_from_pure_noise_exactly_at_the_top_level_and_black_starts_at_minus_one():
+    """sync.top_noise=any (the official code): a step at the table's top level (t = 999) starts from the fresh
+    noise alone, whatever the canonical estimate; below it, and with top_noise=warmup, the estimate shows.
+    sync.start=black: the estimate before the first step is -1 everywhere."""
+    from syncframe.models.offline import SD_SCHEDULE
+    from syncframe.samplers import DDIM
+
+    space = PanoramaSpace(512, 1024, window=64, stride=16)
+    sampler = DDIM(SD_SCHEDULE, 4)
+
+    def first_inputs(top_noise, estimate):
+        sync = stochsync(space, warmup=0, seam_removal=0, ode_steps=3, top_noise=top_noise)
+        sync.bind(MethodContext(space, CPU_MODEL, sampler, torch.Generator().manual_seed(0)))
+        steps = sync.schedule(sampler.steps)
+        assert int(steps[0].t) == 999 and int(steps[1].t) < 999
+        seen = []
+
+        class Recorder(ExactPrior):
+            def __call__(self, x, step, views=None):
+                seen.append(x.clone())
+                return super().__call__(x, step, views)
+
+        z = torch.zeros(4, 64, 128)
+        state = sync.init(z, space.project(z))
+        state.z0 = torch.full_like(z, estimate)
+        firsts = []
+        for step in steps[:2]:
+            count = len(seen)
+            state = sync.step(state, step, Recorder(space, z))
+            firsts.append(seen[count])
+            state.z0 = torch.full_like(z, estimate)
+        return firsts
+
+    any_a, any_b = first_inputs("any", 0.0), first_inputs("any", 3.0)
+    assert torch.equal(any_a[0], any_b[0])  # the top level: noise alone
+    assert not torch.allclose(any_a[1], any_b[1])  # below it the estimate shows
+    warm_a, warm_b = first_inputs("warmup", 0.0), first_inputs("warmup", 3.0)
+    assert not torch.allclose(warm_a[0], warm_b[0])  # no warm-up steps here: the estimate shows at the top too
+    black = stochsync(space, start="black")
+    black.bind(MethodContext(space, CPU_MODEL, sampler, torch.Generator().manual_seed(0)))
+    z = torch.randn(4, 64, 128)
+    assert black.init(z, space.project(z)).z0.eq(-1).all()
+    zeros = stochsync(space)
+    zeros.bind(MethodContext(space, CPU_MODEL, sampler, torch.Generator().manual_seed(0)))
+    assert zeros.init(z, space.project(z)).z0.eq(0).all()
+
+
 class Official:
     """A stand-in model with ε a fixed nonlinear function of (x, t), seen the way the official code sees it."""
 
