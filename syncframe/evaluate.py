@@ -316,7 +316,8 @@ def evaluate(options: EvalOptions, denoiser=None, feature_net=None) -> dict:
 def measure_items(items: list[Item], names: list[str], options: EvalOptions, problems: list[str]):
     """Every item's image metrics (a row each) and, when set metrics are asked for, its crops."""
     lpips = style = None
-    if {"intra_lpips", "intra_style"} & set(names):
+    # only where an image has windows to compare (a mesh's or splats' held-out renders have none)
+    if {"intra_lpips", "intra_style"} & set(names) and any(not item.heldout for item in items):
         from .models.perceptual import StyleLoss, load_lpips
 
         lpips = load_lpips("vgg", options.lpips_weights, allow_random=False, key="lpips_weights").eval()
