@@ -80,10 +80,12 @@ def tiles(height: int, width: int, window: int, offsets: tuple[int, int], wrap: 
 
 @dataclass
 class CanvasState:
-    """The canvas ``z_t`` and the sampler's multistep history of it."""
+    """The canvas ``z_t``, the sampler's multistep history of it, and (``sync.shifts=official``) how far
+    the official code's canvas has turned so far: the sum of the shifts drawn."""
 
     z: torch.Tensor
     memory: dict
+    rolled: tuple[int, int] = (0, 0)
 
 
 class SpotDiffusion(Trajectory):
@@ -93,7 +95,6 @@ class SpotDiffusion(Trajectory):
 
     def __init__(self, wrap: tuple[bool, bool], window: int, blend_steps: int = 0, shifts: str = "independent"):
         self.wrap, self.window, self.blend_steps, self.shifts = wrap, window, blend_steps, shifts
-        self.rolled = [0, 0]  # official shifts: how far the official canvas has turned so far
         half = torch.arange(window) + 0.5
         tent = torch.minimum(half, window - half) / (window / 2)  # (0, 1]: small at a window's border
         self.tent = tent[:, None] * tent[None, :]
@@ -107,27 +108,29 @@ class SpotDiffusion(Trajectory):
     def views(self, state: CanvasState) -> torch.Tensor:
         return self.space.project(state.z)
 
-    def offsets(self, z: torch.Tensor, step) -> tuple[int, int]:
+    def draw(self, z: torch.Tensor) -> tuple[int, int]:
+        """A random shift of the partition (none along a side only one window long)."""
         _, height, width = z.shape
-        if self.shifts == "official" and step.index == 0:
-            self.rolled = [0, 0]
-            return 0, 0
         draw = torch.randint(0, self.window, (2,), generator=self.generator).tolist()
-        draw = [0 if height == self.window else draw[0], 0 if width == self.window else draw[1]]
-        if self.shifts == "official":
-            self.rolled = [r + d for r, d in zip(self.rolled, draw)]
-            return self.rolled[0] % self.window, self.rolled[1] % self.window
-        return draw[0], draw[1]
+        return (0 if height == self.window else draw[0]), (0 if width == self.window else draw[1])
 
     def step(self, state: CanvasState, step, model) -> CanvasState:
-        z0, zeps = self.predict(state.z, step, model)
+        rolled = state.rolled
+        if self.shifts == "official":  # none at the first step, then each shift added to the last
+            rolled = (0, 0) if step.index == 0 else tuple(r + d for r, d in zip(rolled, self.draw(state.z)))
+            offset = (rolled[0] % self.window, rolled[1] % self.window)
+        else:
+            offset = self.draw(state.z)
+        z0, zeps = self.predict(state.z, step, model, offset)
         noise = self.space.sample_noise(self.generator)[0].to(z0.device) if self.sampler.stochastic else None
-        return CanvasState(self.sampler.update(state.z, z0, zeps, step, noise, state.memory), state.memory)
+        return CanvasState(self.sampler.update(state.z, z0, zeps, step, noise, state.memory), state.memory, rolled)
 
-    def predict(self, z: torch.Tensor, step, model) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x0, ε)`` of the whole canvas ``z``: the shifted tiles' predictions pasted back."""
+    def predict(self, z: torch.Tensor, step, model, offset: tuple[int, int] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x0, ε)`` of the whole canvas ``z``: the tiles of the partition at ``offset`` (a fresh random
+        one when not given) and their predictions pasted back."""
         channels, height, width = z.shape
-        offsets = [self.offsets(z, step)]
+        offsets = [self.draw(z) if offset is None else offset]
         if step.index >= step.num_steps - self.blend_steps:  # and the partition half a window away
             half = self.window // 2
             offsets.append(tuple(0 if size == self.window else (o + half) % self.window
