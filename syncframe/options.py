@@ -190,15 +190,15 @@ def resolve_options(schema: type[Options], pairs: list[tuple[str, str]], command
             values.setdefault(head, {})[inner.primary] = parse_value(primary.annotation, raw, primary.metadata)
         else:
             values[head] = parse_value(field.annotation, raw, field.metadata)
-    if shown is None:
-        return validated(schema, values)
     try:
         return schema.model_validate(values)
     except ValidationError as exc:
         error = exc.errors()[0]
         line = error_line(schema, error, "")
         key = ".".join(str(p) for p in error["loc"] if not isinstance(p, int))
-        raise ConfigError(f"{command}: {shown(key)}{line[len(key):]}" if line.startswith(key) else line) from None
+        if shown is not None and line.startswith(key):
+            line = f"{command}: {shown(key)}{line[len(key):]}"
+        raise ConfigError(line) from None
 
 
 def error_line(cls: type[Options], error: dict, prefix: str) -> str:
