@@ -83,13 +83,13 @@ def infer_options(name: str, defaults: dict) -> type[Options]:
 def parse_value(annotation: Any, raw: str, metadata: list | tuple = ()) -> Any:
     """A command-line string -> the Python value to validate against ``annotation`` (with the
     field's ``metadata``, where pydantic keeps the marks of a top-level ``Annotated``)."""
-    if any(isinstance(m, TextMark) for m in metadata) or _has_mark(annotation, TextMark):
+    if any(isinstance(m, TextMark) for m in metadata) or has_mark(annotation, TextMark):
         return raw
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
         return raw
-    if isinstance(value, str) and (any(isinstance(m, PathMark) for m in metadata) or _has_mark(annotation, PathMark)):
+    if isinstance(value, str) and (any(isinstance(m, PathMark) for m in metadata) or has_mark(annotation, PathMark)):
         return raw  # a path as typed: YAML would fold a newline into a space and drop a " #..." tail
     if isinstance(value, str) and _accepts(annotation, float):
         try:  # YAML 1.1 reads 1e-3 as a string
@@ -271,7 +271,7 @@ def _field_at(cls: type[BaseModel], loc: list):
                 and part in current.model_fields:
             field = current.model_fields[part]
             path.append(part)
-            current = _model_inside(field.annotation)
+            current = model_inside(field.annotation)
         elif isinstance(part, int) and field is not None:
             path.append(part)
         else:
@@ -279,12 +279,12 @@ def _field_at(cls: type[BaseModel], loc: list):
     return field, path
 
 
-def _model_inside(annotation: Any):
+def model_inside(annotation: Any):
     """The pydantic model a field holds (directly, in a list or an Optional), if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in _args(annotation):
-        inner = _model_inside(arg)
+        inner = model_inside(arg)
         if inner is not None:
             return inner
     return None
@@ -296,11 +296,11 @@ def _args(annotation: Any) -> tuple:
     return typing.get_args(annotation)
 
 
-def _has_mark(annotation: Any, mark: type) -> bool:
+def has_mark(annotation: Any, mark: type) -> bool:
     if typing.get_origin(annotation) is Annotated:
         if any(isinstance(m, mark) for m in typing.get_args(annotation)[1:]):
             return True
-    return any(_has_mark(a, mark) for a in _args(annotation) if a is not type(None))
+    return any(has_mark(a, mark) for a in _args(annotation) if a is not type(None))
 
 
 def _accepts(annotation: Any, kind: type) -> bool:

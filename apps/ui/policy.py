@@ -12,16 +12,13 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Annotated, Iterator
-
-from pydantic import BaseModel
+from typing import Any, Iterator
 
 from syncframe.config import GROUPS, RunOptions, group_entry
 from syncframe.errors import ConfigError
-from syncframe.options import TextMark
+from syncframe.options import TextMark, has_mark, model_inside
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 # Keys a visitor never sets: where the folder goes, the hardware, the processes, and the guards the
@@ -120,31 +117,14 @@ def is_text(cfg: dict, key: str) -> bool:
         schema = RunOptions if head in RunOptions.model_fields or app.inputs is None else app.inputs
     annotation: Any = schema
     for part in parts:
-        model = _model_in(annotation)
+        model = model_inside(annotation)
         if model is None or part not in model.model_fields:
             return False
         field = model.model_fields[part]
         if any(isinstance(m, TextMark) for m in field.metadata):
             return True
         annotation = field.annotation
-    return _marked(annotation)
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The options class inside ``annotation`` (through Optional, Annotated and list)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _marked(annotation: Any) -> bool:
-    if typing.get_origin(annotation) is Annotated and any(isinstance(m, TextMark) for m in typing.get_args(annotation)[1:]):
-        return True
-    return any(_marked(a) for a in typing.get_args(annotation) if a is not type(None))
+    return has_mark(annotation, TextMark)
 
 
 def names_a_path(value: str) -> bool:
