@@ -126,7 +126,7 @@ def run_ui(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(options_help("syncframe ui [key=value ...] [--option value ...]", UiOptions,
                            lambda name: "--" + name.replace("_", "-")))
-        print("\n  key=value: defaults of every tab's controls (model=sd2-base, steps=20; model=demo unless given)")
+        print("\n  key=value: defaults of every tab's controls (model=sdxl, steps=20; without model= the page runs model=demo)")
         return 0
     pairs, rest = flag_pairs(args, UiOptions)
     if not any(a.startswith("model=") for a in rest):  # the page makes pictures offline unless told otherwise
@@ -317,8 +317,8 @@ def command() -> None:
     needs happens at shutdown, so it is skipped."""
     code = main()
     # A distributed rank leaves the same way once its process group is destroyed: a rank of a
-    # finished torchrun run sometimes aborted at interpreter shutdown ("terminate called without an
-    # active exception", SIGABRT: a C++ thread of the process group destroyed while still joinable).
+    # finished torchrun run sometimes aborted at interpreter shutdown (SIGABRT, "terminate called
+    # without an active exception": some C++ thread destroyed while joinable; which one, not found).
     if code in INTERRUPTED or distributed.current() is not None:
         sys.stdout.flush()
         sys.stderr.flush()
