@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, distributed
-from .config import (GROUPS, REGISTRIES, RunOptions, expand_multirun, group_entry, group_names, overrides_from_file,
+from .config import (GROUPS, REGISTRIES, RunOptions, expand_multirun, group_entry, overrides_from_file,
                      parse_overrides, resolve)
 from .errors import ConfigError
 from .options import CONTROL, FolderPath, Options, Source, Text, field_help, option, resolve_options
