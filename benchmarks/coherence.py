@@ -35,12 +35,14 @@ from syncframe.pipeline import generate_from_config, load_denoiser
 # CPU: SyncDiffusion with LPIPS-AlexNet at 128 px (the paper's VGG at 512 px costs ~20 s per
 # step on 2 cores for 21 windows; the analytic decoder only upsamples, so 128 px loses little).
 COHERENCE_SYNCS = {
-    "none": [],
-    "multidiffusion": [],
-    "synctweedies": [],
-    "syncdiffusion": ["sync.loss=lpips-alex", "sync.loss_resolution=128"],
-    "stochsync": ["steps=25"],  # its published schedule: 25 steps of 25-step trajectories
-    "spotdiffusion": [],
+    "none": ["sync=none"],
+    "multidiffusion": ["sync=multidiffusion"],
+    "synctweedies": ["sync=synctweedies"],
+    "syncdiffusion": ["sync=syncdiffusion", "sync.loss=lpips-alex", "sync.loss_resolution=128"],
+    "stochsync": ["sync=stochsync", "steps=25"],  # its published schedule: 25 steps of 25-step trajectories
+    "spotdiffusion": ["sync=spotdiffusion"],
+    "syncsde": ["sync=syncsde"],  # the panorama app's official wide-image settings, λ⁻¹ = 5
+    "mixture-of-diffusers": ["sync=multidiffusion", "app.weights=gaussian"],
 }
 
 
@@ -61,7 +63,7 @@ def picture(rows: dict[str, Image.Image], width: int = 1536) -> Image.Image:
     sheet = Image.new("RGB", (width, height), "white")
     draw, y = ImageDraw.Draw(sheet), 0
     for name, im in scaled.items():
-        draw.text((4, y + 4), f"sync={name}", fill="black")
+        draw.text((4, y + 4), name, fill="black")
         sheet.paste(im, (0, y + label_h))
         y += im.height + label_h + pad
     return sheet
@@ -116,7 +118,7 @@ def main(argv=None):
         parser.error(f"--protocol {args.protocol}: exists and is not empty; choose another folder")
     for name in args.syncs.split(","):
         incoherence, intra, seams, calls, clock = [], [], [], [], time.perf_counter()
-        for seed, result, m in coherence_runs([*base, f"sync={name}", *COHERENCE_SYNCS[name]], range(args.seeds),
+        for seed, result, m in coherence_runs([*base, *COHERENCE_SYNCS[name]], range(args.seeds),
                                               denoiser, lpips):
             incoherence.append(m["scene_incoherence"])
             intra.append(m["intra_lpips"])

@@ -34,9 +34,10 @@ import scenes  # noqa: E402
 from syncframe.config import resolve  # noqa: E402
 from syncframe.pipeline import generate_from_config, load_denoiser, run  # noqa: E402
 
-SYNCS = {"none": [], "multidiffusion": [], "synctweedies": [],
-         "syncdiffusion": ["sync.loss=lpips-alex", "sync.loss_resolution=128"],
-         "stochsync": ["steps=25"], "spotdiffusion": []}
+SYNCS = {"none": ["sync=none"], "multidiffusion": ["sync=multidiffusion"], "synctweedies": ["sync=synctweedies"],
+         "syncdiffusion": ["sync=syncdiffusion", "sync.loss=lpips-alex", "sync.loss_resolution=128"],
+         "stochsync": ["sync=stochsync", "steps=25"], "spotdiffusion": ["sync=spotdiffusion"],
+         "syncsde": ["sync=syncsde"], "mixture-of-diffusers": ["sync=multidiffusion", "app.weights=gaussian"]}
 
 
 def full_caption(scene: scenes.Scene) -> str:
@@ -122,7 +123,7 @@ def coherence(args) -> None:
         for seed in range(args.seeds):
             out = root / name / f"seed{seed}"
             if not (out / "run.json").exists():  # a stopped benchmark goes on where it was
-                run(resolve([*base, f"sync={name}", *SYNCS[name], f"seed={seed}", f"out={out}"]), denoiser=denoiser)
+                run(resolve([*base, *SYNCS[name], f"seed={seed}", f"out={out}"]), denoiser=denoiser)
             meta = json.loads((out / "run.json").read_text())
             calls.append(meta["views_predicted"])
             seconds.append(meta["timings_s"]["sample"])
@@ -134,13 +135,13 @@ def coherence(args) -> None:
                 pictures[name] = out / "panorama.png"
         rows[name] = dict(mixed=np.mean(mixed), discs=statistics.mean(discs), discs_sd=statistics.pstdev(discs),
                           calls=statistics.mean(calls), seconds=statistics.mean(seconds))
-    eval_rows = intra_lpips(root)
+    eval_rows = {name: intra_lpips(root / name) for name in rows}
     print(f"\nmodel=demo, prompt={args.prompt!r}, {args.seeds} seeds, {' '.join(args.extra)}")
     print("| sync | windows disagree on the time of day | sun/moon discs per panorama | Intra-LPIPS | "
           "worst column step | model calls / run | s / run |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in rows.items():
-        lp, step = eval_rows.get(name, (None, None))
+        lp, step = eval_rows[name]
         print(f"| {name} | {100 * r['mixed']:.0f}% | {r['discs']:.2f} ± {r['discs_sd']:.2f} | "
               f"{lp if lp is None else f'{lp:.3f}'} | {step if step is None else f'{step:.2f}'} | "
               f"{r['calls']:.0f} | {r['seconds']:.1f} |")
@@ -151,13 +152,14 @@ def coherence(args) -> None:
         print(f"wrote {args.picture}")
 
 
-def intra_lpips(root: Path) -> dict[str, tuple[float, float]]:
-    """Intra-LPIPS and the worst column step per sync, through syncframe eval (256-px windows)."""
+def intra_lpips(folder: Path) -> tuple[float, float]:
+    """Intra-LPIPS and the worst column step of one method's runs, through syncframe eval (256-px windows)."""
     from syncframe.evaluate import eval_options, evaluate
 
-    done = evaluate(eval_options(root, root / "table.csv", ["intra_lpips", "worst_column_step"], crop=256,
+    done = evaluate(eval_options(folder, folder / "table.csv", ["intra_lpips", "worst_column_step"], crop=256,
                                  progress=False))
-    return {e["group"].get("sync"): (e["intra_lpips"][0], e["worst_column_step"][0]) for e in done["table"]}
+    (row,) = done["table"]
+    return row["intra_lpips"][0], row["worst_column_step"][0]
 
 
 def main() -> None:

@@ -62,7 +62,8 @@ CONFIGS = ["presets/mesh-sd.yaml", "presets/panorama-fast.yaml", "presets/panora
            "presets/panorama-sdxl.yaml", "presets/panorama360-flux.yaml", "presets/panorama360-sd.yaml",
            "presets/stochsync-mesh.yaml", "presets/stochsync-panorama360.yaml",
            "spotdiffusion/panorama.yaml", "stochsync/mesh.yaml", "stochsync/panorama360.yaml",
-           "syncdiffusion/panorama.yaml", "synctweedies/anagram.yaml", "synctweedies/mesh.yaml",
+           "syncdiffusion/panorama.yaml", "syncsde/anagram.yaml", "syncsde/mesh.yaml", "syncsde/panorama.yaml",
+           "synctweedies/anagram.yaml", "synctweedies/mesh.yaml",
            "synctweedies/panorama.yaml", "synctweedies/panorama360.yaml"]
 
 

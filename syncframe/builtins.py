@@ -1,6 +1,6 @@
 """Entry-point target that registers syncframe's own spaces, synchronizers, apps and models."""
 from .spaces import anagram, equirect, mesh_uv, panorama, splats  # noqa: F401
-from .syncs import averaging, spotdiffusion, stochsync, syncdiffusion  # noqa: F401
+from .syncs import averaging, spotdiffusion, stochsync, syncdiffusion, syncsde  # noqa: F401
 from .apps import panorama as panorama_app  # noqa: F401
 from .apps import panorama360 as panorama360_app  # noqa: F401
 from .apps import mesh as mesh_app  # noqa: F401

@@ -196,7 +196,7 @@ def run_hooks(sync: Synchronizer, x: torch.Tensor, steps, space: CanonicalSpace,
         noise = None
         if sampler.stochastic:  # drawn through the space, so views share it where they overlap
             noise = space.sample_noise(generator)[1].to(x.device)
-        x = sync.after_step(sampler.update(x, x0, eps, step, noise, memory), step)
+        x = sync.after_step(x, sampler.update(x, x0, eps, step, noise, memory), step)
         report(step, x)
     return x
 

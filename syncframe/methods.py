@@ -64,8 +64,9 @@ class Synchronizer(Method):
         """``(x0, ε)`` of every view after the model's prediction (x0- and ε-averaging)."""
         return x0, eps
 
-    def after_step(self, x_prev: torch.Tensor, step: Step) -> torch.Tensor:
-        """The views after the sampler's update (x_{t-1}-averaging)."""
+    def after_step(self, x_t: torch.Tensor, x_prev: torch.Tensor, step: Step) -> torch.Tensor:
+        """The views ``x_prev`` after the sampler's update from ``x_t`` (the views the model saw):
+        x_{t-1}-averaging, SyncSDE's correction by the views' disagreement at ``x_t``."""
         return x_prev
 
 

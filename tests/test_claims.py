@@ -92,8 +92,34 @@ def test_synctweedies_panorama_is_the_official_cross_view_attention():
     assert ring(5) == [[4, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 0]]
 
 
+def test_syncsde_is_the_official_setting(monkeypatch):
+    """The official scripts (hjl1013/SyncSDE): wide images 13 windows a quarter apart, each pulled to the one
+    before, T the first timestep, 50 steps at guidance 7.5; ambiguous images the second view pulled to the
+    first, T the first timestep; mesh 30 steps at guidance 15.5 with its negative prompt, every camera
+    before, T the training timesteps; λ⁻¹ 5 in all three."""
+    from syncframe.plan import prepare
+
+    monkeypatch.chdir(ROOT)
+
+    def planned(relative):
+        return prepare(resolve([*overrides_from_file(ROOT / "configs" / relative), ("model", "tiny")]))
+
+    wide = planned("syncsde/panorama.yaml")
+    assert wide.cfg["sync"] == {"name": "syncsde", "inv_lambda": 5.0, "reference": "previous", "t_scale": "first"}
+    assert wide.app.base_space.num_views == 13 and (wide.cfg["steps"], wide.cfg["guidance"]) == (50, 7.5)
+    assert wide.app.base_space.windows[1] == (0, 16)  # a quarter of the 64-latent window apart
+    ambiguous = planned("syncsde/anagram.yaml")
+    assert ambiguous.cfg["sync"] == {"name": "syncsde", "inv_lambda": 5.0, "reference": "previous",
+                                     "t_scale": "first"}
+    mesh = planned("syncsde/mesh.yaml")
+    assert mesh.cfg["sync"] == {"name": "syncsde", "inv_lambda": 5.0, "reference": "preceding", "t_scale": "train"}
+    assert (mesh.cfg["steps"], mesh.cfg["guidance"]) == (30, 15.5)
+    assert mesh.cfg["negative_prompt"].startswith("oversmoothed, blurry, depth of field")
+
+
 CHECKED = {"stochsync/panorama360.yaml", "stochsync/mesh.yaml", "spotdiffusion/panorama.yaml",
-           "synctweedies/panorama.yaml", "syncdiffusion/panorama.yaml"}  # the last: tests/test_configs.py
+           "synctweedies/panorama.yaml", "syncsde/panorama.yaml", "syncsde/anagram.yaml", "syncsde/mesh.yaml",
+           "syncdiffusion/panorama.yaml"}  # the last: tests/test_configs.py
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.name)

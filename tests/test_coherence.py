@@ -53,7 +53,7 @@ def coherence(run_folders):
         # SyncTweedies' canvas is MultiDiffusion's on a crop space (P U P = P, tests/test_sampler.py):
         # one seed shows it here, bit for bit, and MultiDiffusion's six stand for its numbers.
         seeds = SEEDS if name != "synctweedies" else range(1)
-        for seed, result, measured in coherence_runs([*BASE, f"sync={name}", *extra], seeds, denoiser, lpips):
+        for seed, result, measured in coherence_runs([*BASE, *extra], seeds, denoiser, lpips):
             runs.append(measured)
             if name != "none":
                 result.save(run_folders / f"{name}-{seed}")

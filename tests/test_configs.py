@@ -13,7 +13,7 @@ CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
 def test_there_are_configs_for_every_method():
     names = {p.relative_to(ROOT / "configs").parts[0] for p in CONFIGS}
-    assert {"syncdiffusion", "synctweedies", "stochsync", "spotdiffusion", "presets"} <= names
+    assert {"syncdiffusion", "synctweedies", "stochsync", "spotdiffusion", "syncsde", "presets"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))

@@ -36,6 +36,9 @@ CASES = {f"{app}-{sync}": [*BASE, *args, *extra] for app, args in APPS.items() f
 CASES["panorama-regions-syncdiffusion"] = [*BASE, *APPS["panorama"], *SYNCDIFFUSION, f"regions={ASSETS / 'layout.yaml'}"]
 CASES["splats-lsq-synctweedies"] = [*BASE, *APPS["splats"], *SYNCTWEEDIES, "app.unproject=lsq"]
 CASES["panorama-spotdiffusion"] = [*BASE, *APPS["panorama"], "sync=spotdiffusion", "sync.blend_steps=1"]
+# SyncSDE reads other views' x_t through the space's fits (view_sum): each rank's share, all-reduced
+CASES["panorama-syncsde"] = [*BASE, *APPS["panorama"], "sync=syncsde"]
+CASES["mesh-syncsde"] = [*BASE, *APPS["mesh"], "sync=syncsde"]
 CASES["panorama360-stochsync"] = [*BASE, *APPS["panorama360"], "sync=stochsync", "sync.warmup=1", "sync.seam_removal=1",
                                   "sync.ode_steps=3", "sync.seam_ode_steps=3"]
 

@@ -44,6 +44,21 @@ def app_facts(name: str) -> AppFacts:
     return APPS.entry(name).facts or AppFacts()
 
 
+WindowWeights = Literal["uniform", "fading", "gaussian"]
+
+
+def window_weights_option(default: str, note: str = ""):
+    """``app.weights``: how an app's overlapping views are averaged (its default differs per app)."""
+    return option(default, "how overlapping views are averaged: uniform (MultiDiffusion's plain mean), fading (each "
+                           "view counts less towards its border) or gaussian (Mixture of Diffusers' tile weights, "
+                           "app.weights_sigma)" + note)
+
+
+class WindowWeightsOptions(Options):
+    weights_sigma: float = option(0.1, "app.weights=gaussian: the Gaussian's standard deviation as a fraction of the "
+                                       "view's side (Mixture of Diffusers' variance 0.01: 0.1)", gt=0, le=10)
+
+
 # Options several apps share, declared once; an app's schema inherits the ones it takes.
 class DecodeOptions(Options):
     decode_batch_size: int = option(4, "views (or canvas tiles) per VAE call", ge=1, le=256)

@@ -5,7 +5,7 @@ from typing import Literal
 
 import torch
 
-from syncframe.apps.base import App, AppFacts, DecodeOptions, to_pil
+from syncframe.apps.base import App, AppFacts, DecodeOptions, WindowWeights, WindowWeightsOptions, to_pil, window_weights_option
 from syncframe.images import from_pil, load_image, resized
 from syncframe.tiling import decode_tiled, encode_tiled
 from syncframe.options import option
@@ -17,10 +17,11 @@ from syncframe.spaces.panorama import PanoramaSpace, window_count
 DECODE_BYTES_PER_PIXEL = 40  # tiled decode: blended sum, weights and the image, in float32
 
 
-class PanoramaOptions(DecodeOptions):
+class PanoramaOptions(DecodeOptions, WindowWeightsOptions):
     stride: int | None = option(None, "latents between windows, less than the window; null = 1/8 of the model's "
                                       "window (8 for SD's 64: MultiDiffusion's; SyncDiffusion used 16)", ge=1)
     loop: bool = option(False, "add wrap-around windows so the left and right edges join")
+    weights: WindowWeights = window_weights_option("uniform")
     decode_overlap: int = option(16, "latents of overlap between VAE decoding tiles (of the model's window)", ge=0)
     resize: Literal["fit", "crop", "stretch"] = option(
         "crop", "an init= image of another aspect: crop (cover, keep the centre), fit (inside, edges extended), "
@@ -30,9 +31,11 @@ class PanoramaOptions(DecodeOptions):
 @register_app("panorama", options=PanoramaOptions, common=dict(sync="multidiffusion"), facts=AppFacts(
     main_image="panorama.png", images=("panorama.png",), paintable=True, aspect=6.0,
     # the methods' published settings here: SyncTweedies' official cross-view attention; StochSync's
-    # official panorama configuration
+    # official panorama configuration; SyncSDE's wide-image one
     sync_defaults={"synctweedies": dict(cross_view="auto"),
-                   "stochsync": dict(warmup=2, ode_steps=25, seam_removal=2, seam_mask="horizontal")}))
+                   "stochsync": dict(warmup=2, ode_steps=25, seam_removal=2, seam_mask="horizontal"),
+                   # SyncSDE's official wide-image code: each window pulled to the one before it
+                   "syncsde": dict(reference="previous", t_scale="first")}))
 class PanoramaApp(App):
     """A wide (optionally looping) panorama from windows of the model's size (512x3072 for SD)."""
 
@@ -69,7 +72,8 @@ class PanoramaApp(App):
 
     def build_space(self) -> PanoramaSpace:
         return PanoramaSpace(self.run.height, self.run.width, window=self.window, stride=self.options.stride,
-                             loop=self.options.loop, channels=self.channels, vae_scale=self.spec.scale)
+                             loop=self.options.loop, channels=self.channels, vae_scale=self.spec.scale,
+                             weights=self.options.weights, sigma=self.options.weights_sigma)
 
     def finalize(self, views, denoiser):
         o = self.options

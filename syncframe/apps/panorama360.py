@@ -8,12 +8,12 @@ borders), since a VAE decode of the distorted equirect latent itself would not b
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import numpy as np
 import torch
 
-from syncframe.apps.base import App, AppFacts, DomainOptions, DecodeOptions, SheetOptions, ViewerOptions, contact_sheet, to_pil
+from syncframe.apps.base import (App, AppFacts, DomainOptions, DecodeOptions, SheetOptions, ViewerOptions, WindowWeights,
+                                 WindowWeightsOptions, contact_sheet, to_pil, window_weights_option)
 from syncframe.tiling import decode_batched, encode_batched
 from syncframe.errors import ConfigError
 from syncframe.metrics import equirect_seam, pole_spread, view_border_seam
@@ -45,7 +45,7 @@ class Ring(Options):
     yaw_offset: float = option(0.0, "yaw of the first camera, degrees")
 
 
-class Panorama360Options(DomainOptions, DecodeOptions, SheetOptions, ViewerOptions):
+class Panorama360Options(DomainOptions, DecodeOptions, SheetOptions, ViewerOptions, WindowWeightsOptions):
     rings: list[Ring] = option([dict(pitch=0, count=8, fov=72), dict(pitch=45, count=4, fov=90, yaw_offset=22.5),
                                 dict(pitch=-45, count=4, fov=90, yaw_offset=22.5), dict(pitch=90, count=1, fov=90),
                                 dict(pitch=-90, count=1, fov=90)],
@@ -53,9 +53,7 @@ class Panorama360Options(DomainOptions, DecodeOptions, SheetOptions, ViewerOptio
     latent_width: int | None = option(None, "canonical latent map width (even); null = 360 * 64 / smallest fov",
                                       ge=16, le=16384, multiple_of=2)
     sheet_columns: int = option(6, "columns of the contact sheet of the decoded views", ge=1, le=64)
-    weights: Literal["fading", "uniform"] = option(
-        "fading", "how views are averaged into the map: fading (each counts less towards its border) or uniform "
-                  "(a plain count average: StochSync's official fit)")
+    weights: WindowWeights = window_weights_option("fading", "; uniform is StochSync's official fit")
 
 
 class Panorama360Inputs(Options):
@@ -99,16 +97,17 @@ class Panorama360App(App):
         self.cameras = rig_from_rings(o.rings)
         self.depth = load_equirect_depth(self.inputs.depth) if self.inputs.depth else None
         return EquirectSpace(o.latent_width // 2, o.latent_width, self.cameras, view_size=self.window,
-                             channels=self.channels, weights=o.weights)
+                             channels=self.channels, weights=o.weights, sigma=o.weights_sigma)
 
     def rgb_space(self) -> EquirectSpace:
         """The equirect image at the output size seen by the same cameras at the model's view size."""
-        return self.pixel_space(self.run.height, self.run.width, 3, self.options.weights)
+        return self.pixel_space(self.run.height, self.run.width, 3, self.options.weights, self.options.weights_sigma)
 
-    def pixel_space(self, height: int, width: int, channels: int, weights: str = "fading") -> EquirectSpace:
+    def pixel_space(self, height: int, width: int, channels: int, weights: str = "fading",
+                    sigma: float = 0.1) -> EquirectSpace:
         """An equirect map of ``height`` x ``width`` pixels seen by the rig at the model's view size (bilinear)."""
         return EquirectSpace(height, width, self.cameras, view_size=self.spec.window_px, channels=channels,
-                             mode="bilinear", weights=weights)
+                             mode="bilinear", weights=weights, sigma=sigma)
 
     def load_init(self, init: str):
         image = load_image(init, "init")

@@ -10,11 +10,10 @@ input, as upscaling tools do.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 
-from syncframe.apps.base import App, AppFacts, DecodeOptions, to_pil
+from syncframe.apps.base import App, AppFacts, DecodeOptions, WindowWeights, WindowWeightsOptions, to_pil, window_weights_option
 from syncframe.errors import ConfigError
 from syncframe.metrics import window_border_seam
 from syncframe.images import from_pil, image_size, load_image, resized
@@ -29,13 +28,11 @@ MAX_OUTPUT_PIXELS = 2**28  # 16384²: beyond this an output is refused before an
 CANVAS_BYTES_PER_PIXEL = 60  # the resized input, the tiled encode and decode sums, the output
 
 
-class UpscaleOptions(DecodeOptions):
+class UpscaleOptions(DecodeOptions, WindowWeightsOptions):
     stride: int | None = option(None, "latents between windows (both axes); null = 3/4 of the window (a quarter "
                                       "overlap)", ge=1)
     decode_overlap: int = option(16, "latents of overlap between VAE encoding and decoding tiles", ge=0)
-    weights: Literal["fading", "uniform"] = option(
-        "fading", "how windows are averaged: fading (each window counts less towards its border; no bands at window "
-                  "edges) or uniform (MultiDiffusion's)")
+    weights: WindowWeights = window_weights_option("fading")
 
 
 class UpscaleInputs(Options):
@@ -96,7 +93,8 @@ class UpscaleApp(App):
 
     def build_space(self) -> PanoramaSpace:
         return PanoramaSpace(self.run.height, self.run.width, window=self.window, stride=self.options.stride,
-                             channels=self.channels, vae_scale=self.spec.scale, weights=self.options.weights)
+                             channels=self.channels, vae_scale=self.spec.scale, weights=self.options.weights,
+                             sigma=self.options.weights_sigma)
 
     def resized_input(self) -> torch.Tensor:
         return from_pil(resized(self.init, self.run.width, self.run.height))

@@ -126,6 +126,9 @@ class CanonicalSpace:
         return z, self.project(z)
 
 
+WINDOW_WEIGHTS = ("uniform", "fading", "gaussian")
+
+
 def fading_weights(size: int, num_views: int, like: torch.Tensor) -> torch.Tensor:
     """``[num_views, 1, size, size]``: a tent, 1 at the centre of a view falling to 1/size at its edge
     (in the max norm), so a view's contribution to an average fades out towards its border instead
@@ -133,6 +136,30 @@ def fading_weights(size: int, num_views: int, like: torch.Tensor) -> torch.Tenso
     t = (torch.arange(size, dtype=like.dtype, device=like.device) + 0.5) / size * 2 - 1
     tent = 1 - torch.maximum(t.abs()[:, None], t.abs()[None, :])
     return tent.expand(num_views, 1, -1, -1)
+
+
+def gaussian_weights(size: int, num_views: int, like: torch.Tensor, sigma: float = 0.1) -> torch.Tensor:
+    """``[num_views, 1, size, size]``: Mixture of Diffusers' tile weights (Jiménez 2023), a separable
+    Gaussian centred on the view with standard deviation ``sigma`` times its side (their variance
+    0.01: sigma 0.1); computed in float64 as theirs and cast. Their rows are centred at ``size / 2``,
+    half a latent below the centre their columns use; here both axes use ``(size - 1) / 2`` (on a canvas
+    of one row of windows the row factor cancels out of the average either way)."""
+    x = torch.arange(size, dtype=torch.float64)
+    g = torch.exp(-((x - (size - 1) / 2) / size) ** 2 / (2 * sigma**2))
+    return (g[:, None] * g[None, :]).to(like.device, like.dtype).expand(num_views, 1, -1, -1)
+
+
+def window_weights(kind: str, size: int, num_views: int, like: torch.Tensor, sigma: float = 0.1) -> torch.Tensor:
+    """The per-pixel weights ``[num_views, 1, size, size]`` of square views averaged into a canvas:
+    ``uniform`` (MultiDiffusion's plain mean), ``fading`` (:func:`fading_weights`) or ``gaussian``
+    (:func:`gaussian_weights`, with ``sigma``)."""
+    if kind == "uniform":
+        return torch.ones(num_views, 1, size, size, dtype=like.dtype, device=like.device)
+    if kind == "fading":
+        return fading_weights(size, num_views, like)
+    if kind == "gaussian":
+        return gaussian_weights(size, num_views, like, sigma)
+    raise ConfigError(f"weights={kind!r} must be one of {', '.join(WINDOW_WEIGHTS)}")
 
 
 def gather_views(z: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .base import CanonicalSpace, Canvas, fading_weights, fill_nearest, gather_views, repeated_reads, scatter_views
+from .base import CanonicalSpace, Canvas, fill_nearest, gather_views, repeated_reads, scatter_views, window_weights
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class EquirectSpace(CanonicalSpace):
     """
 
     def __init__(self, height: int, width: int, cameras: list[Camera], view_size: int = 64,
-                 channels: int = 4, mode: str = "nearest", weights: str = "fading"):
+                 channels: int = 4, mode: str = "nearest", weights: str = "fading", sigma: float = 0.1):
         if width != 2 * height:
             raise ConfigError(f"an equirect map is 2:1; got {width}x{height} (width x height)")
         if mode not in ("nearest", "bilinear"):
@@ -122,6 +122,7 @@ class EquirectSpace(CanonicalSpace):
         if not cameras:
             raise ConfigError("the camera rig has no views")
         self.cameras, self.mode, self.view_size, self.weights = list(cameras), mode, view_size, weights
+        self.sigma = sigma
         self.canonical_shape = (channels, height, width)
         self.view_shape = (channels, view_size, view_size)
         self.num_views = len(cameras)
@@ -158,10 +159,8 @@ class EquirectSpace(CanonicalSpace):
         """``[N, 1, s, s]``: each view's pixels count less towards its border (a tent falling to
         1/s at the edge), so a view's contribution to the average fades out instead of stopping;
         with uniform weights every view border is a step in the synchronized views. ``weights=uniform``:
-        a plain count average (StochSync's official 360 fit)."""
-        if self.weights == "uniform":
-            return super().view_weights(like)
-        return fading_weights(self.view_size, self.num_views, like)
+        a plain count average (StochSync's official 360 fit); ``gaussian``: Mixture of Diffusers' weights."""
+        return window_weights(self.weights, self.view_size, self.num_views, like, self.sigma)
 
     def capabilities(self) -> dict[str, object]:
         """The default ones, and the equirect map as a :class:`~syncframe.spaces.base.Canvas`: a grid of

@@ -6,7 +6,7 @@ import math
 import torch
 
 from ..errors import ConfigError
-from .base import CanonicalSpace, Canvas, fading_weights, gather_views, scatter_views
+from .base import WINDOW_WEIGHTS, CanonicalSpace, Canvas, gather_views, scatter_views, window_weights
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -34,7 +34,8 @@ class PanoramaSpace(CanonicalSpace):
     """
 
     def __init__(self, height: int, width: int, window: int = 64, stride: int = 8,
-                 loop: bool = False, channels: int = 4, vae_scale: int = 8, weights: str = "uniform"):
+                 loop: bool = False, channels: int = 4, vae_scale: int = 8, weights: str = "uniform",
+                 sigma: float = 0.1):
         for name, value in (("height", height), ("width", width)):
             if value % vae_scale:
                 raise ConfigError(f"{name}={value} is not a multiple of {vae_scale}; "
@@ -45,10 +46,10 @@ class PanoramaSpace(CanonicalSpace):
         if not 0 < stride < window:
             raise ConfigError(f"stride={stride} must be in 1..{window - 1} latents "
                               f"(smaller than the {window}-latent window) so that windows overlap")
-        if weights not in ("uniform", "fading"):
-            raise ConfigError(f"weights={weights!r} must be uniform or fading")
+        if weights not in WINDOW_WEIGHTS:
+            raise ConfigError(f"weights={weights!r} must be one of {', '.join(WINDOW_WEIGHTS)}")
         self.height, self.width, self.window, self.stride, self.loop = height, width, window, stride, loop
-        self.weights = weights
+        self.weights, self.sigma = weights, sigma
         h, w = height // vae_scale, width // vae_scale
         self.canonical_shape = (channels, h, w)
         self.view_shape = (channels, window, window)
@@ -69,12 +70,10 @@ class PanoramaSpace(CanonicalSpace):
         return scatter_views(x, self.index, self.canonical_shape)
 
     def view_weights(self, like: torch.Tensor) -> torch.Tensor:
-        """Uniform (MultiDiffusion's, as diffusers' panorama pipeline), or ``fading`` towards each
-        window's border (:func:`~syncframe.spaces.base.fading_weights`): tiles of an upscale, where
+        """Uniform (MultiDiffusion's, as diffusers' panorama pipeline), ``fading`` towards each window's
+        border (:func:`~syncframe.spaces.base.fading_weights`) or ``gaussian`` (Mixture of Diffusers'):
         a window's prediction near its own border disagrees with its neighbours' most."""
-        if self.weights == "uniform":
-            return super().view_weights(like)
-        return fading_weights(self.window, self.num_views, like)
+        return window_weights(self.weights, self.window, self.num_views, like, self.sigma)
 
     def capabilities(self) -> dict[str, object]:
         """The default ones, with the windows beside each window as its neighbours, and the latent

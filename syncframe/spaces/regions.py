@@ -106,8 +106,8 @@ class Bootstrapped(Synchronizer):
     def after_prediction(self, x_t, x0, eps, step):
         return self.inner.after_prediction(x_t, x0, eps, step)
 
-    def after_step(self, x_prev, step):
-        return self.inner.after_step(x_prev, step)
+    def after_step(self, x_t, x_prev, step):
+        return self.inner.after_step(x_t, x_prev, step)
 
 
 class Bootstrap:

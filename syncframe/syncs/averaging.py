@@ -99,7 +99,7 @@ class Averaging(Synchronizer):
         eps = self.space.sync(eps)
         return tweedie(x_t, eps, step), eps
 
-    def after_step(self, x_prev, step):
+    def after_step(self, x_t, x_prev, step):
         if self.aggregate == "x_prev" and self.active(step):
             return self.space.sync(x_prev)  # MultiDiffusion, eq. 5
         return x_prev
