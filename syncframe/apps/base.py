@@ -13,6 +13,7 @@ from syncframe.errors import ConfigError
 from syncframe.options import Options, option
 from syncframe.resources import check_run_size
 from syncframe.spaces import CanonicalSpace
+from syncframe.spaces.base import WINDOW_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def app_facts(name: str) -> AppFacts:
     return APPS.entry(name).facts or AppFacts()
 
 
-WindowWeights = Literal["uniform", "fading", "gaussian"]
+WindowWeights = Literal[WINDOW_WEIGHTS]  # the spaces' kinds, named once (syncframe/spaces/base.py)
 
 
 def window_weights_option(default: str, note: str = ""):

@@ -62,28 +62,33 @@ class SyncSDE(Synchronizer):
         self.fit = ctx.space.capability("views_fit")
         self.T = self.t_total or ctx.sampler.steps[0].t
         self.references = reference_views(ctx.space.num_views, self.reference)
+        self.seen = self.seen_by_references()
 
-    def targets(self, x_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """What its reference views say of each view, ``[N, C, h, w]``, and where they see it (``[N, 1, h, w]``,
-        1 or 0; the view's own pixels only: a mesh view's background is no one's)."""
-        target, seen = torch.zeros_like(x_t), torch.zeros_like(x_t[:, :1])
-        zero = torch.zeros(self.space.canonical_shape, dtype=x_t.dtype, device=x_t.device)
-        ones = torch.ones_like(x_t)
+    def seen_by_references(self) -> torch.Tensor:
+        """``[N, 1, h, w]``, 1 or 0: the pixels of each view its reference views see (its own pixels only: a
+        mesh view's background is no one's). Fixed by the space, so found once, when the run binds."""
+        ones = torch.ones(self.space.num_views, *self.space.view_shape)
+        zero = torch.zeros(self.space.canonical_shape)
+        seen = torch.zeros_like(ones[:, :1])
+        for j in range(1, self.space.num_views):
+            seen[j] = self.space.project(self.fit(ones, self.references[j], zero))[j, :1] > 0.5
         owned = self.space.owned()
+        return seen if owned is None else seen * owned.to(seen.dtype).cpu()[:, None]
+
+    def targets(self, x_t: torch.Tensor) -> torch.Tensor:
+        """What its reference views say of each view, ``[N, C, h, w]``."""
+        target = torch.zeros_like(x_t)
+        zero = torch.zeros(self.space.canonical_shape, dtype=x_t.dtype, device=x_t.device)
         for j in range(1, x_t.shape[0]):
-            refs = self.references[j]
-            target[j] = self.space.project(self.fit(x_t, refs, zero))[j]
-            seen[j] = self.space.project(self.fit(ones, refs, zero))[j, :1] > 0.5
-        if owned is not None:
-            seen = seen * owned.to(x_t.device, x_t.dtype)[:, None]
-        return target, seen
+            target[j] = self.space.project(self.fit(x_t, self.references[j], zero))[j]
+        return target
 
     def after_step(self, x_t, x_prev, step):
         scale = correction_scale(step, self.inv_lambda, self.T)
         if scale == 0:
             return x_prev
-        target, seen = self.targets(x_t)
-        return x_prev - scale * seen * (x_t - target)
+        seen = self.seen.to(x_t.device, x_t.dtype)
+        return x_prev - scale * seen * (x_t - self.targets(x_t))
 
 
 @register_sync("syncsde", options=SyncSDEOptions,
