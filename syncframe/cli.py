@@ -10,6 +10,7 @@ from . import __version__, distributed
 from .config import (GROUPS, REGISTRIES, RunOptions, expand_multirun, group_entry, overrides_from_file,
                      parse_overrides, resolve)
 from .errors import ConfigError
+from .messages import phases
 from .options import CONTROL, FolderPath, Options, Source, Text, field_help, option, resolve_options
 
 USAGE = """usage: syncframe run [-m] [--config RUN/config.yaml] [key=value ...] [--help]
@@ -136,7 +137,7 @@ def run_ui(args: list[str]) -> int:
     try:
         import gradio  # noqa: F401
         from syncframe_ui import launch
-        from syncframe_ui.policy import PagePolicy
+        from syncframe_ui.policy import PagePolicy, check_host
     except ImportError as exc:
         raise ConfigError(f"syncframe ui needs the ui extra ({exc.name or 'gradio'} is missing): "
                           "pip install -e '.[ui]'") from None
@@ -153,6 +154,12 @@ def run_ui(args: list[str]) -> int:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"syncframe ui: --outputs={printable(options.outputs)!r} cannot be written by this user; "
                           "give a folder you can write")
+    try:  # the server would make it at start; a failure here is one line, not a traceback from inside Gradio
+        outputs.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"syncframe ui: --outputs={printable(options.outputs)!r} cannot be made ({exc.strerror}); "
+                          "give a folder you can write") from None
+    check_host(options.host)
     public = options.share or options.host not in ("127.0.0.1", "localhost", "::1")
     if public:
         where = "through a public Gradio link" if options.share else f"at {options.host}"
@@ -222,7 +229,7 @@ def split_config(args: list[str]) -> tuple[list, list[str]]:
 
 
 def run_jobs(args: list[str], multirun: bool) -> int:
-    from .launchers import launcher_options, run_local, run_ray, write_index
+    from .launchers import launcher_options, run_local, run_ray, sweep_folder_names, write_index
     from .outputs import default_out
     from .pipeline import run
 
@@ -243,17 +250,16 @@ def run_jobs(args: list[str], multirun: bool) -> int:
     if not sweep:
         out, result = run(cfgs[0])
         if out is not None:  # a distributed run's other ranks: rank 0 writes and speaks
-            print(f"wrote {out} ({' '.join(jobs[0]) or 'defaults'}; sample "
-                  f"{result.metadata['timings_s']['sample']:.1f} s{shared})")
+            print(f"wrote {out} ({' '.join(jobs[0]) or 'defaults'}; {phases(result.metadata['timings_s'])}{shared})")
         return 0
     base = Path(cfgs[0]["out"] or default_out(cfgs[0]["app"]["name"]))
-    for i, cfg in enumerate(cfgs):
-        cfg["out"] = str(base / str(i))
+    for cfg, name in zip(cfgs, sweep_folder_names(jobs)):
+        cfg["out"] = str(base / name)
 
     def report(outcome) -> None:
         if outcome.status == "ok" and outcome.folder is not None and outcome.metadata.get("timings_s"):
-            print(f"wrote {outcome.folder} ({' '.join(outcome.job)}; sample "
-                  f"{outcome.metadata['timings_s']['sample']:.1f} s{shared})", flush=True)
+            print(f"wrote {outcome.folder} ({' '.join(outcome.job)}; {phases(outcome.metadata['timings_s'])}{shared})",
+                  flush=True)
         elif outcome.status != "ok":
             print(f"syncframe: failed: {outcome.folder} ({' '.join(outcome.job)}): {printable(outcome.error)}",
                   file=sys.stderr, flush=True)
@@ -359,16 +365,27 @@ def run_command(argv: list[str] | None = None) -> int:
             for s, handler in previous.items():
                 signal.signal(s, handler)
     except ConfigError as exc:
+        distributed.report_failure(str(exc))
         print(f"syncframe: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print("syncframe: interrupted; no output was written for the unfinished run", file=sys.stderr)
+        # torchrun ends the other ranks with SIGTERM when one fails: say which one and why, not "interrupted"
+        peer = distributed.peer_failure() if isinstance(exc, Terminated) else None
+        if peer is not None:
+            print(f"syncframe: error: stopped because {printable(peer)}; nothing was written", file=sys.stderr)
+        else:
+            print("syncframe: interrupted; no output was written for the unfinished run", file=sys.stderr)
         return 128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
     except distributed.PeerFailed as exc:
         rank = distributed.current().rank if distributed.current() is not None else 0
-        print(f"syncframe: error: another process of this distributed run failed or left (rank {rank} saw: "
-              f"{printable(str(exc))[:160]}); nothing was written", file=sys.stderr)
+        peer = distributed.peer_failure()
+        said = f"stopped because {printable(peer)}" if peer else (
+            f"another process of this distributed run failed or left (rank {rank} saw: {printable(str(exc))[:160]})")
+        print(f"syncframe: error: {said}; nothing was written", file=sys.stderr)
         return 1
+    except Exception as exc:
+        distributed.report_failure(f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+        raise
     return code
 
 

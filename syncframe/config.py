@@ -115,7 +115,7 @@ class RunOptions(Options):
     metrics: MetricsOptions = option(MetricsOptions(), "optional measurements (metrics.KEY=VALUE)")
     lora: LoraOptions = option(LoraOptions(), "a LoRA for the model: lora=<file|folder|repo> lora.scale=0.8")
     loras: list[LoraOptions] = option([], "several LoRAs: loras='[{path: a.safetensors, scale: 0.8}, {path: b, "
-                                          "scale: 0.5}]' (with lora=, one more)")
+                                          "scale: 0.5}]' (with lora=, one more; at most 32)", max_length=32)
     lora_fuse: bool = option(False, "fuse the LoRAs into the weights once loaded: faster steps, a slower start")
     ip_adapter: IPAdapterOptions = option(IPAdapterOptions(), "an image prompt's adapter: ip_adapter=<repo|folder> "
                                                               "with ip_image=<image> (ip_adapter.scale=...)")

@@ -12,13 +12,34 @@ from pathlib import Path
 IGNORED_KEYS = {"out", "seed", "progress", "device", "prompt", "negative_prompt"}
 
 
+def sweep_keys(root: Path) -> dict[Path, tuple[str, ...]]:
+    """Per run folder of a sweep under ``root``, the config keys its overrides set (from the sweep's
+    ``multirun.csv``; ``sync=x`` is key ``sync``, ``sync.loss=y`` key ``sync.loss``)."""
+    import csv
+
+    found = {}
+    for index in root.rglob("multirun.csv"):
+        try:
+            with index.open(encoding="utf-8", newline="") as handle:
+                for row in csv.DictReader(handle):
+                    keys = tuple(part.split("=", 1)[0] for part in (row.get("overrides") or "").split() if "=" in part)
+                    found[index.parent / (row.get("folder") or "")] = keys
+        except (OSError, csv.Error, UnicodeDecodeError):
+            continue  # an unreadable index: the keys are found from the configs alone
+    return found
+
+
 def grouping_keys(items: list) -> list[str]:
     """The config keys whose values differ between the items (but seeds, prompts and output paths),
-    less those an earlier key already decides (``sync.loss`` when only SyncDiffusion has one)."""
+    less those an earlier key already decides (``sync.loss`` when only SyncDiffusion has one). The
+    keys a sweep's command line set come first, in its order: after ``-m sync=a,b`` the groups are
+    ``sync``, not a key that ``sync`` implied."""
     def value(item, key):
         return json.dumps(item.config.get(key), default=str)
 
     keys = sorted({k for item in items for k in item.config} - IGNORED_KEYS)
+    swept = [k for k in dict.fromkeys(k for item in items for k in item.swept) if k in keys]
+    keys = [*swept, *(k for k in keys if k not in swept)]
     chosen: list[str] = []
     for key in (k for k in keys if len({value(item, k) for item in items}) > 1):
         decided: dict[tuple, set] = {}

@@ -30,19 +30,18 @@ pairs). Runs that cannot be read are listed in the output, never fatal.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
 import yaml
-from PIL import Image
 from tqdm import tqdm
 
 from .errors import ConfigError
 from .options import FilePath, FolderPath, Options, Source, option, validated
-from .images import from_pil
-from .eval_tables import grouping_keys, write_tables
+from .images import MAX_INPUT_PIXELS, from_pil, read_image
+from .eval_tables import grouping_keys, sweep_keys, write_tables
 from .metrics import crops, equirect_seam, pair_indices, pole_spread, to_height, worst_column_step
 from .set_metrics import make_reference, set_metrics
 
@@ -62,6 +61,7 @@ class Item:
     folder: Path | None = None  # the run folder, when it is one
     heldout: list[Path] = field(default_factory=list)  # a mesh's or splats' renders from unused cameras
     is_equirect: bool = False  # its app's main image is an equirect 360° map
+    swept: tuple[str, ...] = ()  # the keys its sweep's command line set (multirun.csv), flattened like config
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -88,11 +88,18 @@ def find_items(root: Path) -> tuple[list[Item], list[str]]:
     for folder in folders:
         try:
             tree = yaml.safe_load((folder / "config.yaml").read_text()) or {}
-            config = flatten(tree)
             meta = json.loads((folder / "run.json").read_text()) if (folder / "run.json").is_file() else {}
-        except (yaml.YAMLError, json.JSONDecodeError, OSError) as exc:
-            problems.append(f"{folder}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        except (yaml.YAMLError, json.JSONDecodeError, OSError, UnicodeDecodeError) as exc:
+            which = "run.json" if isinstance(exc, json.JSONDecodeError) else "config.yaml"
+            problems.append(f"{folder}: its {which} is not readable ({type(exc).__name__}: "
+                            f"{(str(exc).splitlines() or [''])[0]}); skipped")
             continue
+        if not isinstance(tree, dict) or not isinstance(meta, dict):
+            which, bad = ("config.yaml", tree) if not isinstance(tree, dict) else ("run.json", meta)
+            held = "null" if bad is None else f"a {type(bad).__name__}"
+            problems.append(f"{folder}: its {which} holds {held}, not the mapping syncframe writes; skipped")
+            continue
+        config = flatten(tree)
         facts = run_app_facts(config)
         image = folder / facts.main_image if facts.main_image and (folder / facts.main_image).is_file() else None
         heldout = sorted((folder / facts.heldout).glob("*.png")) if facts.heldout else []
@@ -102,6 +109,8 @@ def find_items(root: Path) -> tuple[list[Item], list[str]]:
             continue
         recorded = {k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))}
         items.append(Item(heldout[0] if heldout else image, config, recorded, folder, heldout, facts.equirect))
+    swept = sweep_keys(root)
+    items = [replace(item, swept=swept.get(item.folder, ())) for item in items]
     in_runs = set(folders)
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")):
         if not any(parent in in_runs for parent in path.parents):
@@ -163,9 +172,26 @@ def image_metrics(image: torch.Tensor, names: list[str], lpips=None, style=None,
     return out
 
 
+MIN_SIDE = 8  # below this a window, a column step or a crop says nothing
+
+
+def measured_image(path: Path) -> torch.Tensor:
+    """The image at ``path`` as ``[3, H, W]`` in [-1, 1], its size checked from the header first (a
+    decompression bomb, a 1x1 image: one ValueError line, the image skipped)."""
+    try:
+        image = read_image(str(path), "image", max_pixels=MAX_INPUT_PIXELS,
+                           hint="syncframe eval measures images up to 16384x16384; this one is skipped")
+    except ConfigError as exc:
+        raise ValueError(str(exc).removeprefix("image=")) from None
+    if min(image.size) < MIN_SIDE:
+        raise ValueError(f"is {image.width}x{image.height} pixels: too small to measure (at least {MIN_SIDE} on a "
+                         "side); skipped")
+    return from_pil(image)
+
+
 def heldout_crop(path: Path, size: int) -> torch.Tensor:
     """A held-out render ``[3, size, size]`` (resized whole: it frames the object)."""
-    render = from_pil(Image.open(path).convert("RGB"))
+    render = measured_image(path)
     return torch.nn.functional.interpolate(render[None], size=(size, size), mode="bilinear", align_corners=False,
                                            antialias=True)[0]
 
@@ -274,8 +300,8 @@ def weighed(names: list[str], options: EvalOptions) -> tuple[list[str], list[str
     from .models.perceptual import lpips_source
 
     wanted = [n for n in names if n in ("intra_lpips", "intra_style")]
-    if not wanted or options.metrics.names not in ("default", "all"):
-        return names, []
+    if not wanted or options.metrics.names not in ("default", "all") or options.lpips_weights is not None:
+        return names, []  # named weights that cannot be read are the run's one error, not a skip
     try:
         lpips_source("vgg", options.lpips_weights, allow_random=False, key="lpips_weights")
     except ConfigError as exc:
@@ -292,14 +318,21 @@ def evaluate(options: EvalOptions, denoiser=None, feature_net=None) -> dict:
     names, problems = weighed(options.measured(), options)
     if out.suffix != ".csv":
         raise ConfigError(f"out={out}: the table is a CSV; use out=<name>.csv")
+    table_place(out)
     check_set_options(names, options)
     items, found_problems = find_items(runs)
     problems = [*problems, *found_problems]
     if not items:
+        if found_problems:
+            more = f" (and {len(found_problems) - 1} more)" if len(found_problems) > 1 else ""
+            raise ConfigError(f"runs={runs}: no run folder under it could be read: {found_problems[0]}{more}")
         raise ConfigError(f"runs={runs}: no run folders (config.yaml) and no images under it")
     if options.reference.make:
         make_reference(items, Path(options.reference.folder), options.reference.make, crop, progress, denoiser)
     rows, crops_by_row = measure_items(items, names, options, problems)
+    if not rows:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"runs={runs}: no image under it could be measured: {problems[-1]}{more}")
     keys = grouping_keys(items)
     groups: dict[tuple, list[int]] = {}
     for i, row in enumerate(rows):
@@ -310,7 +343,28 @@ def evaluate(options: EvalOptions, denoiser=None, feature_net=None) -> dict:
                                                feature_net, options.lpips_weights)
         rows = [{**row, **found} for row, found in zip(rows, per_row)]
         problems += more
-    return write_tables(out, items, rows, keys, names, per_group, problems)
+    try:
+        return write_tables(out, items, rows, keys, names, per_group, problems)
+    except OSError as exc:  # the place passed the checks but the system refused (a read-only mount, /proc)
+        raise ConfigError(f"out={out}: cannot write the table there ({exc.strerror or exc}); choose a writable "
+                          "place for out=") from None
+
+
+def table_place(out: Path) -> None:
+    """``out`` (the table) can be written: not a folder, and under a folder that is or can be made."""
+    import os
+
+    if out.is_dir():
+        raise ConfigError(f"out={out} is a folder; the table is a file: out={out / 'table.csv'}")
+    for parent in out.parents:  # the nearest one that exists decides
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"out={out}: {parent} is a file, so the table cannot go under it; choose another "
+                                  "out=")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"out={out}: cannot write in {parent} (permission denied or read-only); choose "
+                                  "another out=")
+            return
 
 
 def measure_items(items: list[Item], names: list[str], options: EvalOptions, problems: list[str]):
@@ -332,7 +386,7 @@ def measure_items(items: list[Item], names: list[str], options: EvalOptions, pro
                 if wants_crops:
                     crops_by_row.append(torch.stack([heldout_crop(path, crop) for path in item.heldout]))
             else:
-                image = from_pil(Image.open(item.image).convert("RGB"))
+                image = measured_image(item.image)
                 measured = image_metrics(image, names, lpips, style, crop, item.is_equirect)
                 if wants_crops:
                     crops_by_row.append(crop_of(image, crop, generator, item.is_equirect)[None])

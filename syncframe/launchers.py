@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .config import parse_overrides
 from .errors import ConfigError
 from .options import Options, option, parse_value, validate
 
@@ -80,6 +82,8 @@ def run_ray(cfgs: list[dict], jobs: list[list[str]], options: dict, report) -> l
     except ImportError as exc:
         raise ConfigError(f"launcher=ray needs Ray ({exc}); pip install -e \".[ray]\", or use launcher=local") from None
     started = not ray.is_initialized()
+    if started and options["address"] not in ("local", "auto"):
+        reachable(options["address"])
     if started:
         kwargs = dict(log_to_driver=False, include_dashboard=False, logging_level="ERROR")
         try:
@@ -91,6 +95,7 @@ def run_ray(cfgs: list[dict], jobs: list[list[str]], options: dict, report) -> l
             raise ConfigError(f"launcher.address={options['address']}: no Ray cluster to join ({str(exc).splitlines()[0]}"
                               "); start one (ray start --head) or use launcher.address=local") from None
     try:
+        fits(ray.cluster_resources(), options)
         task = ray.remote(num_cpus=options["num_cpus"], num_gpus=options["num_gpus"])(run_one)
         pending = {task.remote(cfg, job): i for i, (cfg, job) in enumerate(zip(cfgs, jobs))}
         outcomes: list[Outcome | None] = [None] * len(cfgs)
@@ -107,6 +112,56 @@ def run_ray(cfgs: list[dict], jobs: list[list[str]], options: dict, report) -> l
     finally:
         if started:
             ray.shutdown()
+
+
+def reachable(address: str, timeout_s: float = 3.0) -> None:
+    """A cluster address (``host:port`` or ``ray://host:port``) that answers, or one line: Ray's own
+    connection retries take minutes to give up on a closed port."""
+    import socket
+
+    hostport = address.removeprefix("ray://").rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"launcher.address={address!r} is not local, auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"launcher.address={address}: nothing answers there ({exc}); start the cluster "
+                          "(ray start --head), check the address, or use launcher.address=local") from None
+
+
+def fits(resources: dict, options: dict) -> None:
+    """Each run's reservation within what the whole cluster has, or one line: Ray would queue a task
+    that can never be placed, silently and forever."""
+    for key, name in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
+        want, have = options[name], resources.get(key, 0.0)
+        if want > have:
+            raise ConfigError(f"launcher.{name}={want:g}: each run asks for {want:g} {key}s but the Ray cluster has "
+                              f"{have:g}; ask for at most {have:g}" + (
+                                  " (launcher.num_gpus=0 on a cluster without GPUs)" if key == "GPU" else
+                                  " (or start a bigger cluster: launcher.cluster_cpus=, ray start --num-cpus=)"))
+
+
+def sweep_folder_names(jobs: list[list[str]], limit: int = 120) -> list[str]:
+    """The run folders of a sweep, named by the overrides that vary across it, as Hydra's
+    ``override_dirname`` does: ``seed=1,sync=synctweedies``. A file's value is its name without
+    the folder, characters a folder name should not hold become ``_``, a long name is cut to
+    ``limit`` characters, and names that still collide get ``-2``, ``-3``, ..."""
+    pairs = [parse_overrides(job) for job in jobs]
+    keys = list(dict.fromkeys(k for job in pairs for k, _ in job))
+    varying = [k for k in keys if len({dict(job).get(k) for job in pairs}) > 1]
+    names, seen = [], set()
+    for job in pairs:
+        values = dict(job)
+        parts = [f"{k}={Path(values[k]).name if '/' in values[k] else values[k]}" for k in varying if k in values]
+        name = re.sub(r"[^A-Za-z0-9._=,+@-]", "_", ",".join(parts)).lstrip(".")[:limit] or "run"
+        unique, n = name, 1
+        while unique in seen or unique == "multirun.csv":
+            n += 1
+            unique = f"{name}-{n}"
+        seen.add(unique)
+        names.append(unique)
+    return names
 
 
 def write_index(base: Path, outcomes: list[Outcome]) -> Path:

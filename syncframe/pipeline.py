@@ -279,6 +279,9 @@ def check_loaded(prepared: Prepared, denoiser: ViewDenoiser) -> None:
     if denoiser.latent_scale != spec.scale or denoiser.latent_channels != spec.channels:
         raise ConfigError(f"model {prepared.plan.names['model']!r} has {denoiser.latent_channels} latent channels "
                           f"and VAE factor {denoiser.latent_scale}; its configs said {spec.channels} and {spec.scale}")
+    if prepared.plan.run.compile and denoiser.backbone is None:
+        raise ConfigError(f"compile=true compiles the model's network, and model={prepared.plan.names['model']} is a "
+                          "closed-form prior with none; drop compile=true")
     if torch.cuda.is_available() and denoiser.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(denoiser.device)
 

@@ -13,9 +13,15 @@ def ramp(size: int, overlap: int) -> torch.Tensor:
     return torch.clamp(torch.minimum(i, size - i) / max(overlap, 1), max=1.0)
 
 
-def decode_batched(latents: torch.Tensor, decode, batch_size: int) -> torch.Tensor:
-    """``latents: [N, C, h, w]`` -> float32 images, ``batch_size`` per decoder call."""
-    return torch.cat([decode(latents[i:i + batch_size]).float() for i in range(0, len(latents), batch_size)])
+def decode_batched(latents: torch.Tensor, decode, batch_size: int, progress: bool = False) -> torch.Tensor:
+    """``latents: [N, C, h, w]`` -> float32 images, ``batch_size`` per decoder call (a bar with
+    ``progress``: decoding a few hundred views is a phase of its own)."""
+    from tqdm.auto import tqdm
+
+    starts = range(0, len(latents), batch_size)
+    return torch.cat([decode(latents[i:i + batch_size]).float()
+                      for i in tqdm(starts, desc="decode views", unit="batch", leave=False,
+                                    disable=not progress or len(starts) < 2)])
 
 
 def encode_batched(images: torch.Tensor, encode, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -24,8 +30,17 @@ def encode_batched(images: torch.Tensor, encode, batch_size: int, generator: tor
     return torch.cat([encode(images[i:i + batch_size], generator).float() for i in range(0, len(images), batch_size)])
 
 
+def tile_batches(count: int, batch_size: int, progress: bool, desc: str):
+    """The first tile of each batch, with a bar when ``progress`` and there are many (a 150-MP
+    canvas is thousands of tiles: minutes on a CPU)."""
+    from tqdm.auto import tqdm
+
+    starts = range(0, count, batch_size)
+    return tqdm(starts, desc=desc, unit="batch", leave=False, disable=not progress or len(starts) < 8)
+
+
 def decode_tiled(latent: torch.Tensor, decode, tile: int = 64, overlap: int = 16, wrap: bool = False,
-                 batch_size: int = 4, scale: int = 8) -> torch.Tensor:
+                 batch_size: int = 4, scale: int = 8, progress: bool = False) -> torch.Tensor:
     """``latent: [C, h, w]`` -> image ``[3, scale·h, scale·w]`` (float32, unclamped).
 
     Tiles of ``tile`` latents overlap by ``overlap`` and are blended with linear ramps; with
@@ -42,7 +57,7 @@ def decode_tiled(latent: torch.Tensor, decode, tile: int = 64, overlap: int = 16
     num = torch.zeros(3, h * scale, w * scale, device=latent.device)
     den = torch.zeros(1, h * scale, w * scale, device=latent.device)
     offsets = torch.arange(tile * scale, device=latent.device)
-    for start in range(0, tiles.num_views, batch_size):
+    for start in tile_batches(tiles.num_views, batch_size, progress, "decode tiles"):
         index = tiles.index[start:start + batch_size]
         images = decode(gather_views(latent, index)).float()
         for (top, left), image in zip(tiles.windows[start:start + batch_size], images):
@@ -54,7 +69,7 @@ def decode_tiled(latent: torch.Tensor, decode, tile: int = 64, overlap: int = 16
 
 
 def encode_tiled(image: torch.Tensor, encode, tile: int = 64, overlap: int = 16, batch_size: int = 4,
-                 scale: int = 8, generator: torch.Generator | None = None) -> torch.Tensor:
+                 scale: int = 8, generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
     """``image: [3, H, W]`` in [-1, 1] (H, W multiples of ``scale``) -> latent ``[C, H/scale, W/scale]``.
 
     The counterpart of :func:`decode_tiled`: pixel tiles of ``tile`` latents overlapping by
@@ -69,7 +84,7 @@ def encode_tiled(image: torch.Tensor, encode, tile: int = 64, overlap: int = 16,
     r = ramp(tile, overlap).to(image.device)
     weight = r[:, None] * r[None, :]
     num = den = None
-    for start in range(0, tiles.num_views, batch_size):
+    for start in tile_batches(tiles.num_views, batch_size, progress, "encode tiles"):
         windows = tiles.windows[start:start + batch_size]
         crops = torch.stack([image[:, top * scale:(top + tile) * scale, left * scale:(left + tile) * scale]
                              for top, left in windows])

@@ -27,11 +27,12 @@ def test_multirun_sweeps_the_product(tmp_path):
     out = tmp_path / "sweep"
     assert main(["run", "-m", *FAST, "seed=0,1", "sync=none,multidiffusion", f"out={out}"]) == 0
     runs = sorted(p for p in out.iterdir() if p.is_dir())
-    assert [p.name for p in runs] == ["0", "1", "2", "3"]
+    names = ["seed=0,sync=none", "seed=0,sync=multidiffusion", "seed=1,sync=none", "seed=1,sync=multidiffusion"]
+    assert sorted(p.name for p in runs) == sorted(names)  # named by what varies, as Hydra's override_dirname
     seen = {(c["seed"], c["sync"]["name"]) for c in (yaml.safe_load((p / "config.yaml").read_text()) for p in runs)}
     assert seen == {(0, "none"), (0, "multidiffusion"), (1, "none"), (1, "multidiffusion")}
     index = list(csv.DictReader((out / "multirun.csv").open()))
-    assert [row["folder"] for row in index] == ["0", "1", "2", "3"]
+    assert [row["folder"] for row in index] == names
     for row in index:  # each row's overrides are the ones its folder's config was made from
         cfg = yaml.safe_load((out / row["folder"] / "config.yaml").read_text())
         assert f"seed={cfg['seed']}" in row["overrides"] and f"sync={cfg['sync']['name']}" in row["overrides"]
@@ -149,3 +150,14 @@ def test_an_unreachable_hub_is_asked_once_not_retried(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match="cannot be reached"):
         hub.locate("someone/some-model", "model")
     assert len(attempts) == 1 and attempts[0][1] == hub.PROBE_TIMEOUT_S
+
+
+def test_sweep_folders_are_named_by_what_varies():
+    from syncframe.launchers import sweep_folder_names
+
+    jobs = [["seed=0", "mesh=assets/a b.obj", "steps=2"], ["seed=0", "mesh=/x/y/a b.obj", "steps=2"],
+            ["seed=1", "mesh=assets/c.obj", "steps=2"]]
+    assert sweep_folder_names(jobs) == ["seed=0,mesh=a_b.obj", "seed=0,mesh=a_b.obj-2", "seed=1,mesh=c.obj"]
+    assert sweep_folder_names([["prompt=../../etc"], ["prompt=.x"]]) == ["prompt=etc", "prompt=.x"]  # never a path
+    assert sweep_folder_names([["prompt=" + "a" * 500], ["prompt=" + "a" * 499]]) == ["prompt=" + "a" * 113,
+                                                                                       "prompt=" + "a" * 113 + "-2"]

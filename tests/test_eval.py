@@ -1,6 +1,7 @@
 """syncframe eval: each metric on images with a known answer, grouping by the config keys that
 differ, the CSV/Markdown/plots written, unreadable runs listed, bad arguments one line."""
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,24 @@ def test_keys_an_earlier_key_decides_do_not_group():
     assert grouping_keys(items) == ["sync", "sync.loss"]
 
 
+def test_a_sweeps_own_keys_group_before_what_they_implied(tmp_path):
+    from syncframe.evaluate import find_items, grouping_keys
+
+    # "attention" sorts before "sync" and follows from it: alone, it would be the group's only key
+    for name, sync, attention in [("sync=none", "none", "off"), ("sync=synctweedies", "synctweedies", "on")]:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.yaml").write_text(f"app: {{name: panorama}}\nsync: {{name: {sync}}}\n"
+                                            f"attention: {{cross_view: {attention}}}\n")
+        Image.new("RGB", (64, 32)).save(folder / "panorama.png")
+    items, _ = find_items(tmp_path)
+    assert grouping_keys(items) == ["attention.cross_view"]
+    (tmp_path / "multirun.csv").write_text("folder,overrides,status\nsync=none,sync=none model=tiny,ok\n"
+                                           "sync=synctweedies,sync=synctweedies model=tiny,ok\n")
+    items, _ = find_items(tmp_path)
+    assert grouping_keys(items) == ["sync"]
+
+
 @pytest.mark.parametrize("kwargs,words", [
     (dict(runs="nowhere"), "no such folder"),
     (dict(metrics=["fud"]), "metrics=fud: unknown"),
@@ -98,6 +117,55 @@ def test_bad_arguments_are_one_line(tmp_path, monkeypatch, kwargs, words):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=words):
         evaluate(eval_options(**{"runs": "empty", "out": "table.csv", **kwargs}))
+
+
+def bomb_png(path: Path, width: int, height: int) -> None:
+    """A PNG whose header says ``width`` x ``height`` (and whose pixels are not there): what a
+    decompression bomb looks like to a reader that trusts the header."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("case,words", [
+    ("run.json: []", "its run.json holds a list, not the mapping syncframe writes"),
+    ("run.json: null", "its run.json holds null"),
+    ("run.json: {bad", "its run.json is not readable (JSONDecodeError"),
+    ("config.yaml: - a", "its config.yaml holds a list"),
+    ("image: 60000x60000", "is 60000x60000, above 268435456 pixels"),
+    ("image: 1x1", "is 1x1 pixels: too small to measure"),
+    ("out: a folder", "is a folder; the table is a file"),
+    ("out: under a file", "is a file, so the table cannot go under it"),
+])
+def test_a_run_folder_or_table_that_cannot_be_used_is_one_line(tmp_path, case, words):
+    """Each one line naming the folder and what is wrong in it, never a traceback or "no run folders"."""
+    folder = tmp_path / "runs" / "r0"
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("app: {name: panorama}\nsync: {name: none}\n")
+    Image.new("RGB", (256, 64)).save(folder / "panorama.png")
+    what, _, value = case.partition(": ")
+    out = tmp_path / "t.csv"
+    if what in ("run.json", "config.yaml"):
+        (folder / what).write_text(value)
+    elif what == "image":
+        width, height = map(int, value.split("x"))
+        if width > 1000:
+            bomb_png(folder / "panorama.png", width, height)
+        else:
+            Image.new("RGB", (width, height)).save(folder / "panorama.png")
+    elif value == "a folder":
+        out.mkdir()
+    else:
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "t.csv"
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        evaluate(eval_options(tmp_path / "runs", out, ["worst_column_step"], progress=False))
 
 
 def test_the_command_line(tmp_path, capsys):

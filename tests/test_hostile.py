@@ -242,6 +242,9 @@ CASES = [
     (["--config", "/dev/zero"], "--config /dev/zero: larger than 16 MB, which no config is"),
     (["--config", f"{I}/deep.yaml"], "--config in/deep.yaml: nested too deeply to read"),
     (["--config", f"{I}/config.yaml"], "unknown config key 'just'"),
+    # -- switches a model cannot take, lists without end ----------------------------------------------
+    (["model=gaussian", "compile=true"], "model=gaussian is a closed-form prior with none; drop compile=true"),
+    (["loras=[" + ",".join(["{path: a.safetensors}"] * 1000) + "]"], "(at most 32 items)"),
 ]
 
 

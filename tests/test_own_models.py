@@ -121,10 +121,37 @@ def test_bad_loras_are_one_line(loras, tmp_path):
         assert message in str(caught.value), (args, str(caught.value))
 
 
-def test_a_lora_for_another_model_size_is_one_line(loras):
-    """A LoRA of the same kind of network but other shapes (SD's into SDXL's UNet): refused on load."""
+def test_a_lora_for_another_model_size_is_one_line(loras, capfd):
+    """A LoRA of the same kind of network but other shapes (SD's into SDXL's UNet): refused on load,
+    without diffusers' sixty lines of size mismatches before it."""
     with pytest.raises(ConfigError, match="could not be loaded into this sdxl model"):
         load_denoiser(resolve(["model=tiny-sdxl", f"lora={loras['tiny']}"]))
+    assert "size mismatch" not in capfd.readouterr().err
+
+
+def test_a_lora_whose_keys_name_no_layer_is_one_line(loras, tmp_path):
+    """Plausible names of layers the model does not have: diffusers loads what matches and warns; refused."""
+    from safetensors.torch import load_file, save_file
+
+    (file,) = loras["tiny"].glob("*.safetensors")
+    renamed = {k.replace("attentions.0", "attentions.4"): v for k, v in load_file(str(file)).items()}
+    save_file(renamed, str(tmp_path / "renamed.safetensors"))
+    with pytest.raises(ConfigError, match=r"of its tensors name layers this sd model does not have"):
+        load_denoiser(resolve(["model=tiny", f"lora={tmp_path / 'renamed.safetensors'}"]))
+
+
+def test_a_lora_folder_with_an_upper_case_suffix_and_a_pickled_lora_load(loras, tmp_path, capfd):
+    from safetensors.torch import load_file
+
+    (file,) = loras["tiny"].glob("*.safetensors")
+    (tmp_path / "upper").mkdir()
+    (tmp_path / "upper" / "MINE.SAFETENSORS").write_bytes(file.read_bytes())
+    (tmp_path / "pickled").mkdir()
+    torch.save(load_file(str(file)), tmp_path / "pickled" / "pytorch_lora_weights.bin")
+    reference = run_window("tiny", f"lora={loras['tiny']}")[0].canonical
+    for folder in ("upper", "pickled"):
+        assert torch.equal(run_window("tiny", f"lora={tmp_path / folder}")[0].canonical, reference), folder
+    assert "Warning" not in capfd.readouterr().err
 
 
 # -- IP-Adapter image prompts ---------------------------------------------------------------------
@@ -241,6 +268,14 @@ def test_a_single_file_checkpoint_equals_the_folder_model_bit_for_bit(checkpoint
     assert torch.equal(result.canonical, twin.canonical)
 
 
+def test_a_checkpoint_with_an_upper_case_suffix_loads(checkpoints, tmp_path):
+    folder = checkpoints["tiny"]
+    (tmp_path / "X.SAFETENSORS").write_bytes((folder / "model.safetensors").read_bytes())
+    cfg = one_window("tiny", f"model={tmp_path / 'X.SAFETENSORS'}", f"model.config={folder / 'configs'}", "steps=2")
+    assert torch.equal(generate_from_config(cfg).canonical, generate_from_config(one_window("tiny", "steps=2")).canonical)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X.SAFETENSORS"]  # the lower-case link is gone
+
+
 def test_bad_single_files_are_one_line(checkpoints, tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
@@ -257,6 +292,9 @@ def test_bad_single_files_are_one_line(checkpoints, tmp_path, monkeypatch):
         ([f"model={folder / 'model.safetensors'}"], "its pipeline's configs (sizes, scheduler, tokenizers) come from "
                                                     "model.config=<local diffusers folder|repo>"),
         (["model=tiny", f"model.config={folder / 'configs'}"], "unknown config key 'model.config' for model=tiny"),
+        ([f"model={folder / 'model.safetensors'}", f"model.config={checkpoints['tiny-sdxl'] / 'configs'}"],
+         "holds a StableDiffusionXLPipeline's configs, and model="),
+        ([f"model={folder / 'model.safetensors'}", f"model.config={tmp_path}"], "has no model_index.json"),
     ]
     for args, message in cases:
         with pytest.raises(ConfigError) as caught:

@@ -42,8 +42,8 @@ def test_a_failing_run_fails_alone_with_its_line_in_the_csv(tmp_path, capsys):
     assert code == 1
     rows = index(tmp_path)
     assert [r["status"] for r in rows] == ["ok", "failed"]
-    assert "width=1004 is not a multiple of 8" in rows[1]["error"] and (tmp_path / "0" / "panorama.png").is_file()
-    assert not (tmp_path / "1").exists()
+    assert "width=1004 is not a multiple of 8" in rows[1]["error"] and (tmp_path / "width=512" / "panorama.png").is_file()
+    assert not (tmp_path / "width=1004").exists()
     err = capsys.readouterr().err
     assert "1 of 2 runs of the sweep failed" in err and "Traceback" not in err
 
@@ -59,3 +59,25 @@ def test_a_sweep_over_files(tmp_path, monkeypatch):
     overrides = [r["overrides"] for r in index(tmp_path / "textured")]
     assert [o.split("mesh=")[-1].split()[0] for o in overrides] == ["meshes/figure.obj", "meshes/vase.obj"]
     assert main(["run", "-m", "app=mesh", "mesh=glob:nowhere/*.obj", "out=none"]) == 2
+
+
+def test_a_reservation_the_cluster_cannot_place_is_one_line(tmp_path, capsys):
+    """Ray would queue a task asking for a GPU on a CPU cluster forever, in silence."""
+    for key, value in (("launcher.num_gpus", "1"), ("launcher.num_cpus", "64")):
+        code = main([*SWEEP, f"out={tmp_path / key}", "launcher=ray", "launcher.cluster_cpus=2", f"{key}={value}"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"{key}={value}: each run asks for" in err and "the Ray cluster has" in err, err
+        assert "Traceback" not in err and not (tmp_path / key).exists()
+
+
+def test_an_address_where_nothing_answers_is_one_line_at_once(tmp_path, capsys):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    clock = time.monotonic()
+    code = main([*SWEEP, f"out={tmp_path / 'x'}", "launcher=ray", f"launcher.address=127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "nothing answers there" in err and time.monotonic() - clock < 30, err

@@ -188,7 +188,11 @@ def test_the_command_line_checks_the_pages_options_before_it_starts(capsys, monk
     for args, message in ((["--auth", "nopassword"], "--auth expects user:password"),
                           (["--outputs", str(a_file)], "is a file; give a folder"),
                           (["--max-steps", "0"], "--max-steps=0: expected an integer in [1, 1000]"),
-                          (["--max-upload-mb", "lots"], "--max-upload-mb='lots': expected an integer")):
+                          (["--max-upload-mb", "lots"], "--max-upload-mb='lots': expected an integer"),
+                          (["--outputs", "/proc/no/such"], "cannot be made"),
+                          (["--outputs", str(tmp_path), "--host", "garbage.invalid"], "does not resolve"),
+                          (["--outputs", str(tmp_path), "--host", "256.1.1.1"], "does not resolve"),
+                          (["--outputs", str(tmp_path), "--host", "192.0.2.1"], "is not an address of this machine")):
         assert main(["ui", *args]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err

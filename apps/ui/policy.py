@@ -158,3 +158,22 @@ def scrub(message: str, root: Path) -> str:
         if len(place) > 1:
             message = message.replace(place, name)
     return message
+
+
+def check_host(host: str) -> None:
+    """``--host`` names an address of this machine (or 0.0.0.0 / ::), checked before Gradio starts:
+    Gradio's own error for a bad host blames the port."""
+    import socket
+
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"syncframe ui: --host {host!r} does not resolve ({exc}); give an address of this "
+                          "machine: 127.0.0.1 (this machine only), 0.0.0.0 (every interface) or its name") from None
+    family, _, _, _, address = found[0]
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((address[0], 0))
+    except OSError as exc:
+        raise ConfigError(f"syncframe ui: --host {host!r} is not an address of this machine ({exc.strerror})"
+                          "; give 127.0.0.1, 0.0.0.0 or one of its own addresses") from None

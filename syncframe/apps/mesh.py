@@ -220,7 +220,7 @@ class MeshApp(App):
     def finalize(self, views, denoiser):
         o = self.options
         with torch.no_grad():
-            rgb = decode_batched(views, denoiser.decode, int(o.decode_batch_size)).clamp(-1, 1)
+            rgb = decode_batched(views, denoiser.decode, int(o.decode_batch_size), self.run.progress).clamp(-1, 1)
         r, space = self.rgb_raster, self.rgb_space()
         islands = uv_coverage(self.mesh, self.texture_size)
         texture = fill_nearest(space.unproject(rgb), islands)  # dilate the islands into their gutters

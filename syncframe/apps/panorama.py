@@ -57,7 +57,8 @@ class PanoramaApp(App):
     def init_latents(self, denoiser, generator):
         o = self.options
         return encode_tiled(self.init_image(), denoiser.encode, tile=self.window, overlap=o.decode_overlap,
-                            batch_size=o.decode_batch_size, scale=self.spec.scale, generator=generator)
+                            batch_size=o.decode_batch_size, scale=self.spec.scale, generator=generator,
+                            progress=self.run.progress)
 
     def settle_options(self, size):
         return {"stride": max(1, self.window // 8)} if self.options.stride is None else {}
@@ -80,5 +81,6 @@ class PanoramaApp(App):
         canvas = self.base_space.unproject(views)
         with torch.no_grad():
             image = decode_tiled(canvas, denoiser.decode, tile=self.window, overlap=o.decode_overlap,
-                                 wrap=o.loop, batch_size=o.decode_batch_size, scale=self.spec.scale)
+                                 wrap=o.loop, batch_size=o.decode_batch_size, scale=self.spec.scale,
+                                 progress=self.run.progress)
         return {"panorama.png": to_pil(image)}, canvas

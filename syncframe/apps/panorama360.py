@@ -136,7 +136,7 @@ class Panorama360App(App):
     def finalize(self, views, denoiser):
         o = self.options
         with torch.no_grad():
-            rgb = decode_batched(views, denoiser.decode, int(o.decode_batch_size)).clamp(-1, 1)
+            rgb = decode_batched(views, denoiser.decode, int(o.decode_batch_size), self.run.progress).clamp(-1, 1)
         equirect, covered = blend_views(rgb, self.cameras, self.run.height, self.run.width)
         equirect = fill_nearest(equirect, covered, wrap=True)  # distances wrap at 0°/360°
         self.report = {"seam": equirect_seam(equirect), "view_border_seam": view_border_seam(equirect, self.cameras),

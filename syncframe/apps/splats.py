@@ -214,7 +214,7 @@ class SplatsApp(App):
     def finalize(self, views, denoiser):
         o = self.options
         with torch.no_grad():
-            rgb = decode_batched(views, denoiser.decode, int(o.decode_batch_size)).clamp(-1, 1)
+            rgb = decode_batched(views, denoiser.decode, int(o.decode_batch_size), self.run.progress).clamp(-1, 1)
         space = self.rgb_space()
         size = space.view_shape[-1]
         fitted = rgb if rgb.shape[-1] == size else F.interpolate(rgb, size=(size, size), mode="bilinear",

@@ -102,7 +102,8 @@ class UpscaleApp(App):
     def init_latents(self, denoiser, generator):
         o = self.options
         return encode_tiled(self.resized_input(), denoiser.encode, tile=self.window, overlap=o.decode_overlap,
-                            batch_size=o.decode_batch_size, scale=self.spec.scale, generator=generator)
+                            batch_size=o.decode_batch_size, scale=self.spec.scale, generator=generator,
+                            progress=self.run.progress)
 
     def can_control(self) -> bool:
         return True  # a tile ControlNet sees each window's crop of the resized input
@@ -118,7 +119,7 @@ class UpscaleApp(App):
         canvas = self.base_space.unproject(views)
         with torch.no_grad():
             image = decode_tiled(canvas, denoiser.decode, tile=self.window, overlap=o.decode_overlap,
-                                 batch_size=o.decode_batch_size, scale=self.spec.scale)
+                                 batch_size=o.decode_batch_size, scale=self.spec.scale, progress=self.run.progress)
         scale = self.spec.scale
         windows = [(top * scale, left * scale) for top, left in self.base_space.windows]
         self.report = {"input_size": list(self.init.size), "output_size": [self.run.width, self.run.height],

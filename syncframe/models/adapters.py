@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -38,7 +40,7 @@ def lora_file(item) -> Path | None:
     if path.is_dir():
         if item.weight_name:
             return path / item.weight_name
-        files = sorted(p for p in path.iterdir() if p.suffix in LORA_SUFFIXES)
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in LORA_SUFFIXES)
         return files[0] if len(files) == 1 else None
     return None
 
@@ -48,7 +50,7 @@ def check(run, family: str) -> None:
     for i, item in enumerate(all_loras(run)):
         key = "lora" if i == 0 and run.lora.path else f"loras[{i - bool(run.lora.path)}]"
         path = Path(item.path).expanduser()
-        if path.suffix in LORA_SUFFIXES and not path.exists():
+        if path.suffix.lower() in LORA_SUFFIXES and not path.exists():
             raise ConfigError(f"{key}={item.path}: no such file; give a LoRA .safetensors file, a folder or a "
                               "repository id")
         if not path.exists():
@@ -82,7 +84,7 @@ def check(run, family: str) -> None:
 
 def check_lora_file(file: Path, key: str, family: str) -> None:
     """A LoRA file is readable and made for this kind of network (UNet or transformer)."""
-    if file.suffix != ".safetensors":
+    if file.suffix.lower() != ".safetensors":
         return  # pickled LoRAs are read by diffusers with weights_only; their keys are checked on load
     from safetensors import safe_open
 
@@ -142,17 +144,25 @@ def load_loras(denoiser, loras: list, fuse: bool, family: str) -> list[dict]:
     for i, item in enumerate(loras):
         name = f"lora_{i}"
         source = item.path if Path(item.path).expanduser().exists() else locate(item.path, "lora")
-        kwargs = {"weight_name": item.weight_name} if item.weight_name else {}
-        try:
-            pipe.load_lora_weights(source, adapter_name=name, **kwargs)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            reason = " ".join(str(exc).split())[:200]
-            raise ConfigError(f"lora={item.path} could not be loaded into this {family} model "
-                              f"({reason}); a LoRA for another family or model size, or a damaged file") from None
+        file = lora_file(item)
+        if file is not None and file.is_file():  # the file itself: diffusers reads X.SAFETENSORS by name as a pickle
+            source = str(file)
+        kwargs = {"weight_name": item.weight_name} if item.weight_name and not Path(source).is_file() else {}
+        with diffusers_log() as said:
+            try:
+                pipe.load_lora_weights(source, adapter_name=name, **kwargs)
+            except Exception as exc:  # diffusers and peft raise many types for a LoRA that does not fit
+                reason = " ".join(str(exc).split())[:200]
+                raise ConfigError(f"lora={item.path} could not be loaded into this {family} model "
+                                  f"({reason}); a LoRA for another family or model size, or a damaged file") from None
+        unexpected = [line for line in said if "unexpected keys" in line]
+        if unexpected:
+            extra = unexpected[0].split(":", 1)[-1].split(",")
+            raise ConfigError(f"lora={item.path}: {len(extra)} of its tensors name layers this {family} model does not "
+                              f"have (e.g. {extra[0].strip()[:80]}); a LoRA for another model, or its keys renamed")
         if not any(name in adapters for adapters in pipe.get_list_adapters().values()):
             raise ConfigError(f"lora={item.path} has no weights for this {family} model's networks "
                               "(a LoRA for another family?); give a LoRA made for this model")
-        file = lora_file(item)
         records.append({"path": item.path, "scale": item.scale, "adapter": name,
                         "sha256": sha256(file) if file is not None and file.is_file() else None})
         names.append(name)
@@ -163,6 +173,32 @@ def load_loras(denoiser, loras: list, fuse: bool, family: str) -> list[dict]:
         pipe.unload_lora_weights()  # the fused weights stay; the adapters' layers go
         records[-1]["fuse_s"] = round(time.perf_counter() - clock, 4)
     return records
+
+
+@contextmanager
+def diffusers_log():
+    """diffusers' log lines while a LoRA loads, kept instead of printed (a size mismatch is 60 lines
+    of them before the one line syncframe says); yields the list they are collected in."""
+    import logging
+
+    said: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            said.append(record.getMessage())
+
+    logger = logging.getLogger("diffusers")
+    handlers, propagate, level = logger.handlers[:], logger.propagate, logger.level
+    logger.handlers, logger.propagate = [Keep(logging.WARNING)], False
+    logger.setLevel(logging.WARNING)  # the run keeps diffusers at errors only; its key warnings are wanted here
+    try:
+        with warnings.catch_warnings(record=True) as warned:  # peft warns of unexpected keys, torch.load of pickles
+            warnings.simplefilter("always")
+            yield said
+            said += [str(w.message) for w in warned]
+    finally:
+        logger.handlers, logger.propagate = handlers, propagate
+        logger.setLevel(level)
 
 
 def load_ip_adapter(denoiser, options) -> dict:

@@ -62,6 +62,11 @@ class ViewDenoiser(nn.Module):
     def uses_cfg(self) -> bool:
         return self.guidance > 1.0
 
+    @property
+    def backbone(self) -> nn.Module | None:
+        """The denoising network (``compile=true`` compiles it); None: a closed-form prior has none."""
+        return None
+
     def predict(self, x: torch.Tensor, step: Step, cond: Conditioning, view_ids: torch.Tensor | None = None,
                 batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(x0, ε) for all views ``x: [N, C, h, w]`` in batches of ``batch_size`` views."""

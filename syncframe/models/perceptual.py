@@ -6,6 +6,8 @@ Images are ``[B, 3, H, W]`` in [-1, 1].
 """
 from __future__ import annotations
 
+import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -148,9 +150,15 @@ def read_lpips_state(path: Path, model: LPIPS, key: str) -> dict:
 
             state = load_file(str(path))
         else:  # weights_only: a pickle that would run code is refused, not run
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's notes on pickle protocols: the outcome is what matters
+                state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors' and pickle's errors have no common base
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, pickle.UnpicklingError):
+            reason = "a pickle of Python objects, not of tensors alone: refused unread, as it could run code"
+        else:
+            words = " ".join(str(exc).split()) or type(exc).__name__
+            reason = words if len(words) <= 160 else words[:160].rsplit(" ", 1)[0] + " ..."
         kind = "safetensors" if path.suffix == ".safetensors" else "a torch.save file"
         raise ConfigError(f"{key}={path} cannot be read as {kind} ({reason}); {valid}") from None
     expected = model.state_dict()

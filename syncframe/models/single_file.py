@@ -73,7 +73,9 @@ def resolve_checkpoint(path: str, family: str, config: str | None) -> tuple[str,
                               "diffusers folder")
         family = family_of_checkpoint(kind).name
     if config is not None:
-        return family, locate(config, "model.config")
+        found = locate(config, "model.config")
+        check_config_folder(found, config, family, path)
+        return family, found
     layouts = family_named(family).checkpoints  # the reference repository whose configs the layout takes
     default = layouts.get(kind or "", next(iter(layouts.values())))
     try:
@@ -85,6 +87,45 @@ def resolve_checkpoint(path: str, family: str, config: str | None) -> tuple[str,
                           f"diffusers folder of the same family)") from None
 
 
+def check_config_folder(found: str, given: str, family: str, checkpoint: str) -> None:
+    """A local ``model.config=`` folder is a diffusers pipeline of the checkpoint's family (its
+    ``model_index.json`` says which), or one line about model.config=, not about model=."""
+    import json
+
+    from .families import DIFFUSERS, family as family_named
+
+    folder = Path(found)
+    if not folder.is_dir():
+        return  # a repository id the hub will answer for: diffusers checks it
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise ConfigError(f"model.config={given} has no model_index.json: it is not a diffusers pipeline folder; give "
+                          f"the folder of a diffusers {family} pipeline (its configs are what the checkpoint lacks)")
+    try:
+        named = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"model.config={given}: its model_index.json is not readable ({exc}); give a diffusers "
+                          f"{family} pipeline folder") from None
+    wanted = family_named(family).pipeline_class().__name__
+    others = {f.pipeline for f in DIFFUSERS if f.name != family and f.pipeline != wanted}
+    if named in others:  # another family's pipeline; a class no family names is left to diffusers
+        raise ConfigError(f"model.config={given} holds a {named}'s configs, and model={checkpoint} is a {family} "
+                          f"checkpoint ({wanted}); give model.config= a {family} pipeline folder")
+
+
+def lowercase_suffix(path: Path) -> tuple[Path, object]:
+    """``path``, or a link to it named with a lower-case suffix (``X.SAFETENSORS``: diffusers decides
+    a file's format by its suffix, case and all) and the temporary folder holding it."""
+    if path.suffix == path.suffix.lower():
+        return path, None
+    import tempfile
+
+    holder = tempfile.TemporaryDirectory(prefix="syncframe-ckpt-")
+    link = Path(holder.name) / (path.stem + path.suffix.lower())
+    link.symlink_to(path.resolve())
+    return link, holder
+
+
 def load_pipeline(path: str, family: str, config: str, dtype, name: str):
     """The family's diffusers pipeline from a single file (weights) and ``config`` (everything else)."""
     from .families import family as family_named
@@ -94,11 +135,14 @@ def load_pipeline(path: str, family: str, config: str, dtype, name: str):
     # from_single_file takes the safety checker's switches but no feature extractor
     extra = {k: v for k, v in described.pipeline_kwargs.items() if k != "feature_extractor"}
     local = Path(config).is_dir()
+    file, holder = lowercase_suffix(Path(path).expanduser())
     try:
-        return cls.from_single_file(str(Path(path).expanduser()), config=config, torch_dtype=dtype,
-                                    local_files_only=local, **extra)
+        return cls.from_single_file(str(file), config=config, torch_dtype=dtype, local_files_only=local, **extra)
     except Exception as exc:  # diffusers' SingleFileComponentError, OSError, ValueError, KeyError, ...
         reason = " ".join(str(exc).split())[:200]
         raise ConfigError(f"could not load model {name!r} as a single-file {family} checkpoint with the configs of "
                           f"{config} ({reason}); check model.config= names a folder of the same family and "
                           "size") from None
+    finally:
+        if holder is not None:
+            holder.cleanup()
