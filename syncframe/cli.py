@@ -154,12 +154,12 @@ def run_ui(args: list[str]) -> int:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"syncframe ui: --outputs={printable(options.outputs)!r} cannot be written by this user; "
                           "give a folder you can write")
+    check_host(options.host)
     try:  # the server would make it at start; a failure here is one line, not a traceback from inside Gradio
         outputs.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"syncframe ui: --outputs={printable(options.outputs)!r} cannot be made ({exc.strerror}); "
                           "give a folder you can write") from None
-    check_host(options.host)
     public = options.share or options.host not in ("127.0.0.1", "localhost", "::1")
     if public:
         where = "through a public Gradio link" if options.share else f"at {options.host}"
