@@ -352,19 +352,11 @@ def evaluate(options: EvalOptions, denoiser=None, feature_net=None) -> dict:
 
 def table_place(out: Path) -> None:
     """``out`` (the table) can be written: not a folder, and under a folder that is or can be made."""
-    import os
+    from .outputs import check_ancestors
 
     if out.is_dir():
         raise ConfigError(f"out={out} is a folder; the table is a file: out={out / 'table.csv'}")
-    for parent in out.parents:  # the nearest one that exists decides
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"out={out}: {parent} is a file, so the table cannot go under it; choose another "
-                                  "out=")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise ConfigError(f"out={out}: cannot write in {parent} (permission denied or read-only); choose "
-                                  "another out=")
-            return
+    check_ancestors(out, "the table cannot go under it", "choose another out=")
 
 
 def measure_items(items: list[Item], names: list[str], options: EvalOptions, problems: list[str]):

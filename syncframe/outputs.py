@@ -24,18 +24,20 @@ OWNER = ".syncframe-owner"  # inside the .partial folder: "host pid start-time"
 
 def check_parent(target: Path) -> None:
     """The nearest existing ancestor of ``target`` is a writable folder and nothing on the way is a file."""
-    for parent in [target, *target.parents]:
+    if (target.exists() or target.is_symlink()) and not target.is_dir():
+        raise ConfigError(f"out={target} is a file, not a folder; choose a folder path for out=")
+    check_ancestors(target, "no folder can be made under it", "choose a writable folder for out=")
+
+
+def check_ancestors(target: Path, under: str, fix: str) -> None:
+    """The nearest existing ancestor of ``out=target`` (not ``target`` itself) is a folder this user
+    can write in; else one line: ``under`` says what cannot go under a file, ``fix`` what to do."""
+    for parent in target.parents:
         if parent.exists() or parent.is_symlink():
-            if parent == target:
-                if not target.is_dir():
-                    raise ConfigError(f"out={target} is a file, not a folder; choose a folder path for out=")
-                continue
             if not parent.is_dir():
-                raise ConfigError(f"out={target}: {parent} is a file, so no folder can be made under it; "
-                                  "choose another out=")
+                raise ConfigError(f"out={target}: {parent} is a file, so {under}; choose another out=")
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise ConfigError(f"out={target}: cannot write in {parent} (permission denied or read-only); "
-                                  "choose a writable folder for out=")
+                raise ConfigError(f"out={target}: cannot write in {parent} (permission denied or read-only); {fix}")
             return
 
 
