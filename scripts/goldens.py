@@ -4,9 +4,11 @@ and 2 steps, recorded so that a refactoring can prove it changed no behaviour.
     python scripts/goldens.py --write      # record tests/goldens.json on purpose (after a deliberate change)
     python scripts/goldens.py              # compare, print each case (what tests/test_goldens.py does)
 
-Each case records the sha256 of the run's canonical tensor and final views (float32 bytes), of
-every image's pixels, and 32 fixed random projections of the canonical tensor, so a failing case
-says how far it moved, not only that it did. The cases are fixed here (copied from configs/ and the
+Each case records the sha256 of the run's canonical tensor and final views (float32 bytes) and of
+every image's pixels, and 32 fixed random projections of each (pixels in [0, 1]). Equal bytes pass;
+otherwise every projection must lie within TOLERANCE of its scale: the bytes follow the machine (its
+CPU kernels sum floats in their own order: up to 8e-6 of the scale between two machines, measured),
+while a changed sign, weight or boundary moves them by 1e-3 or more. A failing case says how far it moved. The cases are fixed here (copied from configs/ and the
 README when they were recorded), not re-read from them: the README may change its examples.
 """
 from __future__ import annotations
@@ -56,6 +58,7 @@ CASES = [
                                        '"prompt":"an oil painting of a duck"}]', "model=tiny"]),
     ("readme/sweep-synctweedies", ["seed=1", "sync=synctweedies", "model=tiny", "width=1024"]),
 ]
+TOLERANCE = 1e-4  # of a projection's scale: 12x two machines' float order, 13x under x0 scaled by 1 + 1e-3
 THREADS = 2  # what the goldens were recorded with (a float sum's order follows the thread count)
 CONFIG_MODELS = {"panorama-sdxl.yaml": "tiny-sdxl", "panorama360-flux.yaml": "tiny-flux"}
 CONFIGS = ["presets/mesh-sd.yaml", "presets/panorama-fast.yaml", "presets/panorama-sd.yaml",
@@ -123,22 +126,40 @@ def run_case(overrides: list) -> dict:
     pairs = [o if isinstance(o, tuple) else tuple(o.split("=", 1)) for o in overrides]
     steps = [p for p in pairs if p[0] == "steps"][-1:] or [("steps", 2)]  # the case's last word on steps
     result = syncframe.generate(*[p for p in pairs if p[0] not in ("steps", "progress")], *steps, ("progress", False))
-    images = {name: hashlib.sha256(np.asarray(image).tobytes()).hexdigest()[:16]
-              for name, image in sorted(result.images.items()) if isinstance(image, Image.Image)}
+    pixels = {name: np.asarray(image) for name, image in sorted(result.images.items())
+              if isinstance(image, Image.Image)}
     return {"canonical": digest(result.canonical), "views": digest(result.views),
-            "projection": projections(result.canonical), "images": images}
+            "projection": projections(result.canonical), "views_projection": projections(result.views),
+            "images": {name: hashlib.sha256(array.tobytes()).hexdigest()[:16] for name, array in pixels.items()},
+            "image_shapes": {name: list(array.shape) for name, array in pixels.items()},
+            "image_projections": {name: projections(torch.from_numpy(array.astype(np.float64) / 255))
+                                  for name, array in pixels.items()}}
 
 
-def compare(recorded: dict, now: dict) -> str | None:
-    """None when ``now`` is ``recorded``; else what moved, in one line."""
+def moved(recorded: list, now: list) -> float:
+    """How far the projections ``now`` lie from ``recorded``, as a fraction of the recorded scale."""
+    a, b = np.asarray(recorded), np.asarray(now)
+    return float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
+
+
+def compare(recorded: dict, now: dict, tolerance: float = TOLERANCE) -> str | None:
+    """None when ``now`` is ``recorded`` (the same bytes, or projections within ``tolerance`` of their
+    scale); else what moved, in one line."""
     if recorded == now:
         return None
     if recorded["images"].keys() != now["images"].keys():
         return f"files {sorted(recorded['images'])} became {sorted(now['images'])}"
-    a, b = np.asarray(recorded["projection"]), np.asarray(now["projection"])
-    moved = float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
-    return (f"canonical {recorded['canonical']} -> {now['canonical']} (projections moved by {moved:.2e} of their "
-            f"scale); images {'same' if recorded['images'] == now['images'] else 'differ'}")
+    if recorded["image_shapes"] != now["image_shapes"]:
+        return f"image sizes {recorded['image_shapes']} became {now['image_shapes']}"
+    distances = {"canonical": moved(recorded["projection"], now["projection"]),
+                 "views": moved(recorded["views_projection"], now["views_projection"]),
+                 **{name: moved(recorded["image_projections"][name], now["image_projections"][name])
+                    for name in recorded["images"]}}
+    far = {name: distance for name, distance in distances.items() if distance > tolerance}
+    if not far:
+        return None
+    return "moved by more than {:.0e} of their scale: {}".format(
+        tolerance, ", ".join(f"{name} {distance:.2e}" for name, distance in far.items()))
 
 
 def main(argv=None) -> int:
@@ -156,10 +177,13 @@ def main(argv=None) -> int:
             continue
         torch.manual_seed(0)
         now = run_case(overrides)
-        problem = None if args.write else compare(recorded.get(name, {}), now) if name in recorded else "not recorded"
+        problem = None if args.write else compare(recorded[name], now) if name in recorded else "not recorded"
         results[name] = now
         failed += problem is not None
-        print(f"{'FAIL' if problem else 'ok  '} {name}{': ' + problem if problem else ''}", flush=True)
+        # a new recording says how far it lies from the one it replaces (the chain back to the first)
+        before = (f" (canonical {moved(recorded[name]['projection'], now['projection']):.2e} from the last recording)"
+                  if args.write and name in recorded else "")
+        print(f"{'FAIL' if problem else 'ok  '} {name}{': ' + problem if problem else ''}{before}", flush=True)
         if args.write:  # after every case: a long recording stopped half-way keeps what it made
             GOLDENS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     if args.write:
