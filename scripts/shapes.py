@@ -106,3 +106,11 @@ def landscape(width: int = 1536, height: int = 512) -> np.ndarray:
         ridge = base + 0.06 * np.sin(2 * np.pi * (u * (2 + k) + 0.3 * k)) + 0.03 * np.sin(2 * np.pi * u * (7 + 3 * k))
         image = np.where((v > ridge)[..., None], np.array(colour) * (1 - 0.3 * (v - ridge)[..., None]), image)
     return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def landscape_keep(width: int = 1536, height: int = 512) -> np.ndarray:
+    """The keep mask of :func:`landscape` for outpainting (``keep=``): its left third white (kept), the
+    rest black (generated), ``[height, width]`` uint8."""
+    mask = np.zeros((height, width), np.uint8)
+    mask[:, : width // 3] = 255
+    return mask

@@ -42,6 +42,25 @@ class LoraOptions(Options):
     weight_name: str | None = option(None, "the file inside a folder or repository holding several")
 
 
+class KeepOptions(Options):
+    """``keep=<mask image>`` sets ``path`` (its primary key): the part of ``init=`` a run keeps exactly."""
+
+    primary: ClassVar[str] = "path"
+    path: Annotated[str, PathMark("path to a mask image")] | None = option(
+        None, "a mask in the canonical's own frame (the panorama canvas, the equirect map, the UV texture): white "
+              "where init= is kept as it is, black where the run generates (outpainting, inpainting)")
+    blur: float = option(0.0, "soften the mask's edge: a Gaussian of this many pixels (its standard deviation)",
+                         ge=0, le=256)
+    scheme: Literal["auto", "blend", "model", "both"] = option(
+        "auto", "how the mask is honoured: blend = the kept region replaced by the content noised to each step's "
+                "level (any model); model = an inpainting model's own mask and masked-image channels (SD 2 / SDXL "
+                "inpainting); both = the model's channels and the blend (kept exactly); auto = both for an inpainting "
+                "model, blend otherwise")
+    resample: int = option(0, "RePaint's resampling: each step but the last taken again this many times from its "
+                              "result noised back to the step's level, so the generated region agrees with the kept "
+                              "one (each time one more model call per view and step)", ge=0, le=50)
+
+
 class IPAdapterOptions(Options):
     """``ip_adapter=<repo|folder>`` sets ``path``; with ``ip_image=`` the image prompt every view shares."""
 
@@ -93,7 +112,9 @@ class RunOptions(Options):
     init: Annotated[str, PathMark("path to an image, or texture (app=mesh)")] | None = option(None, "content to start from: an image (panorama, panorama360: a 2:1 equirect), "
                                        "or texture (app=mesh: the mesh's own texture, or an image file)")
     strength: float | None = option(None, "how much of init= is regenerated: 1 = from noise (init unused), 0 = init "
-                                          "through the VAE; null = 0.8 with init= (upscale 0.35)", ge=0, le=1)
+                                          "through the VAE; null = 0.8 with init= (upscale 0.35; 1 with keep=)", ge=0, le=1)
+    keep: KeepOptions = option(KeepOptions(), "keep part of init= exactly and generate the rest: keep=<mask image> "
+                                              "(keep.blur=8 softens its edge)")
     width: int | None = option(None, "output width in pixels; null = the app's default", ge=8, le=2**20)
     height: int | None = option(None, "output height in pixels; null = the app's default", ge=8, le=2**20)
     out: FolderPath | None = option(None, "output folder (must not exist or be empty); null = outputs/<app>/<date-time>")
@@ -196,7 +217,7 @@ def resolve(overrides: Iterable[tuple[str, Any]] | Iterable[str] = ()) -> dict:
     app_entry, app_section = section("app", app_name)
     inputs = app_entry.inputs.model_fields if app_entry.inputs else {}
     top = {key: copy.deepcopy(plain_default(f.default)) for key, f in top_fields.items()}
-    top.update({key: copy.deepcopy(f.default) for key, f in inputs.items()})
+    top.update({key: copy.deepcopy(plain_default(f.default)) for key, f in inputs.items()})
     sync_name = choices.get("sync")
     if sync_name in (None, "null"):  # the app's default
         sync_name = app_entry.common.get("sync", DEFAULT_SYNC)
@@ -221,7 +242,7 @@ def resolve(overrides: Iterable[tuple[str, Any]] | Iterable[str] = ()) -> dict:
         if head in GROUPS and rest:
             _set_option(sections[head], entries[head].options, head, rest, value)
         elif rest and isinstance(top.get(head), dict):  # a nested section of the common keys (metrics.clip)
-            fields = top_fields[head].annotation.model_fields
+            fields = {**top_fields, **inputs}[head].annotation.model_fields
             if rest not in fields:
                 raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(f'{head}.{k}' for k in fields)}")
             top[head][rest] = _value(fields[rest], value)

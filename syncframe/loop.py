@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from .errors import ConfigError
+from .keep import Keep, KeptViews
 from .methods import Method, MethodContext, Synchronizer, Trajectory
 from .models.denoiser import Conditioning
 from .samplers import Sampler, Step
@@ -117,11 +119,13 @@ class ViewModel:
 @dataclass
 class Start:
     """Where sampling starts: the steps to run and the canonical noise ``z_T`` and views ``x_T`` at
-    the first one (plain noise, or SDEdit's content noised to that level)."""
+    the first one (plain noise, or SDEdit's content noised to that level); ``x_noise`` the views'
+    unit noise they were drawn from (``keep=`` noises the kept content with it)."""
 
     steps: list[Step]
     z_T: torch.Tensor
     x_T: torch.Tensor
+    x_noise: torch.Tensor
 
 
 def start(space: CanonicalSpace, steps: list[Step], sampler: Sampler, generator: torch.Generator, device,
@@ -130,12 +134,12 @@ def start(space: CanonicalSpace, steps: list[Step], sampler: Sampler, generator:
     view-consistent noise ε at the first of ``steps``."""
     z_noise, x_noise = (v.to(device) for v in space.sample_noise(generator))
     if init is None:
-        return Start(steps, z_noise * sampler.initial_scale, x_noise * sampler.initial_scale)
+        return Start(steps, z_noise * sampler.initial_scale, x_noise * sampler.initial_scale, x_noise)
     init = init.to(device)
     if not steps:  # strength 0: the content itself
-        return Start(steps, init, space.project(init))
+        return Start(steps, init, space.project(init), x_noise)
     a, s = steps[0].a, steps[0].s
-    return Start(steps, a * init + s * z_noise, a * space.project(init) + s * x_noise)
+    return Start(steps, a * init + s * z_noise, a * space.project(init) + s * x_noise, x_noise)
 
 
 def view_model(space: CanonicalSpace, denoiser, cond: Conditioning, group=None) -> ViewModel:
@@ -160,10 +164,12 @@ def undistribute(space: CanonicalSpace, model: ViewModel) -> None:
 
 def sample(space: CanonicalSpace, model: ViewModel, method: Method, sampler: Sampler, generator: torch.Generator,
            init: torch.Tensor | None = None, strength: float = 1.0, progress: bool = True,
-           callback=None) -> torch.Tensor:
+           callback=None, keep: Keep | None = None) -> torch.Tensor:
     """Run the joint loop; returns the final views ``x_0: [N, C, h, w]``.
 
     ``init``: a canonical latent to start from part-way (SDEdit, the last ``strength`` of the steps).
+    ``keep``: content kept exactly where its mask says (per-view methods only), blended into the
+    views after every step (:mod:`syncframe.keep`).
     ``callback(step, views, total)`` after each step, with the views (read only) and how many steps
     the method runs. In a distributed run (``model.group``) the rows of views this process does not
     denoise are not read; the final views are gathered."""
@@ -172,6 +178,10 @@ def sample(space: CanonicalSpace, model: ViewModel, method: Method, sampler: Sam
     planned = sampler.steps if init is None else sampler.steps_from(strength)
     steps = method.schedule(planned) if isinstance(method, Trajectory) else planned
     first = start(space, steps, sampler, generator, model.device, init)
+    if keep is not None and isinstance(method, Trajectory):
+        raise ConfigError(f"keep= blends the kept content into per-view trajectories, and {type(method).__name__} "
+                          "owns its state")  # prepare() refuses it first, in the sync's words
+    kept = keep.bind(space, first.x_noise) if keep is not None else None
     bar = tqdm(steps, desc="denoising", disable=not progress or (model.group is not None and not model.group.leader))
     report = (lambda step, x: callback(step, x, len(steps))) if callback is not None else (lambda step, x: None)
     with method.patches(model):
@@ -180,25 +190,42 @@ def sample(space: CanonicalSpace, model: ViewModel, method: Method, sampler: Sam
         elif isinstance(method, Trajectory):
             x = run_trajectory(method, first, bar, model, report)
         else:
-            x = run_hooks(method, first.x_T, bar, space, sampler, model, generator, report)
+            x = run_hooks(method, first.x_T, bar, space, sampler, model, generator, report, kept)
     return gather(x, model)
 
 
 def run_hooks(sync: Synchronizer, x: torch.Tensor, steps, space: CanonicalSpace, sampler: Sampler, model: ViewModel,
-              generator: torch.Generator, report) -> torch.Tensor:
-    """Per-view trajectories: the model and the sampler's update on every view, the method's hooks between."""
+              generator: torch.Generator, report, kept: KeptViews | None = None) -> torch.Tensor:
+    """Per-view trajectories: the model and the sampler's update on every view, the method's hooks
+    between; ``kept`` content blended in after each step, and with its ``resample`` each step but
+    the last taken again that many times from the result noised back to the step's level (RePaint)."""
     memory: dict = {}  # a multistep sampler's history of the views
-    for step in steps:
-        x = sync.before_model(x, step)
-        with torch.no_grad():
-            x0, eps = model(x, step)
-        x0, eps = sync.after_prediction(x, x0, eps, step)
-        noise = None
-        if sampler.stochastic:  # drawn through the space, so views share it where they overlap
-            noise = space.sample_noise(generator)[1].to(x.device)
-        x = sync.after_step(x, sampler.update(x, x0, eps, step, noise, memory), step)
+    for number, step in enumerate(steps, 1):
+        last = number == len(steps)
+        x_t, history = x, dict(memory)
+        for again in range(1 + (kept.resample if kept is not None and not last else 0)):
+            if again:  # the same step again, from its result with fresh noise; the history as it was
+                x_t = kept.renoise(x, step, space.sample_noise(generator)[1].to(x.device))
+                memory.clear()
+                memory.update(history)
+            x = one_step(sync, x_t, step, space, sampler, model, generator, memory)
+            if kept is not None:
+                x = kept.blend(x, step, last)
         report(step, x)
     return x
+
+
+def one_step(sync: Synchronizer, x: torch.Tensor, step: Step, space: CanonicalSpace, sampler: Sampler,
+             model: ViewModel, generator: torch.Generator, memory: dict) -> torch.Tensor:
+    """The views after ``step`` from ``x``: the method's hooks around the model and the sampler's update."""
+    x = sync.before_model(x, step)
+    with torch.no_grad():
+        x0, eps = model(x, step)
+    x0, eps = sync.after_prediction(x, x0, eps, step)
+    noise = None
+    if sampler.stochastic:  # drawn through the space, so views share it where they overlap
+        noise = space.sample_noise(generator)[1].to(x.device)
+    return sync.after_step(x, sampler.update(x, x0, eps, step, noise, memory), step)
 
 
 def run_trajectory(method: Trajectory, first: Start, steps, model: ViewModel, report) -> torch.Tensor:

@@ -145,3 +145,19 @@ def window_border_seam(image: torch.Tensor, windows: list[tuple[int, int]], wind
         return 1.0  # one window: no inner border
     everywhere = torch.cat([step_v.flatten(), step_h.flatten()])
     return (border.mean() / everywhere.mean().clamp_min(1e-12)).item()
+
+
+def keep_border_seam(image: torch.Tensor, kept: torch.Tensor) -> float:
+    """How much harder ``image: [C, H, W]`` steps across the border of what ``keep=`` kept (``kept:
+    [H, W]`` bool) than anywhere: the mean step between neighbouring pixels one of which is kept and
+    the other not, over the mean step between all neighbouring pixels. ≈1 when nobody can see where
+    the kept region ends."""
+    image = image.float()
+    step_h = (image[:, :, 1:] - image[:, :, :-1]).abs().mean(0)
+    step_v = (image[:, 1:] - image[:, :-1]).abs().mean(0)
+    across_h, across_v = kept[:, 1:] != kept[:, :-1], kept[1:] != kept[:-1]
+    border = torch.cat([step_h[across_h], step_v[across_v]])
+    if not border.numel():
+        return 1.0  # nothing or everything kept: no border
+    everywhere = torch.cat([step_h.flatten(), step_v.flatten()])
+    return (border.mean() / everywhere.mean().clamp_min(1e-12)).item()

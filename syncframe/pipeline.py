@@ -14,6 +14,7 @@ from . import distributed
 from .config import dump, resolve
 from .errors import ConfigError
 from .images import read_image
+from .keep import Keep
 from .messages import collecting, holding, quiet_libraries
 from .models.denoiser import ViewDenoiser, load_controlnet, pick_device, pick_dtype
 from .models import adapters
@@ -243,15 +244,22 @@ def run_loaded(prepared: Prepared, denoiser: ViewDenoiser, notes: list, timings:
         timings["compile"] = timed(warm_up_compiled, denoiser, app.space, prepared.sampler)[1]
     # 2. Conditioning: the prompts, an image prompt, ControlNet images
     cond, timings["encode"] = timed(encode_conditioning, run, denoiser, app)
-    # 3. SDEdit's start (init=, strength < 1): the canonical latent of the content
+    # 3. SDEdit's start (init=, strength < 1) and what keep= keeps: the canonical latent of the content
     generator = torch.Generator("cpu").manual_seed(run.seed)
-    init = None
-    if app.init is not None and run.strength < 1:  # strength 1: from noise, as a plain run
+    init = keep = None
+    if app.keep_mask is not None and prepared.spec.inpaint:  # an inpainting model's mask and masked image
         with torch.no_grad():
-            init, timings["encode_init"] = timed(app.init_latents, denoiser, generator)
+            cond.extra, timings["encode_masked"] = timed(inpainting_channels, app, denoiser, run.seed)
+    blend = app.keep_mask is not None and keep_scheme(run.keep.scheme, prepared.spec) != "model"
+    if app.init is not None and (run.strength < 1 or blend):  # else from noise, a plain run
+        with torch.no_grad():
+            known, timings["encode_init"] = timed(app.init_latents, denoiser, generator)
+        init = known if run.strength < 1 else None
+        keep = Keep(known, app.keep_mask, run.keep.resample) if blend else None
     # 4. The joint loop over this process's views
     group = distributed.current()
-    (views, model), timings["sample"] = timed(sample_views, prepared, denoiser, cond, generator, init, group, on_step)
+    (views, model), timings["sample"] = timed(sample_views, prepared, denoiser, cond, generator, init, group, on_step,
+                                              keep)
     # 5. A distributed run: every rank's share for run.json; only rank 0 finishes and writes
     shares = None
     if group is not None:
@@ -265,6 +273,22 @@ def run_loaded(prepared: Prepared, denoiser: ViewDenoiser, notes: list, timings:
     predicted = sum(s["views_predicted"] for s in shares) if shares else model.predicted
     metadata = run_record(prepared, denoiser, num_views, predicted, notes, timings, shares)
     return Result(images, canonical.detach().cpu(), views.detach().cpu(), prepared.cfg, metadata)
+
+
+def keep_scheme(scheme: str, spec: ModelSpec) -> str:
+    """``keep.scheme=auto``: both (the model's channels and the blend) for an inpainting model, else blend."""
+    return ("both" if spec.inpaint else "blend") if scheme == "auto" else scheme
+
+
+def inpainting_channels(app, denoiser: ViewDenoiser, seed: int) -> torch.Tensor:
+    """What an inpainting model reads beside each view's latents, ``[N, 1 + C, h, w]``: the view's mask
+    (1 = generate; ``keep`` below one half) and the masked image's latents, both projected from the
+    canonical. The masked image is encoded with a generator of its own, so the run's noise is the
+    same as without it (diffusers draws the noise first)."""
+    masked = app.masked_init_latents(denoiser, torch.Generator("cpu").manual_seed(seed + 2))
+    generate = (app.keep_mask < 0.5).to(masked)
+    masks = app.space.project(generate.expand(masked.shape[0], -1, -1))[:, :1]
+    return torch.cat([masks, app.space.project(masked)], dim=1).to(denoiser.device, denoiser.dtype)
 
 
 def timed(fn, *args):
@@ -300,7 +324,7 @@ def encode_conditioning(run, denoiser: ViewDenoiser, app):
     return cond
 
 
-def sample_views(prepared: Prepared, denoiser: ViewDenoiser, cond, generator, init, group, on_step):
+def sample_views(prepared: Prepared, denoiser: ViewDenoiser, cond, generator, init, group, on_step, keep=None):
     """The joint loop (this process's share of the views in a distributed run): the final views and
     the run's :class:`~syncframe.loop.ViewModel` (what it predicted)."""
     app, run = prepared.app, prepared.plan.run
@@ -312,7 +336,7 @@ def sample_views(prepared: Prepared, denoiser: ViewDenoiser, cond, generator, in
     try:
         views = sample(app.space, model, prepared.sync, prepared.sampler, generator, init=init,
                        strength=1.0 if run.strength is None else run.strength, progress=run.progress,
-                       callback=callback)
+                       callback=callback, keep=keep)
     finally:
         undistribute(app.space, model)
     return views, model

@@ -159,7 +159,36 @@ def prepare(cfg: dict, spec=None) -> Prepared:
     settled.update(sync_settled)
     plan = plan.settled(sync_settled)
     app.use(plan)
+    check_keep(plan, method, spec, app)
     return Prepared(plan, settled, spec, app, app.with_regions(method), sampler)
+
+
+def check_keep(plan: Plan, method, spec, app) -> None:
+    """``keep=`` is blended into per-view trajectories (a method that owns its state is refused), and an
+    inpainting model reads its mask: it needs one, on an app that can make its masked image."""
+    from .errors import ConfigError
+    from .methods import Synchronizer
+
+    keep, model = plan.run.keep, plan.names["model"]
+    if spec.inpaint and not app.keeps():
+        raise ConfigError(f"model={model} is an inpainting model: its UNet reads a mask of what to generate; give "
+                          "init=<image> and keep=<mask> (white = kept), or use a text-to-image model")
+    if not app.keeps():
+        return
+    if keep.scheme in ("model", "both") and not spec.inpaint:
+        raise ConfigError(f"keep.scheme={keep.scheme} feeds the mask to an inpainting model's own input channels, and "
+                          f"model={model} has none (a 4-channel UNet): use keep.scheme=blend, or an inpainting model "
+                          "(SD 2 inpainting, SDXL inpainting)")
+    if spec.inpaint and not app.makes_masked_latents:
+        raise ConfigError(f"an inpainting model's masked image is built for app=panorama so far; on app={app.name} use a "
+                          "text-to-image model with keep= (keep.scheme=blend)")
+    if spec.inpaint and plan.run.controlnet:
+        raise ConfigError("controlnet= with an inpainting model is not built (the ControlNet reads 4 latent channels, the "
+                          "UNet 9): drop one of them")
+    if not isinstance(method, Synchronizer):
+        raise ConfigError(f"keep= replaces the kept region of every view after each step, and sync={plan.names['sync']} "
+                          "owns its state (a canonical z_t, or its own trajectory): use sync=synctweedies, "
+                          "multidiffusion, syncdiffusion, syncsde or none")
 
 
 def note_twin_window(plan: Plan, spec, app) -> None:

@@ -327,3 +327,41 @@ def test_previews_keep_to_their_budget():
     assert decoder.cheap[0] and not all(decoder.cheap[1:]) and any(decoder.cheap[1:])
     assert decoder.cheap.count(False) * 0.05 <= PREVIEW_BUDGET * elapsed + 0.05
     assert job.events.qsize() == 40  # a preview every step, whichever decoder made it
+
+
+def test_outpainting_from_the_page_with_an_uploaded_photo_and_mask(server, tmp_path):
+    """init= and keep= upload like any file; the run keeps the mask's white part (the kept latents
+    of the page's run and of the same command are the same bits)."""
+    from test_init import photo
+
+    client, root = server["client"], server["root"]
+    photo(768, 512).save(tmp_path / "photo.png")
+    mask = np.zeros((512, 768), np.uint8)
+    mask[:, :256] = 255
+    Image.fromarray(mask).save(tmp_path / "keep.png")
+    values = arguments(client, "panorama", width=768, **{"init": handle_file(str(tmp_path / "photo.png")),
+                                                          "keep": handle_file(str(tmp_path / "keep.png")),
+                                                          "keep.resample": 1})
+    status, _, image, _, files, command = client.predict(*values, api_name="/generate_panorama")
+    assert status.startswith("done in"), status
+    assert "keep.path=" not in command and "keep=" in command and "keep.resample=1" in command
+    (folder,) = run_folders(root, "panorama")
+    ran = yaml.safe_load((folder / "config.yaml").read_text())
+    assert Path(ran["keep"]["path"]).parent.parent.name == "ui-inputs" and ran["keep"]["resample"] == 1
+    from syncframe.cli import main
+
+    assert main(["run", "app=panorama", "model=tiny", "steps=2", "width=768", f"init={tmp_path / 'photo.png'}",
+                 f"keep={tmp_path / 'keep.png'}", "keep.resample=1", f"out={tmp_path / 'cli'}", "progress=false"]) == 0
+    assert (np.asarray(Image.open(image)) == np.asarray(Image.open(tmp_path / "cli" / "panorama.png"))).all()
+    shutil.rmtree(folder)
+
+
+def test_tabs_show_keep_where_the_app_takes_it_and_the_photo_placement_on_the_360_tab():
+    keys = {app: {c.key: c.kind for c in tab_controls(app, BASE).inputs} for app in ("panorama", "panorama360", "splats")}
+    assert keys["panorama"] == {"image": "file", "image.x": "int", "image.y": "int", "keep": "file", "keep.blur": "float",
+                                "keep.scheme": "choice", "keep.resample": "int"}
+    assert {"image": "file", "image.yaw": "float", "image.pitch": "float", "image.fov": "float",
+            "keep": "file"}.items() <= keys["panorama360"].items()
+    assert "keep" not in keys["splats"]
+    fov = next(c for c in tab_controls("panorama360", BASE).inputs if c.key == "image.fov")
+    assert override(fov, 90.0) is None and override(fov, 75.0) == "image.fov=75.0"

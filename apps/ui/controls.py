@@ -16,7 +16,8 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic.fields import FieldInfo
 
-from syncframe.config import REGISTRIES, RunOptions, group_entry, group_names, resolve
+from syncframe.config import REGISTRIES, KeepOptions, RunOptions, group_entry, group_names, resolve
+from syncframe.registry import APPS
 from syncframe.options import Options, PathMark, TextMark
 
 # The common keys a tab shows first, in this order; the others go under "More options".
@@ -98,11 +99,28 @@ def control_of(key: str, field: FieldInfo, default: Any) -> Control:
 
 
 def schema_controls(schema: type[Options] | None, prefix: str, values: dict, skip=()) -> list[Control]:
-    """Controls of every field of ``schema`` (keys ``prefix + name``), defaults from ``values``."""
+    """Controls of every field of ``schema`` (keys ``prefix + name``), defaults from ``values``; a
+    section with a primary key gets one control per field, the primary one under the section's own
+    key (``image=`` of app=panorama360, then ``image.yaw``, ...)."""
     if schema is None:
         return []
-    return [control_of(prefix + name, field, values.get(name, field.default))
-            for name, field in schema.model_fields.items() if name not in skip and name != "name"]
+    controls = []
+    for name, field in schema.model_fields.items():
+        if name in skip or name == "name":
+            continue
+        section, _ = _bare(field.annotation)
+        if isinstance(section, type) and issubclass(section, Options) and "primary" in section.__class_vars__:
+            controls += primary_section_controls(section, prefix + name, values.get(name) or {})
+        else:
+            controls.append(control_of(prefix + name, field, values.get(name, field.default)))
+    return controls
+
+
+def primary_section_controls(section: type[Options], key: str, values: dict) -> list[Control]:
+    """``keep=<mask>`` then ``keep.blur``, ``keep.resample``: the primary field named by the section's key."""
+    fields = section.model_fields
+    first = control_of(key, fields[section.primary], values.get(section.primary, fields[section.primary].default))
+    return [first, *schema_controls(section, f"{key}.", values, skip=(section.primary,))]
 
 
 @dataclass(frozen=True)
@@ -135,6 +153,8 @@ def tab_controls(app: str, base: list[str] = ()) -> TabControls:
         else:
             main.append(control_of(key, common[key], values[key]))
     inputs = schema_controls(entry.inputs, "", cfg)
+    if APPS.get(app).keep_frame is not None:  # keep= (a mask of what init= keeps), beside the app's inputs
+        inputs += primary_section_controls(KeepOptions, "keep", cfg["keep"])
     app_options = schema_controls(entry.options, "app.", cfg["app"])
     more = [control_of(key, field, values[key]) for key, field in common.items()
             if key not in MAIN_KEYS and key not in PAGE_KEYS and _is_plain(field)]

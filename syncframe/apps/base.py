@@ -94,6 +94,8 @@ class App:
     default_strength = 0.8  # diffusers' img2img default
     takes_regions = True  # regions= needs a canonical pixel grid [C, H, W]; apps without one set False
     view_sized = False  # width and height are each view's size (mesh, splats), not the output's
+    keep_frame = None  # what keep= masks, said in messages ("the panorama canvas"); None: the app takes no keep=
+    makes_masked_latents = False  # whether masked_init_latents is built (an inpainting model's masked image)
 
     def __init__(self, plan, spec):
         self.use(plan)
@@ -104,6 +106,8 @@ class App:
             raise ConfigError(f"regions= paints prompts onto a canvas of pixels (app=panorama, panorama360, mesh, "
                               f"upscale, anagram); app={self.name} has none: drop regions=")
         self.init = self.read_init()
+        self.check_keep()
+        self.keep_mask = None  # [1, H, W] at the canonical latent resolution, once built
 
     def use(self, plan) -> None:
         """Take ``plan``'s sections as this app's (again, once they are settled)."""
@@ -118,8 +122,8 @@ class App:
             for key, value in zip(("width", "height"), self.default_size()):
                 if getattr(run, key) is None:
                     settled[key] = value
-        if self.init is not None and run.strength is None:
-            settled["strength"] = self.default_strength
+        if self.init is not None and run.strength is None:  # keep=: diffusers' inpainting default, from noise
+            settled["strength"] = 1.0 if self.keeps() else self.default_strength
         return {**settled, **{f"app.{k}": v for k, v in self.settle_options({**self.sizes_of(settled)}).items()}}
 
     def recorded(self, settled: dict) -> dict:
@@ -156,6 +160,7 @@ class App:
             self.apply_regions()
         if getattr(self.options, "domain", "latent") == "rgb":
             self.apply_rgb_domain()
+        self.keep_mask = self.read_keep()
         self.build_s = time.perf_counter() - started  # input checks, geometry, rasterization
 
     def default_size(self) -> tuple[int, int]:
@@ -174,6 +179,36 @@ class App:
                                   "strength=)")
             return None
         return self.load_init(self.run.init)
+
+    def check_keep(self) -> None:
+        """``keep=`` names what of ``init=`` stays: it needs ``init=`` and an app with a canonical pixel grid."""
+        if not self.run.keep.path:
+            return
+        if self.keep_frame is None:
+            raise ConfigError(f"keep= masks a canonical pixel grid (app=panorama, panorama360, mesh); app={self.name} "
+                              "has none: drop keep=")
+        if self.init is None:
+            raise ConfigError(f"keep={self.run.keep.path!r} says which part of init= stays, and there is no init=: give "
+                              f"init=<image> ({self.keep_frame}), or drop keep=")
+
+    def keeps(self) -> bool:
+        """Whether the run keeps part of its start exactly (``keep=``)."""
+        return bool(self.run.keep.path)
+
+    def read_keep(self) -> torch.Tensor | None:
+        """The keep mask ``[1, H, W]`` at the canonical latent resolution (``keep=``, read once the space
+        is built), or None."""
+        if not self.run.keep.path:
+            return None
+        from syncframe.keep import read_keep_mask
+
+        _, height, width = self.base_space.canonical_shape
+        return read_keep_mask(self.run.keep.path, height, width, self.keep_frame, self.run.keep.blur, self.spec.scale)
+
+    def masked_init_latents(self, denoiser, generator: torch.Generator) -> torch.Tensor:
+        """The canonical latent of ``init=`` with what is not kept set to 0 (mid-grey), as an inpainting
+        model reads it (diffusers: ``image * (mask < 0.5)``); apps with ``makes_masked_latents``."""
+        raise NotImplementedError
 
     def load_init(self, init: str):
         """Read ``init=`` (an image for most apps) and check it fits; the app's own kind of content."""

@@ -116,6 +116,7 @@ class MeshApp(App):
     """A UV texture for a 3D mesh, painted by views around it (of the model's size), written as a GLB."""
 
     layout_image_name = "texture.png"
+    keep_frame = "the UV texture"
     view_sized = True
     _rgb_space = None  # built once (rgb_space())
 

@@ -18,11 +18,13 @@ from syncframe.tiling import decode_batched, encode_batched
 from syncframe.errors import ConfigError
 from syncframe.metrics import equirect_seam, pole_spread, view_border_seam
 from syncframe.images import from_pil, load_image, read_image, resized
+from typing import ClassVar
+
 from syncframe.options import FilePath, Options, option
 from syncframe.registry import register_app
 from syncframe.resources import view_state_bytes
 from syncframe.spaces.base import fill_nearest
-from syncframe.spaces.equirect import EquirectSpace, blend_views, rig_from_rings
+from syncframe.spaces.equirect import EquirectSpace, blend_views, place_photo, rig_from_rings
 from syncframe.viewers import viewer_html
 
 BLEND_BYTES_PER_PIXEL = 100  # blend_views: directions, per-camera lookups, sums and the image
@@ -56,8 +58,22 @@ class Panorama360Options(DomainOptions, DecodeOptions, SheetOptions, ViewerOptio
     weights: WindowWeights = window_weights_option("fading", "; uniform is StochSync's official fit")
 
 
+class PhotoOptions(Options):
+    """``image=<photo>`` sets ``path`` (its primary key): a perspective photo placed in the map and kept."""
+
+    primary: ClassVar[str] = "path"
+    path: FilePath | None = option(None, "a perspective photo to start from: placed in the equirect map where it "
+                                         "looks (image.yaw, image.pitch, image.fov), kept there, the rest generated")
+    yaw: float = option(0.0, "where the photo looks: degrees to the right of the map's centre", ge=-360, le=360)
+    pitch: float = option(0.0, "where the photo looks: degrees up", ge=-90, le=90)
+    fov: float = option(90.0, "the photo's horizontal field of view in degrees (its vertical one follows its aspect)",
+                        gt=1, lt=180)
+
+
 class Panorama360Inputs(Options):
     depth: FilePath | None = option(None, "equirect depth image (2:1, near = bright) for a depth ControlNet")
+    image: PhotoOptions = option(PhotoOptions(), "a photo into a 360° panorama: image=photo.jpg image.yaw=0 "
+                                                 "image.pitch=0 image.fov=90")
 
 
 @register_app("panorama360", options=Panorama360Options, inputs=Panorama360Inputs, common=dict(sync="synctweedies"),
@@ -71,6 +87,7 @@ class Panorama360App(App):
     """A 360°x180° equirectangular panorama from perspective views (2048x1024 for SD)."""
 
     layout_image_name = "equirect.png"
+    keep_frame = "the equirect map"
 
     def default_size(self):
         return 4 * self.spec.window_px, 2 * self.spec.window_px
@@ -109,6 +126,47 @@ class Panorama360App(App):
         return EquirectSpace(height, width, self.cameras, view_size=self.spec.window_px, channels=channels,
                              mode="bilinear", weights=weights, sigma=sigma)
 
+    def read_init(self):
+        """``init=`` (a whole equirect map), or ``image=`` (a photo, placed once the size is settled)."""
+        photo = self.inputs.image
+        if photo.path is None:
+            return super().read_init()
+        if self.run.init is not None:
+            raise ConfigError("image= places a photo in the map and init= gives a whole map: give one of them")
+        if self.run.keep.path:
+            raise ConfigError("image= keeps where the photo lands (keep.blur softens its edge): drop keep=")
+        image = load_image(photo.path, "image")
+        vertical = 2 * math.degrees(math.atan(math.tan(math.radians(photo.fov) / 2) * image.height / image.width))
+        if vertical > 175:  # a pinhole's image plane stretches without bound towards 180°
+            raise ConfigError(f"image={photo.path!r} is {image.width}x{image.height}: at image.fov={photo.fov:g}° across "
+                              f"it spans {vertical:.0f}° up and down, more than a perspective photo can (175° at most); "
+                              "lower image.fov")
+        return image
+
+    def placed(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The photo ``image=`` in an equirect map ``[3, height, width]`` and the pixels it covers."""
+        photo = self.inputs.image
+        return place_photo(from_pil(self.init).double(), photo.yaw, photo.pitch, photo.fov, height, width)
+
+    def init_map(self) -> torch.Tensor:
+        """What the run starts from at the output size, ``[3, H, W]`` in [-1, 1]: ``init=``, or the placed photo."""
+        if self.inputs.image.path is None:
+            return from_pil(resized(self.init, self.run.width, self.run.height))
+        return self.placed(self.run.height, self.run.width)[0].float()
+
+    def keeps(self) -> bool:
+        return super().keeps() or self.inputs.image.path is not None
+
+    def read_keep(self):
+        if self.inputs.image.path is None:
+            return super().read_keep()
+        from syncframe.keep import latent_mask
+
+        _, height, width = self.base_space.canonical_shape
+        scale = self.spec.scale
+        covered = self.placed(height * scale, width * scale)[1].float()
+        return latent_mask(covered, scale, self.run.keep.blur, f"image={self.inputs.image.path!r}")
+
     def load_init(self, init: str):
         image = load_image(init, "init")
         if abs(image.width - 2 * image.height) > 1:
@@ -119,7 +177,7 @@ class Panorama360App(App):
     def init_latents(self, denoiser, generator):
         """Every view rendered from the equirect ``init=`` (bilinear, at the model's view size),
         encoded, and the latent views unprojected into the canonical map."""
-        views = self.rgb_space().project(from_pil(resized(self.init, self.run.width, self.run.height)))
+        views = self.rgb_space().project(self.init_map())
         latents = encode_batched(views, denoiser.encode, self.options.decode_batch_size, generator)
         return self.base_space.unproject(latents)
 

@@ -176,7 +176,7 @@ class AnalyticDenoiser(ViewDenoiser):
     def resolve_batch_size(self, num_views: int) -> int:
         return max(1, min(self.view_batch_size or num_views, num_views))
 
-    def model_output(self, x: torch.Tensor, step, states: dict, control=None) -> torch.Tensor:
+    def model_output(self, x: torch.Tensor, step, states: dict, control=None, extra=None) -> torch.Tensor:
         """The exact x0 = E[x0 | x_t] for ``x: [B, 3, h, w]`` and ``states["log_prior"]: [B, 2, K]``
         (negative, positive), with CFG (on x0, the same as on ε at a fixed x_t)."""
         if control is not None:

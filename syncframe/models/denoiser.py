@@ -36,6 +36,8 @@ class Conditioning:
     tensors: dict[str, torch.Tensor]
     view_prompt: torch.Tensor
     control: torch.Tensor | None = None  # [N, 3, 8h, 8w] in [0, 1]: ControlNet images per view
+    # [N, E, h, w]: channels an inpainting model reads beside each view's latents (its mask, the masked image's latents)
+    extra: torch.Tensor | None = None
 
     def for_views(self, view_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         prompts = self.view_prompt[view_ids]
@@ -43,6 +45,9 @@ class Conditioning:
 
     def control_for(self, view_ids: torch.Tensor) -> torch.Tensor | None:
         return None if self.control is None else self.control[view_ids.to(self.control.device)]
+
+    def extra_for(self, view_ids: torch.Tensor) -> torch.Tensor | None:
+        return None if self.extra is None else self.extra[view_ids.to(self.extra.device)]
 
 
 class ViewDenoiser(nn.Module):
@@ -74,17 +79,23 @@ class ViewDenoiser(nn.Module):
         view_ids = torch.arange(n) if view_ids is None else view_ids
         batch_size = batch_size or self.resolve_batch_size(n)
         out = torch.cat([self.model_output(x[i:i + batch_size], step, cond.for_views(view_ids[i:i + batch_size]),
-                                           cond.control_for(view_ids[i:i + batch_size]))
+                                           cond.control_for(view_ids[i:i + batch_size]),
+                                           cond.extra_for(view_ids[i:i + batch_size]))
                          for i in range(0, n, batch_size)])
         return self.split(x, out, step)
 
-    def model_output(self, x: torch.Tensor, step: Step, states: dict, control: torch.Tensor | None) -> torch.Tensor:
-        """The model's output for views ``x: [B, ...]``, with CFG: both halves in one call."""
+    def model_output(self, x: torch.Tensor, step: Step, states: dict, control: torch.Tensor | None,
+                     extra: torch.Tensor | None = None) -> torch.Tensor:
+        """The model's output for views ``x: [B, ...]``, with CFG: both halves in one call; ``extra``
+        (``[B, E, h, w]``) is concatenated to the input's channels (an inpainting model's), after the
+        latents as diffusers' inpainting pipelines do."""
+        model_input = x if extra is None else torch.cat([x, extra.to(x)], dim=1)
         if not self.uses_cfg:
-            return self.forward_model(x, step, {k: v[:, 1] for k, v in states.items()}, control).to(x.dtype)
+            return self.forward_model(model_input, step, {k: v[:, 1] for k, v in states.items()}, control).to(x.dtype)
         paired = {k: torch.cat([v[:, 0], v[:, 1]]) for k, v in states.items()}
         control = None if control is None else torch.cat([control, control])
-        uncond, cond = self.forward_model(torch.cat([x, x]), step, paired, control).to(x.dtype).chunk(2)
+        uncond, cond = self.forward_model(torch.cat([model_input, model_input]), step, paired,
+                                          control).to(x.dtype).chunk(2)
         return uncond + self.guidance * (cond - uncond)
 
     def forward_model(self, x: torch.Tensor, step: Step, states: dict, control) -> torch.Tensor:

@@ -68,7 +68,9 @@ def unet_spec(family: str):
     def spec(denoiser: dict, vae: dict, scheduler: dict):
         from .spec import ModelSpec
 
-        return ModelSpec(family, denoiser["sample_size"], denoiser["in_channels"], vae_scale(vae), VP, scheduler)
+        channels = denoiser.get("out_channels") or denoiser["in_channels"]
+        return ModelSpec(family, denoiser["sample_size"], channels, vae_scale(vae), VP, scheduler,
+                         inpaint=denoiser["in_channels"] == 2 * channels + 1)
 
     return spec
 

@@ -32,6 +32,8 @@ TWIN_WINDOW = 32  # native latent window of the tiny SDXL / SD3 / FLUX twins
 SIZES = {
     # UNet widths, text width, VAE widths
     "tiny": dict(unet=(16, 32), heads=2, text=32, text_layers=2, vae=(8, 16, 16, 16)),
+    # An inpainting UNet's input: latents, the mask and the masked image's latents (4 + 1 + 4 channels).
+    "tiny-inpaint": dict(unet=(16, 32), heads=2, text=32, text_layers=2, vae=(8, 16, 16, 16), in_channels=9),
     # Mid-size: enough UNet work that the framework's overhead can be compared on a CPU.
     "mid": dict(unet=(64, 128, 256), heads=8, text=128, text_layers=4, vae=(32, 64, 64, 64)),
 }
@@ -83,6 +85,12 @@ def sd_spec(prediction_type: str):
     from .spec import ModelSpec
 
     return ModelSpec("sd", 64, 4, 8, VP, {**SD_SCHEDULE, "prediction_type": prediction_type})
+
+
+def sd_inpaint_spec(prediction_type: str):
+    from dataclasses import replace
+
+    return replace(sd_spec(prediction_type), inpaint=True)
 
 
 def sdxl_spec(prediction_type: str):
@@ -217,7 +225,7 @@ def build_components(size: str = "tiny", seed: int = 0, prediction_type: str = "
         down = ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (len(widths) - 1)
         up = ("CrossAttnUpBlock2D",) * (len(widths) - 1) + ("UpBlock2D",)
         unet = UNet2DConditionModel(
-            sample_size=64, in_channels=4, out_channels=4, block_out_channels=widths,
+            sample_size=64, in_channels=spec.get("in_channels", 4), out_channels=4, block_out_channels=widths,
             down_block_types=down, up_block_types=up, layers_per_block=1,
             cross_attention_dim=spec["text"], attention_head_dim=spec["heads"], norm_num_groups=8)
         vae = AutoencoderKL(
@@ -236,5 +244,6 @@ def build_components(size: str = "tiny", seed: int = 0, prediction_type: str = "
 
 # builder -> (family, its spec, its build), the one table of the twins
 TWINS = {"tiny": ("sd", sd_spec, build_sd), "mid": ("sd", sd_spec, build_sd),
+         "tiny-inpaint": ("sd", sd_inpaint_spec, build_sd),
          "tiny-sdxl": ("sdxl", sdxl_spec, build_sdxl), "tiny-sd3": ("sd3", sd3_spec, build_sd3),
          "tiny-flux": ("flux", flux_spec, build_flux)}

@@ -37,7 +37,7 @@ class PretrainedOptions(Options):
 class OfflineOptions(Options):
     trained: ClassVar[bool] = False
     kind: Literal["offline"] = option("offline", "components built in code with seeded random weights")
-    builder: Literal["tiny", "mid", "tiny-sdxl", "tiny-sd3", "tiny-flux"] = option(
+    builder: Literal["tiny", "mid", "tiny-inpaint", "tiny-sdxl", "tiny-sd3", "tiny-flux"] = option(
         "tiny", "which twin: tiny / mid (SD 1/2), tiny-sdxl, tiny-sd3, tiny-flux")
     seed: int = option(0, "seed of the random weights", ge=0, le=2**32 - 1)
     prediction_type: Literal["epsilon", "v_prediction"] = option(
@@ -188,6 +188,7 @@ class Offline(Model):
 TWINS = {
     "tiny": "SD 1/2 twin, tiny: tests and smoke runs (noise, not pictures)",
     "mid": "SD 1/2 twin, mid-size: timing the framework on a CPU",
+    "tiny-inpaint": "SD inpainting twin (a 9-channel UNet: latents, mask, masked-image latents), tiny",
     "tiny-sdxl": "SDXL twin (pooled text + time ids, two CLIP encoders), tiny",
     "tiny-sd3": "SD3 twin (16-channel flow transformer, CLIP x2 + T5), tiny",
     "tiny-flux": "FLUX twin (packed latents, CLIP + T5, guidance embedded), tiny",

@@ -27,6 +27,9 @@ class ModelSpec:
     flow_sigmas: str = "scheduler"  # flow schedules: the scheduler's own sigmas, or linspace(1, 1/n) (FLUX)
     preferred: dict = field(default_factory=dict)  # steps / guidance / sampler this model is best used with
     own_latents: bool = False  # its VAE is its own (not its family's): previews decode with it
+    # An inpainting model: its input adds the view's mask (1 = generate) and the masked image's latents to
+    # the latents (in = 2 · channels + 1: SD 2 / SDXL inpainting's 9-channel UNets).
+    inpaint: bool = False
 
     @property
     def window_px(self) -> int:

@@ -57,6 +57,10 @@ class UNetDenoiser(DiffusersDenoiser):
     def prediction_type(self) -> str:
         return self.scheduler.config.prediction_type
 
+    @property
+    def latent_channels(self) -> int:
+        return self.unet.config.out_channels  # an inpainting UNet reads 9 channels and predicts 4
+
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str], negative_prompt: str, view_prompt) -> Conditioning:
         prompts = list(prompts)

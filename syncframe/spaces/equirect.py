@@ -94,6 +94,26 @@ def blend_views(images: torch.Tensor, cameras: list[Camera], height: int, width:
     return torch.where(den > 0, num / den.clamp_min(1e-12), num), den > 0
 
 
+def place_photo(photo: torch.Tensor, yaw: float, pitch: float, fov: float, height: int,
+                width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A perspective ``photo: [C, h, w]`` seen from the map's centre looking at ``yaw``, ``pitch`` with a
+    horizontal field of view ``fov`` (degrees; the vertical one follows the photo's aspect), splatted
+    into an equirect map ``[C, height, width]`` by the inverse of the views' projection (every map pixel
+    looks itself up in the photo, bilinear), and the map pixels it covers ``[height, width]`` (bool).
+    Pixels it does not cover hold the photo's mean colour."""
+    channels, h, w = photo.shape
+    half_x = math.tan(math.radians(fov) / 2)
+    half_y = half_x * h / w
+    local = equirect_directions(height, width) @ camera_rotation(Camera(yaw, pitch, fov)).T  # world -> camera
+    z = local[..., 2].clamp_min(1e-9)
+    u, v = local[..., 0] / z / half_x, -local[..., 1] / z / half_y  # [-1, 1] across the photo
+    covered = (local[..., 2] > 1e-9) & (u.abs() <= 1) & (v.abs() <= 1)
+    grid = torch.stack([u, v], dim=-1).clamp(-1, 1).to(photo.dtype)[None]
+    sample = F.grid_sample(photo[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+    mean = photo.mean(dim=(1, 2))[:, None, None].expand(-1, height, width)
+    return torch.where(covered, sample, mean), covered
+
+
 def equirect_coords(directions: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Continuous (row, col) of directions ``[..., 3]`` in an equirect image; centres at +0.5."""
     x, y, z = directions.unbind(-1)
