@@ -18,6 +18,7 @@ import yaml
 from pydantic import field_validator
 
 from .errors import ConfigError
+from .keep import KeepOptions
 from .options import FolderPath, Options, PathMark, Source, Text, option, parse_value, plain, read_yaml, validate
 from .registry import APPS, MODELS, REGIONS, SAMPLERS, SYNCS, Entry
 
@@ -40,25 +41,6 @@ class LoraOptions(Options):
                                        "repository id")
     scale: float = option(1.0, "how strongly the LoRA acts (0 = not at all)", ge=-10, le=10)
     weight_name: str | None = option(None, "the file inside a folder or repository holding several")
-
-
-class KeepOptions(Options):
-    """``keep=<mask image>`` sets ``path`` (its primary key): the part of ``init=`` a run keeps exactly."""
-
-    primary: ClassVar[str] = "path"
-    path: Annotated[str, PathMark("path to a mask image")] | None = option(
-        None, "a mask in the canonical's own frame (the panorama canvas, the equirect map, the UV texture): white "
-              "where init= is kept as it is, black where the run generates (outpainting, inpainting)")
-    blur: float = option(0.0, "soften the mask's edge: a Gaussian of this many pixels (its standard deviation)",
-                         ge=0, le=256)
-    scheme: Literal["auto", "blend", "model", "both"] = option(
-        "auto", "how the mask is honoured: blend = the kept region replaced by the content noised to each step's "
-                "level (any model); model = an inpainting model's own mask and masked-image channels (SD 2 / SDXL "
-                "inpainting); both = the model's channels and the blend (kept exactly); auto = both for an inpainting "
-                "model, blend otherwise")
-    resample: int = option(0, "RePaint's resampling: each step but the last taken again this many times from its "
-                              "result noised back to the step's level, so the generated region agrees with the kept "
-                              "one (each time one more model call per view and step)", ge=0, le=50)
 
 
 class IPAdapterOptions(Options):

@@ -15,6 +15,7 @@ Shapes: the canonical content ``known: [C, H, W]``, the mask ``mask: [1, H, W]``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -22,10 +23,30 @@ from PIL import Image, ImageFilter
 
 from .errors import ConfigError
 from .images import read_image
+from .options import Options, PathMark, option
 from .samplers import Step
 
 # A mask value this close to 0 (1) counts as nothing (everything) kept: 8-bit images step by 1/255.
 EPSILON = 0.5 / 255
+
+
+class KeepOptions(Options):
+    """``keep=<mask image>`` sets ``path`` (its primary key): the part of ``init=`` a run keeps exactly."""
+
+    primary: ClassVar[str] = "path"
+    path: Annotated[str, PathMark("path to a mask image")] | None = option(
+        None, "a mask in the canonical's own frame (the panorama canvas, the equirect map, the UV texture): white "
+              "where init= is kept as it is, black where the run generates (outpainting, inpainting)")
+    blur: float = option(0.0, "soften the mask's edge: a Gaussian of this many pixels (its standard deviation)",
+                         ge=0, le=256)
+    scheme: Literal["auto", "blend", "model", "both"] = option(
+        "auto", "how the mask is honoured: blend = the kept region replaced by the content noised to each step's "
+                "level (any model); model = an inpainting model's own mask and masked-image channels (SD 2 / SDXL "
+                "inpainting); both = the model's channels and the blend (kept exactly); auto = both for an inpainting "
+                "model, blend otherwise")
+    resample: int = option(0, "RePaint's resampling: each step but the last taken again this many times from its "
+                              "result noised back to the step's level, so the generated region agrees with the kept "
+                              "one (each time one more model call per view and step)", ge=0, le=50)
 
 
 @dataclass

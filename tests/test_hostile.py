@@ -208,7 +208,9 @@ CASES = [
     (["app=upscale", f"image={I}/depth.png"], "image='in/depth.png' (128x64) at scale=2 would be 256x128, smaller "
                                                "than one window (512 px) of this model; use scale>=8 or a bigger image"),
     (["app=upscale", f"image={I}/depth.png", "width=1024", "height=256"], "height=256 is smaller than one window"),
-    (["image=x.png"], "image= is an input of app=upscale, not of app=panorama"),
+    (["app=anagram", "image=x.png"], "image= is an input of app=panorama / app=panorama360 / app=upscale, not of "
+                                     "app=anagram"),
+    (["image=x.png"], "image='x.png' does not exist"),
     # -- images are checked from their headers, before decoding ----------------------------------
     ([f"init={I}/bomb.png"], "init='in/bomb.png' is 60000x60000, above 268435456 pixels; give a smaller image"),
     (["app=upscale", f"image={I}/bomb.png"], "image='in/bomb.png' is 60000x60000, above 268435456 pixels"),

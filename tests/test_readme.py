@@ -62,7 +62,8 @@ def cheaper(args: list[str]) -> list[str]:
     extra = []
     if "sync=syncdiffusion" in args:
         extra += ["sync.loss_resolution=64", "sync.grad_through_unet=false"]
-    if app == "panorama" and not any(a.startswith("width=") for a in args):
+    # a keep= mask is drawn for its init='s own canvas (1536x512): a narrower one would be another aspect
+    if app == "panorama" and not any(a.startswith(("width=", "keep=")) for a in args):
         extra.append("width=1024")
     if app == "splats":
         extra += ["width=128", "height=128"]

@@ -16,7 +16,8 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic.fields import FieldInfo
 
-from syncframe.config import REGISTRIES, KeepOptions, RunOptions, group_entry, group_names, resolve
+from syncframe.config import REGISTRIES, RunOptions, group_entry, group_names, resolve
+from syncframe.keep import KeepOptions
 from syncframe.registry import APPS
 from syncframe.options import Options, PathMark, TextMark
 
